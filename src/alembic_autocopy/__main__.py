@@ -1,0 +1,3 @@
+from alembic_autocopy.main import main
+
+raise SystemExit(main())

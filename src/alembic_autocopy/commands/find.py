@@ -1,0 +1,56 @@
+"""``alembic-autocopy find REV``: every location of a revision in every source."""
+
+from __future__ import annotations
+
+import argparse
+
+from alembic_autocopy.commands import options_from, project_from
+from alembic_autocopy.commands.common import show_inventory_warnings
+from alembic_autocopy.errors import AutocopyError
+from alembic_autocopy.output import Output
+from alembic_autocopy.planning import locations_of
+from alembic_autocopy.report import candidate_json, source_of
+
+DESCRIPTION = """\
+Print every place that holds REV (a full revision id or a unique prefix): this worktree, the
+other worktrees, configured folders, with the content's sha256 so that different files with
+the same id stand out. Does not touch the database.
+"""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("revision", metavar="REV", help="revision id or unique prefix")
+
+
+def run(args: argparse.Namespace, out: Output) -> int:
+    from alembic_autocopy import repair
+
+    inventory = repair.inventory(project_from(args), options_from(args))
+    show_inventory_warnings(inventory, out)
+    matches = locations_of(inventory.all, args.revision)
+    revisions = sorted({c.revision for c in matches})
+    if not matches:
+        raise AutocopyError(
+            f"revision {args.revision} found nowhere (searched this worktree, "
+            f"{len({c.location.worktree for c in inventory.elsewhere})} other place(s))",
+            hint="`alembic-autocopy list --no-db` shows every revision that exists")
+    if len(revisions) > 1:
+        raise AutocopyError(
+            f"{args.revision} is ambiguous: it starts {len(revisions)} revisions "
+            f"({', '.join(revisions)})", hint="give more characters of the id")
+    revision = revisions[0]
+    contents = {c.sha256 for c in matches}
+    first = matches[0]
+    message = f"  {first.header.message}" if first.header.message else ""
+    out.result(f"{revision}{message}")
+    for candidate in matches:
+        flags = [f"sha256 {candidate.sha256[:12]}"]
+        if candidate.location.committed is not None:
+            flags.append("committed" if candidate.location.committed else "not committed")
+        out.result(f"  {source_of(candidate)}  ({', '.join(flags)})")
+    if len(contents) > 1:
+        out.warn(f"revision {revision} has {len(contents)} different contents; "
+                 "`upgrade --prefer` chooses one")
+    out.emit({"ok": True, "revision": revision, "distinct_contents": len(contents),
+              "locations": [candidate_json(c) for c in matches]})
+    return 0

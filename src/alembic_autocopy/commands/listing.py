@@ -1,0 +1,84 @@
+"""``alembic-autocopy list``: every revision across all sources."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from alembic_autocopy.commands import options_from, project_from
+from alembic_autocopy.commands.common import show_inventory_warnings
+from alembic_autocopy.model import Candidate
+from alembic_autocopy.output import Output
+from alembic_autocopy.planning import closeness
+from alembic_autocopy.report import header_json, location_json
+
+DESCRIPTION = """\
+Print every revision found in this worktree and every other source: its parents, message,
+where it is, whether this worktree has it, and whether the database has applied it
+(--no-db skips the database, and imports neither Alembic nor SQLAlchemy).
+"""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--no-db", action="store_true",
+                        help="do not ask the database what is applied")
+
+
+def run(args: argparse.Namespace, out: Output) -> int:
+    from alembic_autocopy import repair
+
+    project = project_from(args)
+    inventory = repair.inventory(project, options_from(args))
+    show_inventory_warnings(inventory, out)
+    by_revision: dict[str, list[Candidate]] = {}
+    for candidate in inventory.all:
+        by_revision.setdefault(candidate.revision, []).append(candidate)
+    local_ids = inventory.local_ids()
+    applied: set[str] | None = None
+    database_heads: list[str] = []
+    if not args.no_db:
+        from alembic_autocopy import database, graph
+
+        state = database.read_state(project)
+        database_heads = list(state.heads)
+        headers = [group[0].header for group in by_revision.values()]
+        known = {h.revision for h in headers}
+        applied = graph.ancestry(headers, [h for h in state.heads if h in known])
+        applied |= set(state.heads)
+    rows: list[dict[str, Any]] = []
+    for revision in sorted(by_revision):
+        group = sorted(by_revision[revision], key=closeness)
+        rows.append({
+            **header_json(group[0].header),
+            "here": revision in local_ids,
+            "applied": None if applied is None else revision in applied,
+            "distinct_contents": len({c.sha256 for c in group}),
+            "locations": [{**location_json(c.location), "sha256": c.sha256} for c in group],
+        })
+    for row in rows:
+        _print_row(row, out)
+    missing = [h for h in database_heads if h not in by_revision]
+    for head in missing:
+        out.line(f"{head}  (applied in the database, found in no source)")
+    out.result(f"{len(rows)} revision(s), {sum(1 for r in rows if r['here'])} in this worktree"
+               + ("" if applied is None else
+                  f", {sum(1 for r in rows if r['applied'])} applied"))
+    out.emit({"ok": True, "database_heads": database_heads if not args.no_db else None,
+              "revisions": rows, "applied_but_found_nowhere": missing})
+    return 0
+
+
+def _print_row(row: dict[str, Any], out: Output) -> None:
+    parents = ", ".join(row["down_revisions"]) or "<base>"
+    state = ["here" if row["here"] else "not here"]
+    if row["applied"] is not None:
+        state.append("applied" if row["applied"] else "not applied")
+    if row["distinct_contents"] > 1:
+        state.append(f"{row['distinct_contents']} different contents!")
+    message = f"  {row['message']}" if row["message"] else ""
+    out.line(f"{row['revision']} <- {parents}{message}  [{', '.join(state)}]")
+    for location in row["locations"]:
+        out.detail(f"    {location['description']}: {location['path']}")
+    if not out.verbose:
+        where = sorted({loc["description"] for loc in row["locations"]})
+        out.line(f"    in: {'; '.join(where)}")

@@ -1,0 +1,75 @@
+"""``alembic-autocopy upgrade [TARGET]``: plan, place, then ONE Alembic upgrade."""
+
+from __future__ import annotations
+
+import argparse
+
+from alembic_autocopy.commands import add_prefer, options_from, project_from
+from alembic_autocopy.commands.common import show_inventory_warnings
+from alembic_autocopy.output import Output
+from alembic_autocopy.report import manifest_entry_json, plan_json, plan_lines
+
+DESCRIPTION = """\
+Read the revisions the database has applied; find every one this worktree lacks, with its whole
+ancestry (parents and depends_on), in the other worktrees and configured folders; copy them
+into this worktree's versions folder (hidden from git by an untracked .gitignore there); then
+run ONE Alembic upgrade to TARGET (default: head). When the brought-in revisions give this
+worktree several heads, the upgrade goes to every head (as `alembic upgrade heads`) and says so.
+Nothing is written when any needed revision is missing or ambiguous.
+"""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("target", nargs="?", default="head",
+                        help="revision to upgrade to (default: head)")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="print the plan (every revision and its source); change nothing")
+    add_prefer(parser)
+
+
+def run(args: argparse.Namespace, out: Output) -> int:
+    from alembic_autocopy import repair
+
+    project = project_from(args)
+    report = repair.repair(project, args.target, options_from(args))
+    situation = report.situation
+    show_inventory_warnings(situation.inventory, out)
+    plan = situation.plan
+    verb = "Would bring in" if report.dry_run else "Brought in"
+    if plan.bring:
+        out.line(f"The database has {len(plan.unknown_applied)} revision(s) this worktree "
+                 f"lacks: {', '.join(plan.unknown_applied)}")
+        out.line(f"{verb} {len(plan.bring)} migration(s), parents first:")
+        for text in plan_lines(plan):
+            out.line(text)
+    if report.upgraded_to_every_head:
+        prefix = "Would upgrade" if report.dry_run else "Upgrading"
+        out.line(f"{prefix} to every head: this worktree now has several heads "
+                 "(its own and the other worktree's), so `head` means `heads`.")
+    if report.dry_run:
+        out.result(f"Dry run: nothing changed. Next: alembic-autocopy upgrade "
+                   f"{args.target if args.target != 'head' else ''}".rstrip())
+    else:
+        if report.applied:
+            out.line(f"Applied {len(report.applied)} migration(s): {', '.join(report.applied)}")
+        heads = ", ".join(report.heads_after) or "(empty)"
+        several = " (several heads: each branch of work is applied)" if len(
+            report.heads_after) > 1 else ""
+        if not plan.bring and not report.applied:
+            out.result(f"Nothing to do: the database is at {heads}.")
+        else:
+            out.result(f"Done. Database heads: {heads}{several}")
+    out.emit({
+        "ok": True,
+        "dry_run": report.dry_run,
+        "plan": plan_json(plan),
+        "placed": [manifest_entry_json(e) for e in report.placed],
+        "target": report.target,
+        "upgraded_to_every_head": report.upgraded_to_every_head,
+        "applied": report.applied,
+        "heads_before": list(report.heads_before),
+        "heads_after": list(report.heads_after),
+        "skipped": [{"path": s.path, "reason": s.reason} for s in situation.inventory.skipped],
+        "notes": situation.inventory.notes,
+    })
+    return 0

@@ -1,0 +1,85 @@
+"""The one adapter to Alembic's own revision graph (``RevisionMap``).
+
+Parsed headers become ``alembic.script.revision.Revision`` objects; Alembic then answers what
+it already knows: heads, ancestry, merges, branch labels, cycles, missing parents. Importing
+this module imports alembic (~340 ms): only commands that talk to the database use it.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterable, Sequence
+
+from alembic.script.revision import Revision, RevisionError, RevisionMap
+
+from alembic_autocopy.errors import AutocopyError
+from alembic_autocopy.model import MigrationHeader
+
+
+class GraphError(AutocopyError):
+    """The revisions do not form a graph Alembic can load (cycle, missing parent, ...)."""
+
+
+def revision_map(headers: Iterable[MigrationHeader]) -> RevisionMap:
+    revisions = [
+        Revision(
+            header.revision,
+            _one_or_tuple(header.down_revisions),
+            dependencies=_one_or_tuple(header.depends_on),
+            branch_labels=_one_or_tuple(header.branch_labels),
+        )
+        for header in headers
+    ]
+    return RevisionMap(lambda: revisions)
+
+
+def _one_or_tuple(values: tuple[str, ...]) -> str | tuple[str, ...] | None:
+    if not values:
+        return None
+    return values[0] if len(values) == 1 else values
+
+
+def validate(headers: Sequence[MigrationHeader]) -> tuple[str, ...]:
+    """Build the graph as Alembic will; return its heads or raise GraphError saying why not."""
+    graph = revision_map(headers)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            heads = graph.heads
+        missing = [str(w.message) for w in caught if "is not present" in str(w.message)]
+    except (RevisionError, KeyError) as error:
+        raise GraphError(f"the revisions do not form a valid Alembic graph: {error}") from error
+    if missing:
+        raise GraphError(f"the revisions would still not load: {missing[0]}")
+    return tuple(heads)
+
+
+def heads(headers: Sequence[MigrationHeader]) -> tuple[str, ...]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return tuple(revision_map(headers).heads)
+
+
+def ancestry(headers: Sequence[MigrationHeader], tips: Iterable[str]) -> set[str]:
+    """Every revision at or below ``tips`` (parents and dependencies), by Alembic's rules."""
+    tip_list = [tip for tip in tips if tip]
+    if not tip_list:
+        return set()
+    graph = revision_map(headers)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        nodes = graph._get_ancestor_nodes(graph.get_revisions(tuple(tip_list)))
+        return {node.revision for node in nodes if node is not None}
+
+
+def newly_applied(headers: Sequence[MigrationHeader], before: Iterable[str],
+                  after: Iterable[str]) -> list[str]:
+    """Revisions applied between two database states, in the order Alembic applies them."""
+    done_before = ancestry(headers, before)
+    done_after = ancestry(headers, after)
+    graph = revision_map(headers)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        order = [rev.revision for rev in graph.iterate_revisions(tuple(graph.heads), "base")]
+    order.reverse()
+    return [rev for rev in order if rev in done_after and rev not in done_before]

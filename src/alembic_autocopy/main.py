@@ -1,0 +1,155 @@
+"""Command line: parse, dispatch to ``commands/<verb>.py``, turn errors into exit codes.
+
+Imports stay light here: a command that needs no database never imports alembic.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import importlib
+import os
+import sys
+import tempfile
+import traceback
+from collections.abc import Sequence
+
+from alembic_autocopy import __version__
+from alembic_autocopy.errors import (
+    EXIT_FAILED,
+    EXIT_INTERNAL,
+    EXIT_INTERRUPTED,
+    EXIT_USAGE,
+    AutocopyError,
+)
+from alembic_autocopy.output import Output
+
+# verb -> (module under alembic_autocopy.commands, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "upgrade": ("upgrade", "bring in every missing migration, then upgrade the database once"),
+    "check": ("check", "exit 1 if the database holds revisions this worktree lacks (changes "
+                       "nothing)"),
+    "find": ("find", "every location of a revision in every source"),
+    "list": ("listing", "every revision across all sources, with where it is and its state"),
+    "clean": ("clean", "remove the copies this tool placed whose content is unchanged"),
+    "demo": ("demo", "a two-worktree project on SQLite, broken then repaired, in a temp folder"),
+}
+
+DESCRIPTION = """\
+Many git worktrees, one Alembic database. When another worktree applied migrations that this
+worktree's files lack, Alembic stops on "Can't locate revision identified by ...".
+alembic-autocopy reads what the database applied, finds every missing revision and its whole
+ancestry in sibling worktrees and configured folders, copies them in where git does not see
+them, and upgrades once.
+
+Exit codes: 0 done, 1 could not complete (the reason is printed), 2 usage or configuration
+error, 3 internal error (run with --traceback and report it), 130 interrupted.
+"""
+
+
+def common_options() -> argparse.ArgumentParser:
+    """Options every command accepts, before or after the verb."""
+    parent = argparse.ArgumentParser(add_help=False)
+    group = parent.add_argument_group("common options")
+    group.add_argument("-c", "--config", action="append", default=None, metavar="FILE",
+                       help="Alembic config file (alembic.ini or pyproject.toml); default: "
+                            "$ALEMBIC_CONFIG or alembic.ini in the current folder; may be "
+                            "given twice (an ini and a pyproject.toml), as with alembic")
+    group.add_argument("-n", "--name", default=None, metavar="SECTION",
+                       help="ini section of the Alembic config (default: alembic)")
+    group.add_argument("-x", action="append", default=None, metavar="KEY=VALUE",
+                       help="extra argument for env.py (context.get_x_argument), repeatable")
+    group.add_argument("--json", action="store_true", default=None,
+                       help="print one JSON document on stdout instead of text")
+    group.add_argument("-q", "--quiet", action="store_true", default=None,
+                       help="print only the final result line and errors")
+    group.add_argument("-v", "--verbose", action="store_true", default=None,
+                       help="print more detail (every source, every skipped file)")
+    group.add_argument("--color", choices=("auto", "always", "never"), default=None,
+                       help="colour the text output (default: auto, only on a terminal)")
+    group.add_argument("--traceback", action="store_true", default=None,
+                       help="show the Python traceback of an error")
+    return parent
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = common_options()
+    parser = argparse.ArgumentParser(
+        prog="alembic-autocopy", description=DESCRIPTION, parents=[common],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for verb, (module_name, help_text) in COMMANDS.items():
+        module = importlib.import_module(f"alembic_autocopy.commands.{module_name}")
+        sub = subparsers.add_parser(
+            verb, help=help_text, description=getattr(module, "DESCRIPTION", help_text),
+            parents=[common], formatter_class=argparse.RawDescriptionHelpFormatter)
+        module.add_arguments(sub)
+        sub.set_defaults(handler=module.run)
+    return parser
+
+
+def _merge_defaults(args: argparse.Namespace) -> None:
+    defaults = {"config": [], "name": "alembic", "x": [], "json": False, "quiet": False,
+                "verbose": False, "color": "auto", "traceback": False}
+    for key, value in defaults.items():
+        if getattr(args, key, None) is None:
+            setattr(args, key, value)
+
+
+def make_output(args: argparse.Namespace) -> Output:
+    color = {"auto": None, "always": True, "never": False}[args.color]
+    return Output(json_mode=args.json, quiet=args.quiet, verbose=args.verbose, color=color)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _merge_defaults(args)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return EXIT_USAGE
+    out = make_output(args)
+    try:
+        code: int = args.handler(args, out)
+        return code
+    except KeyboardInterrupt:
+        out.error("interrupted")
+        return EXIT_INTERRUPTED
+    except AutocopyError as error:
+        if args.traceback:
+            traceback.print_exc()
+        if args.json:
+            out.emit({"ok": False, "error": error.message, "hint": error.hint,
+                      "exit_code": error.exit_code})
+        out.error(error.message, error.hint)
+        return error.exit_code
+    except BrokenPipeError:
+        return EXIT_FAILED
+    except Exception:  # a bug: say so, keep the details
+        log = _write_crash_log()
+        if args.traceback:
+            traceback.print_exc()
+        out.error(f"internal error in alembic-autocopy {__version__} "
+                  f"(details in {log})",
+                  hint="run again with --traceback and report it")
+        return EXIT_INTERNAL
+
+
+def _write_crash_log() -> str:
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    path = os.path.join(tempfile.gettempdir(), f"alembic-autocopy-crash-{stamp}.log")
+    try:
+        with open(path, "w", encoding="utf-8") as handle:
+            handle.write(f"alembic-autocopy {__version__}, Python {sys.version}\n")
+            handle.write(f"argv: {sys.argv}\n\n")
+            traceback.print_exc(file=handle)
+    except OSError:
+        return "(no crash log could be written)"
+    return path
+
+
+def usage_error(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return EXIT_USAGE
