@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import subprocess
 import sys
-from argparse import Namespace
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -214,8 +214,11 @@ def _has_schemas(db: Database) -> bool:
 
 
 def _alembic_init(root: Path, template: str) -> None:
-    config = Config(str(root / "alembic.ini"), stdout=io.StringIO(), cmd_opts=Namespace(quiet=True))
-    command.init(config, str(root / "migrations"), template=template)
+    # Silenced by redirection: quiet=True does not reach the "Generating ..." lines, which
+    # come from a ScriptDirectory that init builds without the config's messaging options.
+    with contextlib.redirect_stdout(io.StringIO()):
+        config = Config(str(root / "alembic.ini"))
+        command.init(config, str(root / "migrations"), template=template)
 
 
 def _configure_ini(ini: Path, url: str, file_template: str | None) -> None:
