@@ -138,6 +138,8 @@ def order_parents_first(chosen: Mapping[str, Candidate]) -> list[Candidate]:
     """Topological order of the chosen candidates (ties broken by revision id)."""
     ordered: list[Candidate] = []
     state: dict[str, int] = {}  # 1 = visiting, 2 = done
+    by_label = {label: revision for revision, candidate in chosen.items()
+                for label in candidate.header.branch_labels}
 
     def visit(revision: str) -> None:
         if state.get(revision) == 2:
@@ -146,6 +148,7 @@ def order_parents_first(chosen: Mapping[str, Candidate]) -> list[Candidate]:
             return  # a cycle; RevisionMap validation reports it before anything is written
         state[revision] = 1
         for parent in sorted(chosen[revision].header.needs):
+            parent = by_label.get(parent, parent)  # depends_on may name a branch label
             if parent in chosen:
                 visit(parent)
         state[revision] = 2

@@ -1,0 +1,137 @@
+"""Configuration is found where `alembic` finds it; tool settings where the README says."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from alembic_autocopy.errors import ConfigError
+from alembic_autocopy.project import load_project
+from support import BASE_REV, Database, make_repo
+
+INI = """\
+[alembic]
+script_location = %(here)s/migrations
+path_separator = os
+sqlalchemy.url = sqlite://
+
+[other]
+script_location = %(here)s/elsewhere
+
+[alembic-autocopy]
+search = ~/Proj-*, ../siblings/*
+lock_timeout = 5
+"""
+
+
+def write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_alembic_ini_in_the_current_folder(tmp_path: Path) -> None:
+    write(tmp_path / "alembic.ini", INI)
+    project = load_project(cwd=tmp_path, environ={})
+    assert project.ini_path == tmp_path / "alembic.ini"
+    assert project.version_locations == (tmp_path / "migrations" / "versions",)
+    assert project.tool.search == ("~/Proj-*", "../siblings/*")
+    assert project.tool.lock_timeout == 5.0
+
+
+def test_section_chosen_with_name(tmp_path: Path) -> None:
+    write(tmp_path / "alembic.ini", INI)
+    project = load_project(section="other", cwd=tmp_path, environ={})
+    assert project.script_location == tmp_path / "elsewhere"
+
+
+def test_alembic_config_environment_variable(tmp_path: Path) -> None:
+    write(tmp_path / "conf" / "db.ini", INI)
+    project = load_project(cwd=tmp_path, environ={"ALEMBIC_CONFIG": "conf/db.ini"})
+    assert project.ini_path == tmp_path / "conf" / "db.ini"
+    assert project.script_location == tmp_path / "conf" / "migrations"
+
+
+def test_explicit_config_that_does_not_exist(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_project(["missing.ini"], cwd=tmp_path, environ={})
+
+
+def test_pyproject_only(tmp_path: Path) -> None:
+    write(tmp_path / "pyproject.toml", """\
+[tool.alembic]
+script_location = "%(here)s/db"
+version_locations = ["%(here)s/db/versions", "%(here)s/db/more"]
+
+[tool.alembic-autocopy]
+search = ["~/Proj-*"]
+trust_database = true
+""")
+    project = load_project(cwd=tmp_path, environ={})
+    assert project.ini_path is None
+    assert project.version_locations == (tmp_path / "db" / "versions", tmp_path / "db" / "more")
+    assert project.tool.search == ("~/Proj-*",)
+    assert project.tool.trust_database is True
+
+
+def test_version_locations_with_separator(tmp_path: Path) -> None:
+    write(tmp_path / "alembic.ini", "[alembic]\nscript_location = m\npath_separator = ;\n"
+          "version_locations = %(here)s/a;%(here)s/b\n")
+    project = load_project(cwd=tmp_path, environ={})
+    assert project.version_locations == (tmp_path / "a", tmp_path / "b")
+
+
+def test_no_configuration_at_all(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no Alembic configuration found"):
+        load_project(cwd=tmp_path, environ={})
+
+
+def test_search_globs_expand_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    (tmp_path / "home" / "Proj-a").mkdir(parents=True)
+    (tmp_path / "home" / "Proj-b").mkdir()
+    (tmp_path / "home" / "Other").mkdir()
+    write(tmp_path / "proj" / "alembic.ini", INI)
+    project = load_project(cwd=tmp_path / "proj", environ={})
+    assert project.search_folders() == [tmp_path / "home" / "Proj-a",
+                                        tmp_path / "home" / "Proj-b"]
+
+
+def test_x_arguments_reach_env_py(tmp_path: Path, sqlite_db: Database) -> None:
+    """-x key=value is handed to env.py (context.get_x_argument), as with alembic."""
+    repo = make_repo(tmp_path, sqlite_db)
+    env_py = repo.main.path / "migrations" / "env.py"
+    env_py.write_text(env_py.read_text().replace(
+        "def run_migrations_online() -> None:",
+        "def run_migrations_online() -> None:\n"
+        "    import pathlib\n"
+        "    pathlib.Path('x-args.json').write_text(\n"
+        "        __import__('json').dumps(context.get_x_argument(as_dictionary=True)))\n", 1))
+    repo.main.alembic("upgrade", "head", check=True)
+    result = repo.main.autocopy("check", "-x", "tenant=acme")
+    assert result.returncode == 0, result.stderr
+    assert json.loads((repo.main.path / "x-args.json").read_text()) == {"tenant": "acme"}
+    assert BASE_REV in result.stdout
+
+
+def test_folder_configured_in_the_ini_is_searched(tmp_path: Path, sqlite_db: Database) -> None:
+    """A configured folder that is not a worktree (a copy of the project elsewhere)."""
+    repo = make_repo(tmp_path, sqlite_db)
+    main = repo.main
+    main.alembic("upgrade", "head", check=True)
+    elsewhere = tmp_path / "Proj-copy"
+    (elsewhere / "migrations" / "versions").mkdir(parents=True)
+    other = main.versions / "f00000000001_elsewhere.py"
+    main.write_migration("f00000000001", down=BASE_REV, message="elsewhere")
+    main.alembic("upgrade", "head", check=True)
+    other.rename(elsewhere / "migrations" / "versions" / other.name)
+    ini = main.path / "alembic.ini"
+    ini.write_text(ini.read_text() + f"\n[alembic-autocopy]\nsearch = {tmp_path}/Proj-c*\n")
+
+    result = main.autocopy("upgrade")
+
+    assert result.returncode == 0, result.stderr
+    assert f"folder {elsewhere}" in result.stdout
+    assert (main.versions / other.name).exists()
