@@ -37,8 +37,9 @@ def run(args: argparse.Namespace, out: Output) -> int:
     plan = situation.plan
     verb = "Would bring in" if report.dry_run else "Brought in"
     if plan.bring:
-        out.line(f"The database has {len(plan.unknown_applied)} revision(s) this worktree "
-                 f"lacks: {', '.join(plan.unknown_applied)}")
+        out.line(f"The database has applied {', '.join(plan.unknown_applied)}, unknown to "
+                 f"this worktree; with its ancestry, {len(plan.bring)} migration(s) are "
+                 "missing here.")
         out.line(f"{verb} {len(plan.bring)} migration(s), parents first:")
         for text in plan_lines(plan):
             out.line(text)
