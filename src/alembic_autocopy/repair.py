@@ -121,12 +121,17 @@ def ensure_plan_possible(situation: Situation) -> None:
 
 
 def repair(project: ProjectConfig, target: str = "head", options: Options | None = None,
-           on_version_apply: Sequence[Callable[..., None]] = ()) -> RepairReport:
-    """Bring in every missing revision (whole ancestry), then ONE Alembic upgrade."""
+           on_version_apply: Sequence[Callable[..., None]] = (), *, upgrade: bool = True,
+           situation: Situation | None = None) -> RepairReport:
+    """Bring in every missing revision (whole ancestry), then ONE Alembic upgrade.
+
+    ``upgrade=False`` only places the copies: for a caller (``run``) whose own command
+    upgrades next. ``situation``: an assessment already made (saves reading the database
+    twice)."""
     from alembic_autocopy import database, graph
 
     options = options or Options()
-    situation = assess(project, options)
+    situation = situation if situation is not None else assess(project, options)
     ensure_plan_possible(situation)
     root = situation.worktree_root
     bring = situation.plan.bring
@@ -145,6 +150,8 @@ def repair(project: ProjectConfig, target: str = "head", options: Options | None
     placement.reconcile(manifest, root)
     if placements:
         report.placed = placement.place(placements, manifest, read_file_content, root)
+    if not upgrade:
+        return report
     result = database.upgrade(project, report.target, on_version_apply)
     report.applied = result.applied
     report.heads_before = result.before
