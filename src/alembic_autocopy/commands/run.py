@@ -1,0 +1,269 @@
+"""``alembic-autocopy run -- CMD ...``: run a command that runs Alembic; repair and re-run it
+when it stops on a revision this worktree lacks.
+
+The command's output streams through unchanged while it is scanned for Alembic's two
+symptoms of a missing revision: ``Can't locate revision identified by 'X'`` (the database
+holds X) and the bare ``KeyError: 'W'`` that follows when X is present but its parent W is
+not (a half-copied chain). The same first text is printed for a typo (``alembic upgrade
+zzzz``), so nothing is done unless the id really is one the database needs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import IO, TYPE_CHECKING, Any
+
+from alembic_autocopy.commands import add_prefer, options_from
+from alembic_autocopy.errors import AutocopyError, UsageError
+from alembic_autocopy.output import Output
+from alembic_autocopy.project import ProjectConfig, load_project
+
+if TYPE_CHECKING:
+    from alembic_autocopy.repair import RepairReport, Situation
+
+DESCRIPTION = """\
+Run CMD (anything that runs Alembic: `alembic upgrade head`, `flask db upgrade`, a start
+script). Its output passes through unchanged. When it fails because the database holds a
+revision this worktree lacks ("Can't locate revision identified by ...", or the KeyError of a
+half-present chain), every missing revision and its whole ancestry is brought in, then CMD runs
+again (at most --max-attempts times in all). The exit code is CMD's own. A failure for any
+other reason, or an id the database does not hold (a typo), is not retried.
+
+The Alembic configuration is -c/-n/-x when given, else the one an `alembic` CMD names with
+its own -c/-n/-x, else alembic.ini in the current folder. With --json, CMD's standard output
+goes to standard error, so that standard output holds only the JSON document.
+"""
+
+# Alembic: CommandError("Can't locate revision identified by %r"); RevisionMap: KeyError(id).
+_CANT_LOCATE = re.compile(r"Can't locate revision identified by '([^'\s]+)'")
+_KEY_ERROR = re.compile(r"KeyError: '([^'\s]+)'")
+_MAX_LINE = 65536  # a longer line is scanned in pieces; an id is never that long
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--max-attempts", type=int, default=3, metavar="N",
+                        help="run CMD at most N times in all (default: 3)")
+    add_prefer(parser)
+    parser.add_argument("command", nargs=argparse.REMAINDER, metavar="-- CMD ...",
+                        help="the command to run, after --")
+
+
+@dataclass
+class Attempt:
+    """One run of the command: how it ended and the revision ids Alembic said it lacks."""
+
+    exit_code: int
+    missing: list[str] = field(default_factory=list)
+
+
+class _Scanner:
+    """Collects the ids named by Alembic's missing-revision messages, line by line."""
+
+    def __init__(self) -> None:
+        self.missing: list[str] = []
+        self._lock = threading.Lock()
+
+    def scan_line(self, line: str) -> None:
+        for pattern in (_CANT_LOCATE, _KEY_ERROR):
+            for match in pattern.finditer(line):
+                with self._lock:
+                    if match.group(1) not in self.missing:
+                        self.missing.append(match.group(1))
+
+
+def _pump(source: IO[bytes], target: IO[bytes], scanner: _Scanner) -> None:
+    """Copy ``source`` to ``target`` as it comes (no buffering of whole lines), scanning it."""
+    pending = b""
+    descriptor = source.fileno()
+    while True:
+        chunk = os.read(descriptor, 65536)
+        if not chunk:
+            break
+        try:
+            target.write(chunk)
+            target.flush()
+        except (BrokenPipeError, ValueError):
+            pass  # our reader went away: keep draining so the command is never blocked
+        pending += chunk
+        *lines, pending = pending.split(b"\n")
+        for line in lines:
+            scanner.scan_line(line.decode("utf-8", "replace"))
+        if len(pending) > _MAX_LINE:
+            scanner.scan_line(pending.decode("utf-8", "replace"))
+            pending = pending[-256:]
+    if pending:
+        scanner.scan_line(pending.decode("utf-8", "replace"))
+
+
+def run_once(command: Sequence[str], stdout: IO[bytes], stderr: IO[bytes]) -> Attempt:
+    """Run ``command`` (stdin inherited), stream its output, return how it ended."""
+    scanner = _Scanner()
+    try:
+        process = subprocess.Popen(list(command), stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE)
+    except FileNotFoundError:
+        raise UsageError(f"command not found: {command[0]}",
+                         hint="check its spelling, or that it is on PATH") from None
+    except PermissionError:
+        raise UsageError(f"command cannot be run: {command[0]} (permission denied)") from None
+    assert process.stdout is not None and process.stderr is not None
+    pumps = [threading.Thread(target=_pump, args=(process.stdout, stdout, scanner), daemon=True),
+             threading.Thread(target=_pump, args=(process.stderr, stderr, scanner), daemon=True)]
+    for pump in pumps:
+        pump.start()
+    try:
+        code = process.wait()
+    except KeyboardInterrupt:
+        # The command got the same Ctrl-C (same process group): let it finish its way.
+        process.wait()
+        for pump in pumps:
+            pump.join()
+        raise
+    for pump in pumps:
+        pump.join()
+    if code < 0:  # killed by a signal: report it the way a shell does
+        code = 128 - code
+    return Attempt(code, scanner.missing)
+
+
+def alembic_options(command: Sequence[str]) -> tuple[list[str], str | None, list[str]]:
+    """``-c``/``-n``/``-x`` given to an ``alembic`` command (``alembic ...`` or ``python -m
+    alembic ...``), read up to its sub-command: (config files, section, x arguments)."""
+    start = None
+    for index, word in enumerate(command):
+        if os.path.basename(word) == "alembic" or (
+                word == "alembic" and index > 0 and command[index - 1] == "-m"):
+            start = index + 1
+            break
+    configs: list[str] = []
+    section: str | None = None
+    x_args: list[str] = []
+    if start is None:
+        return configs, section, x_args
+    words = list(command[start:])
+    index = 0
+    while index < len(words):
+        word = words[index]
+        if not word.startswith("-"):
+            break  # the sub-command: its own options are not the configuration
+        name, equals, value = word.partition("=")
+        if name in ("-c", "--config", "-n", "--name", "-x"):
+            if not equals:
+                index += 1
+                if index >= len(words):
+                    break
+                value = words[index]
+            if name in ("-c", "--config"):
+                configs.append(value)
+            elif name in ("-n", "--name"):
+                section = value
+            else:
+                x_args.append(value)
+        index += 1
+    return configs, section, x_args
+
+
+def project_for(args: argparse.Namespace, command: Sequence[str]) -> ProjectConfig:
+    """Our own -c/-n/-x win; else those the wrapped ``alembic`` command was given."""
+    configs, section, x_args = alembic_options(command)
+    name = args.name if args.name != "alembic" else (section or "alembic")
+    return load_project(args.config or configs, name, args.x or x_args)
+
+
+def needed_ids(project: ProjectConfig, args: argparse.Namespace) -> tuple[Situation, set[str]]:
+    """Assess the worktree; return (situation, every id a repair would legitimately bring).
+
+    Besides what the database applied, the parents this worktree's own files name but lack
+    (a half-present chain: Alembic's bare KeyError) are planned too.
+    """
+    from alembic_autocopy import repair
+
+    options = options_from(args)
+    situation = repair.assess(project, options)
+    local = [c.header for c in situation.inventory.local]
+    known = {h.revision for h in local} | {label for h in local for label in h.branch_labels}
+    dangling = [parent for h in local for parent in h.needs if parent not in known]
+    if dangling:
+        wanted = list(dict.fromkeys([*situation.applied, *dangling]))
+        situation = repair.assess(project, options, applied=wanted, found=situation.inventory)
+    plan = situation.plan
+    return situation, set(plan.unknown_applied) | {c.revision for c in plan.bring}
+
+
+def repair_for(attempt: Attempt, args: argparse.Namespace, command: Sequence[str],
+               note: Output) -> RepairReport | None:
+    """Place what the database needs, if the failure really was a missing revision."""
+    from alembic_autocopy import repair
+
+    project = project_for(args, command)
+    situation, ids = needed_ids(project, args)
+    real = [rev for rev in attempt.missing if rev in ids]
+    if not real:
+        shown = ", ".join(attempt.missing)
+        note.line(f"alembic-autocopy: {shown} is not a revision the database needs (a typo?): "
+                  "nothing to repair")
+        return None
+    report = repair.repair(project, "head", options_from(args), upgrade=False,
+                           situation=situation)
+    bring = report.situation.plan.bring
+    note.line(f"alembic-autocopy: brought in {len(bring)} migration(s), parents first: "
+              + ", ".join(c.revision for c in bring))
+    if report.upgraded_to_every_head:
+        note.warn("this worktree now has several heads (its own and the database's): "
+                  "`alembic upgrade head` will refuse; use `alembic upgrade heads` "
+                  "or `alembic-autocopy upgrade`")
+    return report
+
+
+def run(args: argparse.Namespace, out: Output) -> int:
+    command = list(args.command)
+    if command and command[0] == "--":
+        command = command[1:]
+    if not command:
+        raise UsageError("no command to run",
+                         hint="alembic-autocopy run -- alembic upgrade head")
+    if args.max_attempts < 1:
+        raise UsageError(f"--max-attempts must be at least 1 (got {args.max_attempts})")
+    # Our own lines go to stderr: the command's stdout stays exactly its own.
+    note = Output(json_mode=out.json_mode, quiet=out.quiet, verbose=out.verbose,
+                  color=out.color, stdout=sys.stderr)
+    stdout = sys.stderr.buffer if out.json_mode else sys.stdout.buffer
+    sys.stdout.flush()
+    attempts: list[Attempt] = []
+    repairs: list[dict[str, Any]] = []
+    error: AutocopyError | None = None
+    while True:
+        attempt = run_once(command, stdout, sys.stderr.buffer)
+        attempts.append(attempt)
+        if attempt.exit_code == 0 or not attempt.missing:
+            break
+        if len(attempts) >= args.max_attempts:
+            note.warn(f"gave up after {len(attempts)} attempt(s) (--max-attempts)")
+            break
+        try:
+            report = repair_for(attempt, args, command, note)
+        except AutocopyError as failure:
+            error = failure
+            note.error(failure.message, failure.hint)
+            break
+        if report is None or not report.placed:
+            break  # nothing new in place: the same failure would come back
+        repairs.append({"brought_in": [e.revision for e in report.placed],
+                        "copies": [e.path for e in report.placed],
+                        "several_heads": report.upgraded_to_every_head})
+        note.line(f"alembic-autocopy: running again: {' '.join(command)}")
+    final = attempts[-1].exit_code
+    out.emit({"ok": final == 0, "exit_code": final, "command": command,
+              "attempts": [{"exit_code": a.exit_code, "missing": a.missing} for a in attempts],
+              "repairs": repairs,
+              "error": None if error is None else {"message": error.message,
+                                                   "hint": error.hint}})
+    return final
+
