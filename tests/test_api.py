@@ -1,0 +1,127 @@
+"""`alembic_autocopy.ensure_database_current`: called from real scripts in real worktrees."""
+
+from __future__ import annotations
+
+import json
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+from support import BASE_REV, Database, Repo, Worktree, make_repo, run
+
+REPORT = """
+def as_json(report):
+    return json.dumps({
+        "brought_in": [item.revision for item in report.brought_in],
+        "copies_exist": all(os.path.isfile(item.path) for item in report.brought_in),
+        "applied": list(report.applied),
+        "heads": sorted(report.heads),
+        "target": report.target,
+        "changed": report.changed,
+    })
+"""
+
+
+def _script(worktree: Worktree, body: str) -> dict[str, Any]:
+    path = worktree.path.parent / "app_start.py"
+    source = "import json, os, sys\n" + REPORT + textwrap.dedent(body)
+    path.write_text(source, encoding="utf-8")
+    result = run([sys.executable, str(path)], cwd=worktree.path, check=True)
+    document: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
+    return document
+
+
+def _diverged(repo: Repo) -> tuple[Worktree, list[str], str]:
+    """a applied three migrations; b has one of its own (not applied) and lacks a's."""
+    a = repo.add_worktree("a")
+    ids = a.chain(3, BASE_REV, "a")
+    a.commit("three")
+    a.alembic("upgrade", "head", check=True)
+    b = repo.add_worktree("b")
+    own = "b00000000001"
+    b.write_migration(own, down=BASE_REV, message="own")
+    b.commit("own migration")
+    return b, ids, own
+
+
+def test_from_a_plain_script(sqlite_db: Database, tmp_path: Path) -> None:
+    repo = make_repo(tmp_path, sqlite_db)
+    b, ids, own = _diverged(repo)
+
+    document = _script(b, """
+        import logging
+        import alembic_autocopy
+        cheap = "alembic" not in sys.modules and "sqlalchemy" not in sys.modules
+        app_logger = logging.getLogger("myapp")
+        report = alembic_autocopy.ensure_database_current("alembic.ini")
+        print(json.dumps({**json.loads(as_json(report)), "cheap_import": cheap,
+                          "app_logger_enabled": not app_logger.disabled}))
+    """)
+
+    assert document["cheap_import"] is True
+    assert document["brought_in"] == ids and document["copies_exist"] is True
+    assert document["applied"] == [own]
+    assert document["heads"] == sorted([ids[-1], own])
+    assert document["target"] == "heads"  # two heads here now: its own and a's
+    assert document["changed"] is True
+    assert document["app_logger_enabled"] is True  # env.py's fileConfig() was undone
+    assert sqlite_db.versions() == {ids[-1], own}
+
+
+def test_inside_a_running_event_loop_with_an_async_env(sqlite_db: Database,
+                                                        tmp_path: Path) -> None:
+    repo = make_repo(tmp_path, sqlite_db, env="async")
+    assert "async_engine_from_config" in (repo.root / "migrations/env.py").read_text("utf-8")
+    b, ids, own = _diverged(repo)
+
+    document = _script(b, """
+        import asyncio
+        from alembic_autocopy import ensure_database_current
+
+        async def lifespan():
+            asyncio.get_running_loop()  # raises unless a loop runs here, as in FastAPI
+            return ensure_database_current()
+
+        report = asyncio.run(lifespan())
+        print(as_json(report))
+    """)
+
+    assert document["brought_in"] == ids
+    assert document["applied"] == [own]
+    assert sqlite_db.versions() == {ids[-1], own}
+
+
+def test_failures_raise_one_typed_error(sqlite_db: Database, tmp_path: Path) -> None:
+    repo = make_repo(tmp_path, sqlite_db)
+    repo.main.alembic("upgrade", "head", check=True)
+    sqlite_db.execute("UPDATE alembic_version SET version_num = 'dead00000000'")
+
+    document = _script(repo.main, """
+        from alembic_autocopy import AutocopyError, AutocopyFailed, ensure_database_current
+
+        def attempt(**kwargs):
+            try:
+                ensure_database_current(**kwargs)
+            except AutocopyFailed as error:
+                return {"typed": isinstance(error, AutocopyError), "message": str(error),
+                        "hint": error.hint, "exit_code": error.exit_code,
+                        "cause": type(error.cause).__name__,
+                        "unresolved": [u.revision for u in error.plan.unresolved]
+                                      if error.plan else None}
+            return None
+
+        print(json.dumps({"found_nowhere": attempt(),
+                          "no_config": attempt(config="missing.ini"),
+                          "dry_run": attempt(dry_run=True)}))
+    """)
+
+    nowhere = document["found_nowhere"]
+    assert nowhere["typed"] is True and nowhere["cause"] == "PlanBlocked"
+    assert nowhere["unresolved"] == ["dead00000000"] and nowhere["exit_code"] == 1
+    assert "dead00000000" in nowhere["message"]
+    config = document["no_config"]
+    assert config["cause"] == "ConfigError" and config["exit_code"] == 2
+    assert "missing.ini" in config["message"]
+    assert document["dry_run"] is not None  # a blocked plan fails a dry run too
+    assert sqlite_db.versions() == {"dead00000000"}  # nothing was changed
