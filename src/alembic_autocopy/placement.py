@@ -16,7 +16,9 @@ import datetime as _dt
 import hashlib
 import json
 import os
+import re
 import tempfile
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -33,6 +35,16 @@ _IGNORE_HEADER = (
     f"{IGNORE_MARKER}. Migrations copied from other worktrees, ignored in this\n"
     "# worktree only. Do not commit this file; `alembic-autocopy clean` removes the copies.\n"
 )
+
+# Temporary files: ``.<name>.<pid>.<random>.aac-tmp``. Alembic never loads them (no ``.py``
+# suffix), the managed .gitignore hides them, and the next run removes those whose process
+# is gone (a SIGKILL leaves one behind). They go to the worktree's private scratch folder in
+# its git folder when that is on the same filesystem, so none ever appears in the worktree.
+TEMP_SUFFIX = ".aac-tmp"
+TEMP_PATTERN = "/.*" + TEMP_SUFFIX
+SCRATCH_NAME = "tmp"
+_TEMP_NAME = re.compile(r"^\..+\.(?P<pid>\d+)\.[^.]+" + re.escape(TEMP_SUFFIX) + "$")
+_STALE_AFTER = 3600.0  # seconds: a temporary file without a readable pid this old is stale
 
 ContentReader = Callable[[Candidate], bytes]
 
@@ -81,16 +93,74 @@ def file_sha256(path: Path) -> str | None:
         return None
 
 
-def atomic_write(path: Path, content: bytes) -> None:
-    """Write ``content`` to ``path`` through a temporary file in the same folder + rename."""
+def scratch_folder(manifest_file: Path) -> Path:
+    """The worktree's private folder for temporary files (beside the manifest)."""
+    return manifest_file.parent / SCRATCH_NAME
+
+
+def _temporary_folder(folder: Path, scratch: Path | None) -> Path:
+    """``scratch`` when a rename from it into ``folder`` is atomic (same filesystem)."""
+    if scratch is not None:
+        try:
+            if os.stat(scratch).st_dev == os.stat(folder).st_dev:
+                return scratch
+        except OSError:
+            pass
+    return folder
+
+
+def _temporary_file(path: Path, scratch: Path | None) -> tuple[int, str]:
+    return tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=TEMP_SUFFIX,
+                            dir=_temporary_folder(path.parent, scratch))
+
+
+def remove_stale_temporaries(folders: Iterable[Path]) -> list[Path]:
+    """Remove temporary files left by a killed run (its process is gone). Call it while
+    holding the worktree lock: no run of ours is then writing in these folders."""
+    removed: list[Path] = []
+    for folder in folders:
+        try:
+            with os.scandir(folder) as entries:
+                names = [entry.name for entry in entries if entry.name.endswith(TEMP_SUFFIX)]
+        except OSError:
+            continue
+        for name in names:
+            path = folder / name
+            if _is_stale(path, _TEMP_NAME.match(name)):
+                with contextlib.suppress(OSError):
+                    path.unlink()
+                    removed.append(path)
+    return removed
+
+
+def _is_stale(path: Path, match: re.Match[str] | None) -> bool:
+    if match is not None:
+        pid = int(match.group("pid"))
+        if pid == os.getpid():
+            return False
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        except (PermissionError, OverflowError, OSError):
+            return False
+        return False
+    try:
+        return time.time() - path.lstat().st_mtime > _STALE_AFTER
+    except OSError:
+        return False
+
+
+def atomic_write(path: Path, content: bytes, scratch: Path | None = None) -> None:
+    """Write ``content`` to ``path`` through a temporary file + rename (never partial)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".aac-tmp",
-                                             dir=path.parent)
+    descriptor, temporary = _temporary_file(path, scratch)
     try:
         with os.fdopen(descriptor, "wb") as handle:
             handle.write(content)
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(temporary, 0o644)
         os.replace(temporary, path)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -98,10 +168,9 @@ def atomic_write(path: Path, content: bytes) -> None:
         raise
 
 
-def create_exclusively(path: Path, content: bytes) -> None:
+def create_exclusively(path: Path, content: bytes, scratch: Path | None = None) -> None:
     """Create ``path`` atomically with ``content``; fail if anything exists there already."""
-    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".aac-tmp",
-                                             dir=path.parent)
+    descriptor, temporary = _temporary_file(path, scratch)
     try:
         with os.fdopen(descriptor, "wb") as handle:
             handle.write(content)
@@ -149,7 +218,7 @@ def ignored_names(ignore_path: Path) -> list[str]:
         return []
     names = []
     for line in ignore_path.read_text(encoding="utf-8").splitlines():
-        if line.startswith("/") and line != "/.gitignore":
+        if line.startswith("/") and line not in ("/.gitignore", TEMP_PATTERN):
             names.append(_unescape_pattern(line[1:]))
     return names
 
@@ -167,7 +236,7 @@ def _unescape_pattern(pattern: str) -> str:
     return "".join(out)
 
 
-def write_ignore(folder: Path, names: Iterable[str]) -> None:
+def write_ignore(folder: Path, names: Iterable[str], scratch: Path | None = None) -> None:
     """Rewrite the managed .gitignore of ``folder`` to list ``names``; remove it when empty."""
     path = ignore_file_for(folder)
     unique = sorted(set(names))
@@ -175,9 +244,9 @@ def write_ignore(folder: Path, names: Iterable[str]) -> None:
         if is_managed_ignore(path):
             path.unlink()
         return
-    lines = [_IGNORE_HEADER.rstrip("\n"), "/.gitignore"]
+    lines = [_IGNORE_HEADER.rstrip("\n"), "/.gitignore", TEMP_PATTERN]
     lines += ["/" + _escape_pattern(name) for name in unique]
-    atomic_write(path, ("\n".join(lines) + "\n").encode("utf-8"))
+    atomic_write(path, ("\n".join(lines) + "\n").encode("utf-8"), scratch)
 
 
 def check_ignore_usable(folder: Path, worktree_root: Path | None) -> None:
@@ -230,8 +299,12 @@ def destinations(bring: Sequence[Candidate], project: ProjectConfig,
 
 
 def place(placements: Sequence[Placement], manifest: Manifest, read_content: ContentReader,
-          worktree_root: Path | None) -> list[ManifestEntry]:
-    """Copy each file; record it in the manifest first (crash-safe), then the ignore file."""
+          worktree_root: Path | None, scratch: Path | None = None) -> list[ManifestEntry]:
+    """Copy each file; record it in the manifest first (crash-safe), then the ignore file.
+
+    A kill at any moment leaves no partial file: every file appears whole, by a rename or a
+    hard link; a manifest entry whose copy never appeared is dropped by the next
+    ``reconcile``. ``scratch``: where temporary files go (see ``scratch_folder``)."""
     contents: list[bytes] = []
     for placement in placements:  # read and verify everything before writing anything
         content = read_content(placement.candidate)
@@ -251,16 +324,18 @@ def place(placements: Sequence[Placement], manifest: Manifest, read_content: Con
     ]
     manifest.entries.extend(new_entries)
     manifest.save()
+    if scratch is not None:
+        scratch.mkdir(parents=True, exist_ok=True)
     if worktree_root is not None:
         for folder in sorted({p.destination.parent for p in placements}):
             folder.mkdir(parents=True, exist_ok=True)
             existing = ignored_names(ignore_file_for(folder))
             added = [os.path.relpath(p.destination, folder) for p in placements
                      if p.destination.parent == folder]
-            write_ignore(folder, existing + added)
+            write_ignore(folder, existing + added, scratch)
     for placement, content in zip(placements, contents, strict=True):
         placement.destination.parent.mkdir(parents=True, exist_ok=True)
-        create_exclusively(placement.destination, content)
+        create_exclusively(placement.destination, content, scratch)
     return new_entries
 
 
@@ -291,7 +366,26 @@ def reconcile(manifest: Manifest, worktree_root: Path | None) -> CleanReport:
         manifest.entries = kept
         manifest.save()
         _rewrite_ignores(report.now_tracked + report.vanished, kept, worktree_root)
+    _ensure_ignored(kept, worktree_root)
     return report
+
+
+def _ensure_ignored(entries: Sequence[ManifestEntry], worktree_root: Path | None) -> None:
+    """Every copy the manifest lists is listed in its folder's managed .gitignore (a
+    .gitignore deleted or edited by hand is repaired; one the user owns is left alone)."""
+    if worktree_root is None:
+        return
+    by_folder: dict[Path, list[str]] = {}
+    for entry in entries:
+        folder = Path(entry.path).parent
+        by_folder.setdefault(folder, []).append(os.path.relpath(entry.path, folder))
+    for folder, names in by_folder.items():
+        path = ignore_file_for(folder)
+        if path.exists() and not is_managed_ignore(path):
+            continue
+        listed = ignored_names(path)
+        if not set(names) <= set(listed):
+            write_ignore(folder, listed + names)
 
 
 def clean(manifest: Manifest, worktree_root: Path | None, dry_run: bool = False) -> CleanReport:
