@@ -32,6 +32,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "find": ("find", "every location of a revision in every source"),
     "list": ("listing", "every revision across all sources, with where it is and its state"),
     "clean": ("clean", "remove the copies this tool placed whose content is unchanged"),
+    "run": ("run", "run a command that runs Alembic; on a missing revision, repair and re-run"),
+    "sync": ("sync", "fetch, rebase (or merge) onto the upstream or base branch, then repair"),
+    "install-hooks": ("hooks", "git hooks that check the database after checkout, merge and "
+                               "rebase, in every worktree"),
+    "uninstall-hooks": ("hooks", "remove the git hooks; put back the ones they replaced"),
     "demo": ("demo", "a two-worktree project on SQLite, broken then repaired, in a temp folder"),
 }
 
