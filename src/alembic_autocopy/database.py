@@ -85,8 +85,16 @@ def outside_event_loop(function: Callable[[], T]) -> T:
         return pool.submit(function).result()
 
 
-def read_state(project: ProjectConfig) -> DatabaseState:
-    """The applied revision ids, unresolved (they may be unknown to this worktree)."""
+ExtraCollector = Callable[[Sequence[str], "MigrationContext"], None]
+
+
+def read_state(project: ProjectConfig,
+               collect_extra: ExtraCollector | None = None) -> DatabaseState:
+    """The applied revision ids, unresolved (they may be unknown to this worktree).
+
+    ``collect_extra(heads, context)`` runs on the connection env.py opened, once per engine
+    (e.g. to read the record table): no second engine, and it works with async env.py too.
+    """
     config = alembic_config(project)
     heads: list[str] = []
     details: dict[str, Any] = {"engines": 0}
@@ -96,6 +104,8 @@ def read_state(project: ProjectConfig) -> DatabaseState:
             if head not in heads:
                 heads.append(head)
         _remember_context(details, context)
+        if collect_extra is not None:
+            collect_extra(tuple(rev), context)
         return []
 
     def run() -> None:

@@ -37,6 +37,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "install-hooks": ("hooks", "git hooks that check the database after checkout, merge and "
                                "rebase, in every worktree"),
     "uninstall-hooks": ("hooks", "remove the git hooks; put back the ones they replaced"),
+    "record": ("record", "store the applied revisions whose files are here in the database's "
+                         "record table (backfill)"),
     "demo": ("demo", "a two-worktree project on SQLite, broken then repaired, in a temp folder"),
 }
 

@@ -45,6 +45,7 @@ class ToolSettings:
     base_branch: str | None = None
     allow_untrusted_source: bool = False
     record_table: str = "alembic_autocopy_scripts"
+    record: bool = True  # keep each applied migration in the record table
     git_refs: bool = True
     extra: Mapping[str, Any] = field(default_factory=dict)  # keys this version does not know
 
@@ -258,6 +259,7 @@ def _boolean(value: Any) -> bool:
 _TOOL_KEYS = {
     "search", "fetch", "fetch_timeout", "trust_database", "notify_url", "lock_timeout",
     "max_file_bytes", "base_branch", "allow_untrusted_source", "record_table", "git_refs",
+    "record",
 }
 
 
@@ -292,6 +294,7 @@ def _tool_settings(parser: configparser.ConfigParser | None, toml_data: Mapping[
             allow_untrusted_source=_boolean(values.get("allow_untrusted_source")),
             record_table=str(values.get("record_table", "alembic_autocopy_scripts")),
             git_refs=_boolean(values.get("git_refs", True)),
+            record=_boolean(values.get("record", True)),
             extra=extra,
         )
     except (TypeError, ValueError) as error:

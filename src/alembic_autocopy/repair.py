@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from alembic_autocopy import placement, planning, scanning
+from alembic_autocopy import placement, planning, records, scanning
+from alembic_autocopy.drift import Drift
 from alembic_autocopy.errors import AutocopyError, PlacementError, PlanBlocked
 from alembic_autocopy.model import Candidate, LocationKind, ManifestEntry, Outcome, Plan
 from alembic_autocopy.project import ProjectConfig
@@ -21,6 +22,7 @@ ContentReader = Callable[[Candidate], bytes]
 # Readers for candidates that are not plain files (git objects, database records) register
 # here, keyed by location kind, so placement never needs to know where content comes from.
 CONTENT_READERS: dict[LocationKind, ContentReader] = {}
+CONTENT_READERS[LocationKind.DATABASE] = records.read_candidate_content
 
 # Extra sources (git objects, database records) register here: each adds candidates to the
 # inventory. They run after the file scan, in registration order.
@@ -50,6 +52,10 @@ class Situation:
     applied: tuple[str, ...]
     plan: Plan
     database_url: str | None = None
+    recorded: records.RecordSet | None = None  # the record table (None: not read)
+    # revisions the untrusted record table could have supplied (the message says so)
+    held_by_database: tuple[Candidate, ...] = ()
+    drift: Drift = field(default_factory=Drift)
 
 
 @dataclass
@@ -84,18 +90,34 @@ def inventory(project: ProjectConfig, options: Options) -> scanning.Inventory:
 def assess(project: ProjectConfig, options: Options, applied: Sequence[str] | None = None,
            found: scanning.Inventory | None = None) -> Situation:
     """Scan, read the database (unless ``applied`` is given) and plan. Changes nothing."""
-    from alembic_autocopy import database
-
     found = found if found is not None else inventory(project, options)
     url = None
+    recorded = None
     if applied is None:
-        state = database.read_state(project)
+        # The record table is read in the same run of env.py, on the same connection.
+        state, recorded = records.read_state(project, records.content_wanted(found.all))
         applied, url = state.heads, state.url
     prefer = _preference(project, options)
-    plan = planning.plan_repair([c.header for c in found.local], applied, found.elsewhere,
-                                prefer)
-    return Situation(project, scanning.this_worktree(project), found, tuple(applied), plan,
-                     url)
+    local = [c.header for c in found.local]
+    from_database: list[Candidate] = []
+    if recorded is not None:
+        from_database = records.candidates(recorded, {c.revision for c in found.all})
+        found = replace(found, skipped=[*found.skipped, *recorded.refused.values()],
+                        notes=[*found.notes, *recorded.problems])
+    trusted = records.is_trusted(project, options.from_database)
+    if from_database and trusted:
+        found = replace(found, elsewhere=[*found.elsewhere, *from_database])
+    plan = planning.plan_repair(local, applied, found.elsewhere, prefer)
+    held: tuple[Candidate, ...] = ()
+    if from_database and not trusted and plan.outcome is Outcome.UNRESOLVED:
+        with_records = planning.plan_repair(local, applied, [*found.elsewhere, *from_database],
+                                            prefer)
+        held = tuple(c for c in with_records.bring if c.location.kind is LocationKind.DATABASE)
+    root = scanning.this_worktree(project)
+    drift = (records.drift_of(found.local, found.elsewhere, recorded, applied, root)
+             if recorded is not None else Drift())
+    return Situation(project, root, found, tuple(applied), plan, url, recorded=recorded,
+                     held_by_database=held, drift=drift)
 
 
 def _preference(project: ProjectConfig, options: Options) -> planning.Preference | None:
@@ -117,7 +139,9 @@ def ensure_plan_possible(situation: Situation) -> None:
 
     plan = situation.plan
     if plan.outcome in (Outcome.CONFLICT, Outcome.UNRESOLVED):
-        raise PlanBlocked(report.blocked_message(plan), plan, report.blocked_hint(plan))
+        message, hint = report.blocked_message(plan), report.blocked_hint(plan)
+        message, hint = report.with_record_notes(message, hint, situation)
+        raise PlanBlocked(message, plan, hint)
 
 
 def repair(project: ProjectConfig, target: str = "head", options: Options | None = None,
@@ -152,6 +176,8 @@ def repair(project: ProjectConfig, target: str = "head", options: Options | None
         report.placed = placement.place(placements, manifest, read_file_content, root)
     if not upgrade:
         return report
+    if project.tool.record:  # each applied file kept in the database, same transaction
+        on_version_apply = (*on_version_apply, records.Recorder(project.tool.record_table))
     result = database.upgrade(project, report.target, on_version_apply)
     report.applied = result.applied
     report.heads_before = result.before

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from alembic_autocopy.model import (
     Candidate,
@@ -15,6 +15,10 @@ from alembic_autocopy.model import (
     SkippedFile,
     Unresolved,
 )
+
+if TYPE_CHECKING:
+    from alembic_autocopy.drift import Drift
+    from alembic_autocopy.repair import Situation
 
 
 def location_json(location: Location) -> dict[str, Any]:
@@ -128,3 +132,84 @@ def blocked_hint(plan: Plan) -> str:
                      "to [tool.alembic-autocopy] search, or run "
                      "`alembic-autocopy find REV` to look again")
     return "; ".join(hints)
+
+
+# --- the record table and drift (see records.py, drift.py) ---------------------------------
+
+TRUST_HINT = ("trust it for this run with --from-database, or for good with "
+              "trust_database = true under [tool.alembic-autocopy] in pyproject.toml (or "
+              "[alembic-autocopy] in alembic.ini); it hands code from the database to this "
+              "machine, so trust only a database your team controls")
+
+
+def with_record_notes(message: str, hint: str, situation: Situation) -> tuple[str, str]:
+    """Add what the record table could tell to a blocked plan's message and hint."""
+    parts, hints = [message], [hint] if hint else []
+    held = situation.held_by_database
+    recorded = situation.recorded
+    if held and recorded is not None:
+        ids = ", ".join(c.revision for c in held)
+        parts.append(f"the database holds {ids} in its record table {recorded.name} "
+                     f"({held[-1].location.detail}) but is not trusted")
+        hints.insert(0, TRUST_HINT)
+    if recorded is not None:
+        unresolved = {u.revision for u in situation.plan.unresolved}
+        for revision in sorted(unresolved & recorded.refused.keys()):
+            refusal = recorded.refused[revision]
+            parts.append(f"the {refusal.path} was refused: {refusal.reason}")
+    return "; ".join(parts), "; ".join(hints)
+
+
+def drift_lines(drift: Drift, diffs: Mapping[str, list[str]] | None = None) -> list[str]:
+    """Warnings, one paragraph per drifted revision; ``diffs`` by revision (``--diff``)."""
+    lines: list[str] = []
+    for edited in drift.edited:
+        lines.append(f"revision {edited.revision}: {edited.path} was edited after it was "
+                     f"applied (applied sha256 {edited.recorded_sha256[:12]}, file "
+                     f"{edited.file_sha256[:12]}); the change never ran on this database: "
+                     "undo it, or put it in a new migration"
+                     + ("" if diffs is not None else " (--diff shows it)"))
+        if diffs is not None:
+            lines.extend(f"    {line}" for line in diffs.get(edited.revision)
+                         or ["(the applied content is not available for a diff)"])
+    for moved in drift.reparented:
+        before = ", ".join(moved.recorded_parents) or "<base>"
+        after = ", ".join(moved.file_parents) or "<base>"
+        text = (f"revision {moved.revision} was applied on top of {before}; its file "
+                f"{moved.path} now says {after}")
+        for skipped, parents in zip(moved.skipped, moved.skipped_parents, strict=False):
+            since = ", ".join(parents) or "base"
+            text += (f"; Alembic counts {skipped} as applied but its upgrade() never ran: "
+                     f"make {skipped} revise {moved.revision} instead (and give "
+                     f"{moved.revision} back {before}) so `alembic upgrade head` runs it, or "
+                     f"run its SQL yourself (`alembic upgrade {since}:{skipped} --sql` "
+                     "prints it)")
+        lines.append(text)
+    by_branch: dict[tuple[str, str | None], list[str]] = {}
+    for gone in drift.branch_gone:
+        by_branch.setdefault((gone.branch, gone.worktree), []).append(gone.revision)
+    for (branch, worktree), revisions in by_branch.items():
+        where = f" from worktree {worktree}" if worktree else ""
+        lines.append(f"revision(s) {', '.join(revisions)} were applied{where} on branch "
+                     f"{branch}, which no longer exists and no branch holds them: candidates "
+                     "for cleanup (downgrade them if that work was abandoned)")
+    return lines
+
+
+def drift_json(drift: Drift, diffs: Mapping[str, list[str]] | None = None) -> dict[str, Any]:
+    return {
+        "edited_after_apply": [
+            {"revision": e.revision, "path": e.path, "applied_sha256": e.recorded_sha256,
+             "file_sha256": e.file_sha256, "applied_by": e.record.applied_by,
+             "applied_at": e.record.applied_at,
+             "diff": None if diffs is None else diffs.get(e.revision)}
+            for e in drift.edited],
+        "reparented_after_apply": [
+            {"revision": m.revision, "path": m.path, "applied_parents": list(m.recorded_parents),
+             "file_parents": list(m.file_parents), "never_ran": list(m.skipped)}
+            for m in drift.reparented],
+        "branch_gone": [
+            {"revision": g.revision, "worktree": g.worktree, "branch": g.branch,
+             "applied_by": g.applied_by, "applied_at": g.applied_at}
+            for g in drift.branch_gone],
+    }

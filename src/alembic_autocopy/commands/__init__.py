@@ -27,3 +27,17 @@ def add_prefer(parser: argparse.ArgumentParser) -> None:
         "--prefer", action="append", metavar="PATH_OR_WORKTREE", default=None,
         help="when one revision id has different contents in several places, take the one "
              "under this path, worktree or branch (repeatable)")
+
+
+def add_from_database(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--from-database", action="store_true", default=False,
+        help="trust the database's record table for this run: bring in revisions that no "
+             "file or branch holds any more from the copies the database kept "
+             "(config: trust_database = true)")
+
+
+def add_diff(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--diff", action="store_true", default=False,
+        help="show how each file edited after it was applied differs from what ran")

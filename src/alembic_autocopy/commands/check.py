@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import argparse
 
-from alembic_autocopy.commands import add_prefer, options_from, project_from
+from alembic_autocopy.commands import (
+    add_diff,
+    add_from_database,
+    add_prefer,
+    options_from,
+    project_from,
+)
 from alembic_autocopy.commands.common import show_inventory_warnings
+from alembic_autocopy.commands.record import show_records
 from alembic_autocopy.model import Outcome
 from alembic_autocopy.output import Output
 from alembic_autocopy.report import blocked_hint, blocked_message, plan_json, plan_lines
@@ -19,13 +26,19 @@ worktree; exit 1 when it is not, printing the plan `alembic-autocopy upgrade` wo
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_prefer(parser)
+    add_from_database(parser)
+    add_diff(parser)
 
 
 def run(args: argparse.Namespace, out: Output) -> int:
     from alembic_autocopy import repair
+    from alembic_autocopy.report import with_record_notes
 
-    situation = repair.assess(project_from(args), options_from(args))
+    project = project_from(args)
+    situation = repair.assess(project, options_from(args))
     show_inventory_warnings(situation.inventory, out)
+    recorded = show_records(out, project, situation.recorded, situation.drift,
+                            situation.applied, situation.inventory.local, args.diff)
     plan = situation.plan
     outcome = plan.outcome
     if outcome is Outcome.NOTHING_TO_DO:
@@ -39,9 +52,11 @@ def run(args: argparse.Namespace, out: Output) -> int:
         for text in plan_lines(plan):
             out.line(text)
     else:
-        out.error(blocked_message(plan), blocked_hint(plan))
+        out.error(*with_record_notes(blocked_message(plan), blocked_hint(plan), situation))
     out.emit({"ok": outcome is Outcome.NOTHING_TO_DO, "database_heads": list(situation.applied),
               "plan": plan_json(plan),
+              **recorded,
+              "held_by_database": [c.revision for c in situation.held_by_database],
               "skipped": [{"path": s.path, "reason": s.reason}
                           for s in situation.inventory.skipped]})
     return 0 if outcome is Outcome.NOTHING_TO_DO else 1

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from alembic_autocopy.commands import options_from, project_from
+from alembic_autocopy.commands import add_diff, options_from, project_from
 from alembic_autocopy.commands.common import show_inventory_warnings
 from alembic_autocopy.model import Candidate
 from alembic_autocopy.output import Output
@@ -22,10 +22,11 @@ where it is, whether this worktree has it, and whether the database has applied 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-db", action="store_true",
                         help="do not ask the database what is applied")
+    add_diff(parser)
 
 
 def run(args: argparse.Namespace, out: Output) -> int:
-    from alembic_autocopy import repair
+    from alembic_autocopy import repair, scanning
 
     project = project_from(args)
     inventory = repair.inventory(project, options_from(args))
@@ -35,12 +36,21 @@ def run(args: argparse.Namespace, out: Output) -> int:
         by_revision.setdefault(candidate.revision, []).append(candidate)
     local_ids = inventory.local_ids()
     applied: set[str] | None = None
+    record_document: dict[str, Any] = {}
     database_heads: list[str] = []
     if not args.no_db:
-        from alembic_autocopy import database, graph
+        from alembic_autocopy import graph, records
+        from alembic_autocopy.commands.record import show_records
 
-        state = database.read_state(project)
+        state, recorded = records.read_state(project, records.content_wanted(inventory.all))
         database_heads = list(state.heads)
+        # Revisions only the record table still holds are listed, from the database.
+        for candidate in records.candidates(recorded, set(by_revision)):
+            by_revision.setdefault(candidate.revision, []).append(candidate)
+        drift = records.drift_of(inventory.local, inventory.elsewhere, recorded, state.heads,
+                                 scanning.this_worktree(project))
+        record_document = show_records(out, project, recorded, drift, state.heads,
+                                       inventory.local, args.diff)
         headers = [group[0].header for group in by_revision.values()]
         known = {h.revision for h in headers}
         applied = graph.ancestry(headers, [h for h in state.heads if h in known])
@@ -64,7 +74,7 @@ def run(args: argparse.Namespace, out: Output) -> int:
                + ("" if applied is None else
                   f", {sum(1 for r in rows if r['applied'])} applied"))
     out.emit({"ok": True, "database_heads": database_heads if not args.no_db else None,
-              "revisions": rows, "applied_but_found_nowhere": missing})
+              "revisions": rows, "applied_but_found_nowhere": missing, **record_document})
     return 0
 
 

@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import argparse
 
-from alembic_autocopy.commands import add_prefer, options_from, project_from
+from alembic_autocopy.commands import (
+    add_diff,
+    add_from_database,
+    add_prefer,
+    options_from,
+    project_from,
+)
 from alembic_autocopy.commands.common import show_inventory_warnings
+from alembic_autocopy.commands.record import show_records
 from alembic_autocopy.output import Output
 from alembic_autocopy.report import manifest_entry_json, plan_json, plan_lines
 
@@ -25,6 +32,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dry-run", action="store_true",
                         help="print the plan (every revision and its source); change nothing")
     add_prefer(parser)
+    add_from_database(parser)
+    add_diff(parser)
 
 
 def run(args: argparse.Namespace, out: Output) -> int:
@@ -34,6 +43,8 @@ def run(args: argparse.Namespace, out: Output) -> int:
     report = repair.repair(project, args.target, options_from(args))
     situation = report.situation
     show_inventory_warnings(situation.inventory, out)
+    recorded = show_records(out, project, situation.recorded, situation.drift,
+                            situation.applied, situation.inventory.local, args.diff)
     plan = situation.plan
     verb = "Would bring in" if report.dry_run else "Brought in"
     if plan.bring:
@@ -64,6 +75,7 @@ def run(args: argparse.Namespace, out: Output) -> int:
         "ok": True,
         "dry_run": report.dry_run,
         "plan": plan_json(plan),
+        **recorded,
         "placed": [manifest_entry_json(e) for e in report.placed],
         "target": report.target,
         "upgraded_to_every_head": report.upgraded_to_every_head,

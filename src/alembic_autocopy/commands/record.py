@@ -1,0 +1,108 @@
+"""``alembic-autocopy record``: store the applied revisions whose files are here (backfill).
+
+Also the record-table output that ``check``, ``upgrade`` and ``list`` share (drift, gaps).
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from alembic_autocopy.commands import project_from
+from alembic_autocopy.output import Output
+
+if TYPE_CHECKING:
+    from alembic_autocopy.drift import Drift
+    from alembic_autocopy.model import Candidate
+    from alembic_autocopy.project import ProjectConfig
+    from alembic_autocopy.records import RecordSet
+
+DESCRIPTION = """\
+Store in the database's record table (default alembic_autocopy_scripts, created if needed,
+beside the version table) every applied revision whose file is in this worktree and that has
+no record yet: the database then remembers them even after the files are gone. An existing
+record is never replaced (it says what really ran); a file that differs from its record is
+reported as drift. Needed once for revisions applied before alembic-autocopy recorded them,
+or by plain `alembic` without the env.py integration.
+"""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dry-run", action="store_true",
+                        help="say what would be recorded; change nothing")
+
+
+def run(args: argparse.Namespace, out: Output) -> int:
+    from alembic_autocopy import records, scanning
+    from alembic_autocopy.commands.common import show_inventory_warnings
+
+    project = project_from(args)
+    found = scanning.scan(project)
+    show_inventory_warnings(found, out)
+    report = records.backfill(project, found.local, dry_run=args.dry_run)
+    verb = "Would record" if args.dry_run else "Recorded"
+    for revision in report.recorded:
+        out.line(f"{verb} {revision}")
+    for revision in report.different:
+        out.warn(f"revision {revision} is already recorded with other content than the file "
+                 "here: kept (it says what ran; `alembic-autocopy check --diff` shows it)")
+    if report.no_file:
+        out.warn(f"applied but not in this worktree, not recorded: "
+                 f"{', '.join(report.no_file)} (run `alembic-autocopy record` where the files "
+                 "are, or `alembic-autocopy upgrade` here first)")
+    out.result(f"{verb} {len(report.recorded)} revision(s) in {report.table}; "
+               f"{len(report.already)} already recorded.")
+    out.emit({"ok": True, "dry_run": args.dry_run, "table": report.table,
+              "recorded": report.recorded, "already_recorded": report.already,
+              "recorded_with_other_content": report.different,
+              "applied_without_file": report.no_file})
+    return 0
+
+
+# --- shared by check, upgrade and list -------------------------------------------------------
+
+def show_records(out: Output, project: ProjectConfig, recorded: RecordSet | None,
+                 drift: Drift, heads: Sequence[str], local: Sequence[Candidate],
+                 diff: bool) -> dict[str, Any]:
+    """Print drift and record-table notes as warnings; return them for ``--json``."""
+    from alembic_autocopy import records
+    from alembic_autocopy.report import drift_json, drift_lines
+
+    diffs = diffs_of(drift) if diff else None
+    for line in drift_lines(drift, diffs):
+        if line.startswith("    "):
+            out.line(line)  # a diff line: output, not a warning
+        else:
+            out.warn(line)
+    document: dict[str, Any] = {"drift": drift_json(drift, diffs), "record_table": None}
+    if recorded is None:
+        return document
+    missing = records.unrecorded(recorded, heads, local)
+    integrated = records.env_py_records(project)
+    if missing and not integrated:
+        out.warn(f"applied but not recorded in {recorded.name}: {', '.join(missing)}; plain "
+                 "`alembic` runs are not recorded: add the env.py integration "
+                 "(on_version_apply=alembic_autocopy.integration.record_applied) or run "
+                 "`alembic-autocopy record`")
+    document["record_table"] = {
+        "name": recorded.name, "exists": recorded.exists, "records": len(recorded.records),
+        "unrecorded": missing, "env_py_integration": integrated,
+        "refused": {rev: item.reason for rev, item in recorded.refused.items()},
+        "problems": recorded.problems,
+    }
+    return document
+
+
+def diffs_of(drift: Drift) -> dict[str, list[str]]:
+    from alembic_autocopy.drift import unified_diff
+
+    diffs: dict[str, list[str]] = {}
+    for edited in drift.edited:
+        try:
+            current = Path(edited.path).read_bytes()
+        except OSError:
+            continue
+        diffs[edited.revision] = unified_diff(edited, current)
+    return diffs
