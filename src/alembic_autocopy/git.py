@@ -174,6 +174,22 @@ def batch_check(worktree: Path, specs: Iterable[str]) -> dict[str, str | None]:
     return found
 
 
+def tree_blobs(worktree: Path, commit: str, folders: Sequence[str]) -> dict[str, str]:
+    """``{path from the root: blob id}`` of every file under ``folders`` (root-relative) in
+    ``commit``, in ONE git process (``ls-tree -r``); missing folders simply list nothing."""
+    if not folders:
+        return {}
+    raw = run_git(["ls-tree", "-r", "-z", "--full-tree", commit, "--", *folders],
+                  worktree).stdout
+    found: dict[str, str] = {}
+    for record in raw.split(b"\0"):
+        meta, tab, name = record.partition(b"\t")
+        parts = meta.split(b" ")
+        if tab and len(parts) == 3 and parts[1] == b"blob":
+            found[name.decode("utf-8", "surrogateescape")] = parts[2].decode("ascii")
+    return found
+
+
 def tracked(worktree: Path, paths: Sequence[Path]) -> set[Path]:
     """Which of ``paths`` (inside ``worktree``) are in the index of that worktree."""
     if not paths:

@@ -79,7 +79,28 @@ def common_options() -> argparse.ArgumentParser:
     return parent
 
 
-def build_parser() -> argparse.ArgumentParser:
+# Options of common_options() that take a value (the next argument is not the verb).
+_VALUE_OPTIONS = frozenset({"-c", "--config", "-n", "--name", "-x", "--color"})
+
+
+def chosen_verb(argv: Sequence[str]) -> str | None:
+    """The verb in ``argv`` when it can be told without parsing (else None: build all)."""
+    expect_value = False
+    for arg in argv:
+        if expect_value:
+            expect_value = False
+        elif arg == "--":
+            return None
+        elif arg in _VALUE_OPTIONS:
+            expect_value = True
+        elif not arg.startswith("-"):
+            return arg if arg in COMMANDS else None
+    return None
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The full parser; with ``only``, the other verbs are listed but their modules are not
+    imported (each costs its imports: a hook running ``check`` pays for ``check`` alone)."""
     common = common_options()
     parser = argparse.ArgumentParser(
         prog="alembic-autocopy", description=DESCRIPTION, parents=[common],
@@ -88,6 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for verb, (module_name, help_text) in COMMANDS.items():
+        if only is not None and verb != only:
+            subparsers.add_parser(verb, help=help_text, add_help=False)
+            continue
         module = importlib.import_module(f"alembic_autocopy.commands.{module_name}")
         sub = subparsers.add_parser(
             verb, help=help_text, description=getattr(module, "DESCRIPTION", help_text),
@@ -111,8 +135,9 @@ def make_output(args: argparse.Namespace) -> Output:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(only=chosen_verb(arguments))
+    args = parser.parse_args(arguments)
     _merge_defaults(args)
     if not getattr(args, "command", None):
         parser.print_help()

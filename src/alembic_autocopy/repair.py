@@ -40,6 +40,8 @@ class Options:
     from_database: bool = False
     allow_untrusted_source: bool = False
     git_refs: bool | None = None
+    # Only candidates whose id starts with this (``find``): sources may skip the rest early.
+    revision_prefix: str | None = None
 
 
 @dataclass
@@ -81,9 +83,17 @@ def read_file_content(candidate: Candidate) -> bytes:
 
 
 def inventory(project: ProjectConfig, options: Options) -> scanning.Inventory:
-    found = scanning.scan(project)
+    """Every source, read through the persistent index (``index.open_for`` gives extensions
+    the same one), which is saved once at the end if anything was learnt."""
+    from alembic_autocopy import index
+
+    cache = index.open_for(project)
+    prefix = options.revision_prefix
+    found = scanning.scan(project, cache.read_file, cache.committed_blobs, cache.read_folder,
+                          wanted=None if prefix is None else (lambda r: r.startswith(prefix)))
     for extend in INVENTORY_EXTENSIONS:
         extend(project, found, options)
+    cache.save()
     return found
 
 

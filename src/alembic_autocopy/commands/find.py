@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 
 from alembic_autocopy.commands import options_from, project_from
 from alembic_autocopy.commands.common import show_inventory_warnings
@@ -25,14 +26,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace, out: Output) -> int:
     from alembic_autocopy import repair
 
-    inventory = repair.inventory(project_from(args), options_from(args))
+    options = dataclasses.replace(options_from(args), revision_prefix=args.revision)
+    inventory = repair.inventory(project_from(args), options)
     show_inventory_warnings(inventory, out)
     matches = locations_of(inventory.all, args.revision)
     revisions = sorted({c.revision for c in matches})
     if not matches:
         raise AutocopyError(
             f"revision {args.revision} found nowhere (searched this worktree, "
-            f"{len({c.location.worktree for c in inventory.elsewhere})} other place(s))",
+            f"{len({*inventory.searched, *(c.location.worktree for c in inventory.elsewhere)})}"
+            " other place(s))",
             hint="`alembic-autocopy list --no-db` shows every revision that exists")
     if len(revisions) > 1:
         raise AutocopyError(

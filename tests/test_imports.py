@@ -1,0 +1,63 @@
+"""Commands that need no database import neither Alembic nor SQLAlchemy (~340 ms).
+
+Each command runs in a real subprocess through a tiny wrapper that prints, at exit, every
+module the process imported; the assertion is on that list.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from support import Database, Worktree, make_repo, run
+
+# The console script's body, plus the list of imported modules printed on stderr at exit.
+_WRAPPER = """
+import atexit, sys
+atexit.register(lambda: sys.stderr.write("\\nMODULES " + " ".join(sorted(sys.modules)) + "\\n"))
+from alembic_autocopy.main import main
+sys.exit(main())
+"""
+
+
+def modules_imported(worktree: Worktree, *args: str) -> tuple[set[str], str]:
+    result = run([sys.executable, "-c", _WRAPPER, *args], cwd=worktree.path, check=False)
+    assert result.returncode == 0, result.stderr
+    line = next(line for line in result.stderr.splitlines() if line.startswith("MODULES "))
+    return set(line.split()[1:]), result.stdout
+
+
+def database_modules(modules: set[str]) -> list[str]:
+    return sorted(m for m in modules
+                  if m in ("alembic", "sqlalchemy") or m.startswith(("alembic.", "sqlalchemy.")))
+
+
+@pytest.fixture
+def fleet(sqlite_db: Database, tmp_path: Path) -> Worktree:
+    """Two worktrees: a chain of three in the other one, committed there."""
+    repo = make_repo(tmp_path, sqlite_db)
+    feature = repo.add_worktree("feature")
+    feature.chain(3, repo.base_rev, "f")
+    feature.commit("three migrations")
+    return repo.main
+
+
+@pytest.mark.parametrize("command", [["find", "f00000000002"], ["list", "--no-db"]])
+def test_no_database_command_imports_neither_alembic_nor_sqlalchemy(
+        fleet: Worktree, command: list[str]) -> None:
+    cold, _ = modules_imported(fleet, *command, "--json")  # builds the index
+    warm, stdout = modules_imported(fleet, *command, "--json")  # an up-to-date index
+    assert "alembic_autocopy.index" in warm  # the index was what answered
+    assert database_modules(cold) == []
+    assert database_modules(warm) == []
+    assert json.loads(stdout)["ok"] is True
+
+
+def test_a_database_command_does_import_them(fleet: Worktree) -> None:
+    # The wrapper's list is a real witness: the same wrapper sees them when they are used.
+    modules, _ = modules_imported(fleet, "list", "--json")
+    assert "alembic" in database_modules(modules)
+    assert "sqlalchemy" in database_modules(modules)
