@@ -78,6 +78,19 @@ def toplevel(path: Path) -> Path | None:
     return Path(result.text.strip())
 
 
+def is_bare_repository(path: Path) -> bool:
+    """True when ``path`` is itself a bare repository (not a folder inside one)."""
+    result = run_git(["rev-parse", "--absolute-git-dir", "--is-bare-repository"], path,
+                     check=False)
+    lines = result.text.splitlines()
+    if result.returncode != 0 or len(lines) != 2 or lines[1] != "true":
+        return False
+    try:
+        return Path(lines[0]).resolve() == path.resolve()
+    except OSError:
+        return False
+
+
 def common_dir(worktree: Path) -> Path:
     """The git folder shared by all worktrees (holds objects, refs, hooks, info/exclude)."""
     value = git_text(["rev-parse", "--path-format=absolute", "--git-common-dir"], worktree)
@@ -212,3 +225,15 @@ def commit_dates(worktree: Path, commits: Iterable[str]) -> dict[str, str]:
         commit, _, date = line.partition(" ")
         dates[commit] = date
     return dates
+
+
+# Git LFS pointer files (https://github.com/git-lfs/git-lfs/blob/main/docs/spec.md): under
+# 1024 bytes, first line names the spec (the pre-release "hawser" one too).
+_LFS_VERSION_LINES = (b"version https://git-lfs.github.com/spec/v1\n",
+                      b"version https://hawser.github.com/spec/v1\n")
+
+
+def is_lfs_pointer(content: bytes) -> bool:
+    """True when ``content`` is a Git LFS pointer, not the file it stands for."""
+    return (len(content) < 1024 and content.startswith(_LFS_VERSION_LINES)
+            and b"\noid sha256:" in content)

@@ -222,6 +222,33 @@ def _resource_path(value: str, cwd: Path) -> Path:
     return path if path.is_absolute() else (cwd / path).absolute()
 
 
+def version_locations_from_text(text: str, *, toml: bool, section: str, here: Path,
+                                cwd: Path) -> tuple[Path, ...]:
+    """The version locations a config file with this text gives when it sits in ``here``.
+
+    For another commit's copy of the project's config (the versions folder may have moved
+    since); the same rules as ``load_project``. Raises ConfigError when the text is unreadable.
+    """
+    parser: configparser.ConfigParser | None = None
+    alembic_toml: dict[str, Any] = {}
+    try:
+        if toml:
+            alembic_toml = _table(tomllib.loads(text), "tool", "alembic")
+            script = _interpolate_toml(alembic_toml.get("script_location"), here)
+        else:
+            parser = configparser.ConfigParser({"here": here.as_posix()})
+            parser.read_string(text)
+            if not parser.has_section(section):
+                return ()
+            script = parser.get(section, "script_location", fallback=None)
+        locations = _version_locations(parser, section, alembic_toml, here, cwd)
+    except (configparser.Error, tomllib.TOMLDecodeError) as error:
+        raise ConfigError(f"cannot read the config text: {error}") from error
+    if not locations and script:
+        locations = (_resource_path(str(script), cwd) / "versions",)
+    return locations
+
+
 def _version_locations(parser: configparser.ConfigParser | None, section: str,
                        alembic_toml: Mapping[str, Any], toml_here: Path,
                        cwd: Path) -> tuple[Path, ...]:

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from alembic_autocopy import placement, planning, records, scanning
+from alembic_autocopy import gitobjects, placement, planning, records, scanning
 from alembic_autocopy.drift import Drift
 from alembic_autocopy.errors import AutocopyError, PlacementError, PlanBlocked
 from alembic_autocopy.model import Candidate, LocationKind, ManifestEntry, Outcome, Plan
@@ -28,6 +28,10 @@ CONTENT_READERS[LocationKind.DATABASE] = records.read_candidate_content
 # inventory. They run after the file scan, in registration order.
 InventoryExtension = Callable[[ProjectConfig, scanning.Inventory, "Options"], None]
 INVENTORY_EXTENSIONS: list[InventoryExtension] = []
+# Git objects: every branch, remote-tracking branch, tag and stash entry of this repository
+# and of the configured clones (read only when options/settings ask for git refs).
+INVENTORY_EXTENSIONS.append(gitobjects.extend_inventory)
+CONTENT_READERS.update(dict.fromkeys(gitobjects.GIT_KINDS, gitobjects.read_content))
 
 
 @dataclass(frozen=True)
@@ -151,6 +155,10 @@ def ensure_plan_possible(situation: Situation) -> None:
     if plan.outcome in (Outcome.CONFLICT, Outcome.UNRESOLVED):
         message, hint = report.blocked_message(plan), report.blocked_hint(plan)
         message, hint = report.with_record_notes(message, hint, situation)
+        if plan.unresolved and situation.inventory.notes:
+            # Why a search came up short (offline, git-lfs missing...) explains "found nowhere".
+            hint = "; ".join([hint, *situation.inventory.notes]) if hint else "; ".join(
+                situation.inventory.notes)
         raise PlanBlocked(message, plan, hint)
 
 

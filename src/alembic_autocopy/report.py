@@ -88,8 +88,12 @@ def source_of(candidate: Candidate) -> str:
     if location.path and location.kind.is_file:
         return f"{where}: {location.path}"
     if location.path:
-        return f"{where}: {location.path}" + (f" @ {location.commit[:10]}"
-                                               if location.commit else "")
+        # git objects: the ref, then the commit and its date (which version of the ref).
+        at = f" @ {location.commit[:10]}" if location.commit else ""
+        if location.commit_date:
+            at += f" ({location.commit_date})"
+        lfs = " [Git LFS]" if location.detail == "Git LFS" else ""
+        return f"{where}: {location.path}{at}{lfs}"
     return where
 
 

@@ -161,6 +161,8 @@ def _folder_sources(folder: Path, project: ProjectConfig, relatives: list[Path |
     if resolved in seen_roots:
         return []
     root = git.toplevel(folder)
+    if root is None and git.is_bare_repository(folder):
+        root = folder  # a bare clone: no files of its own, but its linked worktrees count
     if root is not None and root.resolve() == resolved:
         sources: list[Source] = []
         try:

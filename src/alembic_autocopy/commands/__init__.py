@@ -17,6 +17,7 @@ def options_from(args: argparse.Namespace) -> Options:
         prefer=tuple(getattr(args, "prefer", None) or ()),
         dry_run=bool(getattr(args, "dry_run", False)),
         fetch=getattr(args, "fetch", None),
+        git_refs=getattr(args, "git_refs", None),
         from_database=bool(getattr(args, "from_database", False)),
         allow_untrusted_source=bool(getattr(args, "allow_untrusted_source", False)),
     )
@@ -41,3 +42,17 @@ def add_diff(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--diff", action="store_true", default=False,
         help="show how each file edited after it was applied differs from what ran")
+
+
+def add_search_options(parser: argparse.ArgumentParser) -> None:
+    """``--fetch`` and ``--no-git-refs``: for the commands that search for migrations."""
+    parser.add_argument(
+        "--fetch", action=argparse.BooleanOptionalAction, default=None,
+        help="run `git fetch --all --prune` first (with a time limit: fetch_timeout), so a "
+             "migration pushed from another machine is found; offline, say so and go on "
+             "(config: fetch = true)")
+    parser.add_argument(
+        "--git-refs", action=argparse.BooleanOptionalAction, default=None,
+        help="search every branch, remote-tracking branch, tag and stash entry too "
+             "(default; --no-git-refs searches only the worktrees and folders; "
+             "config: git_refs = false)")

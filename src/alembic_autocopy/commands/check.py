@@ -8,6 +8,7 @@ from alembic_autocopy.commands import (
     add_diff,
     add_from_database,
     add_prefer,
+    add_search_options,
     options_from,
     project_from,
 )
@@ -28,6 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_prefer(parser)
     add_from_database(parser)
     add_diff(parser)
+    add_search_options(parser)
 
 
 def run(args: argparse.Namespace, out: Output) -> int:

@@ -5,7 +5,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
-from alembic_autocopy.commands import options_from, project_from
+from alembic_autocopy.commands import (
+    add_search_options,
+    options_from,
+    project_from,
+)
 from alembic_autocopy.commands.common import show_inventory_warnings
 from alembic_autocopy.errors import AutocopyError
 from alembic_autocopy.output import Output
@@ -14,13 +18,15 @@ from alembic_autocopy.report import candidate_json, source_of
 
 DESCRIPTION = """\
 Print every place that holds REV (a full revision id or a unique prefix): this worktree, the
-other worktrees, configured folders, with the content's sha256 so that different files with
+other worktrees, configured folders, every branch, remote-tracking branch, tag and stash
+entry (with its commit and date), with the content's sha256 so that different files with
 the same id stand out. Does not touch the database.
 """
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("revision", metavar="REV", help="revision id or unique prefix")
+    add_search_options(parser)
 
 
 def run(args: argparse.Namespace, out: Output) -> int:

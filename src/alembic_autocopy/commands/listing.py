@@ -5,7 +5,12 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from alembic_autocopy.commands import add_diff, options_from, project_from
+from alembic_autocopy.commands import (
+    add_diff,
+    add_search_options,
+    options_from,
+    project_from,
+)
 from alembic_autocopy.commands.common import show_inventory_warnings
 from alembic_autocopy.model import Candidate
 from alembic_autocopy.output import Output
@@ -23,6 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-db", action="store_true",
                         help="do not ask the database what is applied")
     add_diff(parser)
+    add_search_options(parser)
 
 
 def run(args: argparse.Namespace, out: Output) -> int:
