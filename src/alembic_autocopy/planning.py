@@ -73,6 +73,14 @@ def plan_repair(
     unknown_applied = tuple(rev for rev in applied_ids if rev not in known_ids)
     needed_by: dict[str, list[str]] = {rev: ["database"] for rev in unknown_applied}
     queue = list(unknown_applied)
+    # A half-present chain (a revision here whose parent is not, e.g. one file copied by
+    # hand): Alembic cannot even build its map (a bare KeyError), so those parents are
+    # needed too, with their own ancestry.
+    for header in local:
+        for parent in header.needs:
+            if parent not in known_ids and parent not in known_labels:
+                needed_by.setdefault(parent, []).append(header.revision)
+                queue.append(parent)
     chosen: dict[str, Candidate] = {}
     unresolved: dict[str, Unresolved] = {}
     conflicts: dict[str, Conflict] = {}

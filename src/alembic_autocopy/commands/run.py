@@ -178,23 +178,15 @@ def project_for(args: argparse.Namespace, command: Sequence[str]) -> ProjectConf
 
 
 def needed_ids(project: ProjectConfig, args: argparse.Namespace) -> tuple[Situation, set[str]]:
-    """Assess the worktree; return (situation, every id a repair would legitimately bring).
-
-    Besides what the database applied, the parents this worktree's own files name but lack
-    (a half-present chain: Alembic's bare KeyError) are planned too.
-    """
+    """Assess the worktree; return (situation, every id a repair would legitimately bring):
+    what the database applied and this worktree lacks, and every missing ancestor (the
+    parents of a half-present chain too: Alembic's bare KeyError)."""
     from alembic_autocopy import repair
 
-    options = options_from(args)
-    situation = repair.assess(project, options)
-    local = [c.header for c in situation.inventory.local]
-    known = {h.revision for h in local} | {label for h in local for label in h.branch_labels}
-    dangling = [parent for h in local for parent in h.needs if parent not in known]
-    if dangling:
-        wanted = list(dict.fromkeys([*situation.applied, *dangling]))
-        situation = repair.assess(project, options, applied=wanted, found=situation.inventory)
+    situation = repair.assess(project, options_from(args))
     plan = situation.plan
-    return situation, set(plan.unknown_applied) | {c.revision for c in plan.bring}
+    wanted = set(plan.unknown_applied) | {c.revision for c in plan.bring}
+    return situation, wanted | {u.revision for u in plan.unresolved}
 
 
 def repair_for(attempt: Attempt, args: argparse.Namespace, command: Sequence[str],
