@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from support import BASE_REV, Database, Repo, Worktree, make_repo
 
 
@@ -24,7 +26,9 @@ def _with_base_branch(repo: Repo, base: str) -> None:
     repo.main.commit("alembic-autocopy: rebase feature branches onto main")
 
 
-def test_sync_after_the_other_branch_was_merged(sqlite_db: Database, tmp_path: Path) -> None:
+@pytest.mark.parametrize(("how", "own_commits"), [("rebase", "1"), ("--merge", "2")])
+def test_sync_after_the_other_branch_was_merged(sqlite_db: Database, tmp_path: Path, how: str,
+                                                own_commits: str) -> None:
     repo = make_repo(tmp_path, sqlite_db)
     _with_base_branch(repo, "main")
     a = repo.add_worktree("a")
@@ -39,15 +43,17 @@ def test_sync_after_the_other_branch_was_merged(sqlite_db: Database, tmp_path: P
     assert [e["revision"] for e in _manifest(b)] == a_ids
     repo.main.git("merge", "--quiet", "--no-ff", "--no-edit", "a")  # a lands in main
 
-    result = b.autocopy("sync", "--json")
+    result = b.autocopy("sync", "--json", *([how] if how == "--merge" else []))
 
     assert result.returncode == 0, result
     document = json.loads(result.stdout)
     assert document["upstream"] == "refs/heads/main" and document["why"] == "base_branch main"
     assert sorted(e["revision"] for e in document["copies_now_from_git"]) == sorted(a_ids)
     main_head = repo.main.git("rev-parse", "main").stdout.strip()
-    assert b.git("merge-base", "HEAD", "main").stdout.strip() == main_head  # rebased
-    assert b.git("rev-list", "--count", "main..HEAD").stdout.strip() == "1"
+    assert b.git("merge-base", "HEAD", "main").stdout.strip() == main_head  # on top of main
+    # rebased: b's own commit alone on top; merged: b's commit and the merge commit
+    assert b.git("rev-list", "--count", "main..HEAD").stdout.strip() == own_commits
+    assert document["merge"] is (how == "--merge")
     assert _manifest(b) == []  # copies gone from the manifest
     assert not (b.versions / ".gitignore").exists()  # and the managed ignore file with them
     tracked = set(b.git("ls-files", "migrations/versions").stdout.split())
