@@ -185,6 +185,27 @@ def test_a_migration_that_fails_midway_leaves_no_record(
     assert set(record_rows(postgresql_db)) == {BASE_REV, good}
 
 
+@pytest.mark.postgresql
+def test_table_beside_the_version_table_with_its_configured_name(
+    tmp_path: Path, postgresql_db: Database
+) -> None:
+    repo = make_repo(tmp_path, postgresql_db, env="custom_version_table")
+    assert repo.version_table_schema == "alembic_meta"
+    ini = repo.main.path / "alembic.ini"
+    ini.write_text(ini.read_text("utf-8") + "\n[alembic-autocopy]\nrecord_table = my_records\n",
+                   encoding="utf-8")
+
+    repo.main.autocopy("upgrade", check=True)
+
+    assert "my_records" in postgresql_db.tables(schema="alembic_meta")
+    assert TABLE not in postgresql_db.tables() | postgresql_db.tables(schema="alembic_meta")
+    rows = postgresql_db.execute("SELECT revision FROM alembic_meta.my_records")
+    assert rows == [(BASE_REV,)]
+    report = json_of(repo.main.autocopy("check", "--json"))
+    assert report["record_table"]["name"] == "alembic_meta.my_records"
+    assert report["record_table"]["records"] == 1
+
+
 @pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgresql",
                                                             marks=pytest.mark.postgresql)])
 def test_env_py_integration_records_plain_alembic(
