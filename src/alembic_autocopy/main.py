@@ -14,7 +14,7 @@ import tempfile
 import traceback
 from collections.abc import Sequence
 
-from alembic_autocopy import __version__
+from alembic_autocopy import __version__, progress
 from alembic_autocopy.errors import (
     EXIT_FAILED,
     EXIT_INTERNAL,
@@ -37,6 +37,13 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "install-hooks": ("hooks", "git hooks that check the database after checkout, merge and "
                                "rebase, in every worktree"),
     "uninstall-hooks": ("hooks", "remove the git hooks; put back the ones they replaced"),
+    "revision": ("revision", "`alembic revision` on this worktree's own head, even with "
+                             "other worktrees' heads present"),
+    "status": ("status", "the database's heads and where each comes from, this worktree's "
+                         "heads, copies, warnings"),
+    "graph": ("graph", "the revision graph of every source with the database's position "
+                       "(Mermaid, DOT, SVG, PNG)"),
+    "stats": ("stats", "how many repairs, revisions brought in, by source, failures"),
     "record": ("record", "store the applied revisions whose files are here in the database's "
                          "record table (backfill)"),
     "demo": ("demo", "a two-worktree project on SQLite, broken then repaired, in a temp folder"),
@@ -144,7 +151,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     out = make_output(args)
     try:
-        code: int = args.handler(args, out)
+        with progress.shown(progress.wanted(json_mode=args.json, quiet=args.quiet)):
+            code: int = args.handler(args, out)
         return code
     except KeyboardInterrupt:
         out.error("interrupted")

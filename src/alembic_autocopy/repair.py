@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from alembic_autocopy import gitobjects, placement, planning, records, scanning
+from alembic_autocopy import events, gitobjects, placement, planning, records, scanning
 from alembic_autocopy.drift import Drift
 from alembic_autocopy.errors import AutocopyError, PlacementError, PlanBlocked
 from alembic_autocopy.model import Candidate, LocationKind, ManifestEntry, Outcome, Plan
@@ -44,6 +44,7 @@ class Options:
     from_database: bool = False
     allow_untrusted_source: bool = False
     git_refs: bool | None = None
+    notify_url: str | None = None  # None: the configuration decides (--notify-url)
     # Only candidates whose id starts with this (``find``): sources may skip the rest early.
     revision_prefix: str | None = None
 
@@ -74,6 +75,7 @@ class RepairReport:
     heads_after: tuple[str, ...] = ()
     upgraded_to_every_head: bool = False
     dry_run: bool = False
+    warnings: list[str] = field(default_factory=list)  # e.g. a notification not sent
 
 
 def read_file_content(candidate: Candidate) -> bytes:
@@ -162,6 +164,7 @@ def ensure_plan_possible(situation: Situation) -> None:
         raise PlanBlocked(message, plan, hint)
 
 
+@events.recorded  # every repair, done or failed, is logged and notified
 def repair(project: ProjectConfig, target: str = "head", options: Options | None = None,
            on_version_apply: Sequence[Callable[..., None]] = (), *, upgrade: bool = True,
            situation: Situation | None = None) -> RepairReport:

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from alembic_autocopy import git
+from alembic_autocopy import git, progress
 from alembic_autocopy.errors import GitError, MigrationParseError
 from alembic_autocopy.model import (
     Candidate,
@@ -250,8 +250,12 @@ def scan(project: ProjectConfig, reader: FileReader = read_migration_file,
             jobs.append((source, os.fspath(folder), names))
     max_bytes = project.tool.max_file_bytes
 
+    tick = progress.counter(len(jobs), "reading migration folders")
+
     def read_folder(job: tuple[Source, str, list[tuple[str, bool]]]) -> _FolderResult:
-        return _read_folder(job[1], job[2], reader, max_bytes, folder_reader)
+        result = _read_folder(job[1], job[2], reader, max_bytes, folder_reader)
+        tick(job[1])
+        return result
 
     total = sum(len(names) for _, _, names in jobs)
     if total >= PARALLEL_MIN_FILES and len(jobs) > 1 and (os.cpu_count() or 1) > 1:

@@ -20,6 +20,7 @@ def options_from(args: argparse.Namespace) -> Options:
         git_refs=getattr(args, "git_refs", None),
         from_database=bool(getattr(args, "from_database", False)),
         allow_untrusted_source=bool(getattr(args, "allow_untrusted_source", False)),
+        notify_url=getattr(args, "notify_url", None),
     )
 
 
@@ -42,6 +43,13 @@ def add_diff(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--diff", action="store_true", default=False,
         help="show how each file edited after it was applied differs from what ran")
+
+
+def add_notify_url(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--notify-url", metavar="URL", default=None,
+        help="post a Slack/Discord-compatible message to this incoming-webhook URL after "
+             "the repair (config: notify_url); a failed post is only a warning")
 
 
 def add_search_options(parser: argparse.ArgumentParser) -> None:

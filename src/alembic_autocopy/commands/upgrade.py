@@ -7,6 +7,7 @@ import argparse
 from alembic_autocopy.commands import (
     add_diff,
     add_from_database,
+    add_notify_url,
     add_prefer,
     add_search_options,
     options_from,
@@ -35,6 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_prefer(parser)
     add_from_database(parser)
     add_diff(parser)
+    add_notify_url(parser)
     add_search_options(parser)
 
 
@@ -47,6 +49,8 @@ def run(args: argparse.Namespace, out: Output) -> int:
     show_inventory_warnings(situation.inventory, out)
     recorded = show_records(out, project, situation.recorded, situation.drift,
                             situation.applied, situation.inventory.local, args.diff)
+    for warning in report.warnings:
+        out.warn(warning)
     plan = situation.plan
     verb = "Would bring in" if report.dry_run else "Brought in"
     if plan.bring:

@@ -1,0 +1,374 @@
+"""`status` and `graph` on a real fleet of worktrees, the graph text checked structurally and
+rendered by Graphviz, and the progress line."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import shutil
+import subprocess
+import xml.etree.ElementTree as ElementTree
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from alembic_autocopy import graphing, progress
+from alembic_autocopy.model import Candidate, Location, LocationKind, MigrationHeader
+from support import BASE_REV, Database, Worktree, make_repo
+from support.databases import temporary_database
+
+LOST = "f0000000dead"  # in the version table, in no file, branch or record
+
+
+@dataclass
+class Fleet:
+    """Seen from B (the main worktree), the database's heads come from everywhere."""
+
+    db: Database
+    a: Worktree
+    b: Worktree
+    d: Worktree
+    chain_a: list[str]  # applied in A, copied into B
+    own_b: str  # B's own, committed, applied
+    branch_only: str  # applied from worktree C, which was removed: only on branch c
+    recorded_only: str  # applied from worktree E, removed before commit: only its record
+    pending_d: str  # in worktree D, not applied
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
+    tmp_path = tmp_path_factory.mktemp("fleet")
+    with temporary_database("sqlite", tmp_path) as db:
+        repo = make_repo(tmp_path, db)
+        b = repo.main
+        a = repo.add_worktree("a")
+        chain_a = a.chain(2, BASE_REV, "a")
+        a.commit("a: two migrations")
+        a.alembic("upgrade", "head", check=True)
+        (own_b,) = b.chain(1, BASE_REV, "b")
+        b.commit("b: own migration")
+        b.autocopy("upgrade", check=True)
+        c = repo.add_worktree("c")
+        (branch_only,) = c.chain(1, BASE_REV, "c")
+        c.commit("c: one migration")
+        c.autocopy("upgrade", check=True)
+        repo.main.git("worktree", "remove", "--force", str(c.path))
+        e = repo.add_worktree("e")
+        (recorded_only,) = e.chain(1, BASE_REV, "e")
+        e.autocopy("upgrade", check=True)  # records e's revision, content included
+        repo.main.git("worktree", "remove", "--force", str(e.path))
+        db.execute(f"INSERT INTO alembic_version (version_num) VALUES ('{LOST}')")
+        d = repo.add_worktree("d")
+        (pending_d,) = d.chain(1, own_b, "d")
+        yield Fleet(db, a, b, d, chain_a, own_b, branch_only, recorded_only, pending_d)
+
+
+# --- status ----------------------------------------------------------------------------------
+
+def test_status_lists_every_head_with_its_origin(fleet: Fleet) -> None:
+    result = fleet.b.autocopy("status", "--json")
+
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout)
+    heads = {h["revision"]: h for h in document["database"]["heads"]}
+    assert set(heads) == {fleet.chain_a[-1], fleet.own_b, fleet.branch_only,
+                          fleet.recorded_only, LOST}
+    assert heads[fleet.own_b]["origin"] == "this worktree"
+    assert heads[fleet.chain_a[-1]]["origin"] == (
+        f"worktree {fleet.a.path} on branch a (copied here)")
+    assert heads[fleet.branch_only]["origin"] == "branch c"
+    assert heads[fleet.recorded_only]["origin"] == "database record"
+    assert heads[LOST]["origin"].startswith("found nowhere")
+    worktree = document["worktree"]
+    assert worktree["heads"] == sorted([fleet.chain_a[-1], fleet.own_b])
+    assert worktree["own_heads"] == [fleet.own_b]
+    assert worktree["foreign_heads"] == [fleet.chain_a[-1]]
+    assert sorted(c["revision"] for c in document["copies"]) == fleet.chain_a
+    ids = {w["id"] for w in document["warnings"]}
+    assert {"behind-blocked", "several-heads", "hooks-missing"} <= ids
+
+    text = fleet.b.autocopy("status")
+    assert text.returncode == 0, text.stderr
+    for head in heads:
+        line = next(line for line in text.stdout.splitlines() if line.strip().startswith(head))
+        assert "<- " in line
+    assert f"{fleet.branch_only}  step {fleet.branch_only}  <- branch c" in text.stdout
+
+
+def test_status_sees_installed_hooks_and_edited_copies(fleet: Fleet, tmp_path: Path) -> None:
+    hooks = Path(fleet.b.git("rev-parse", "--path-format=absolute", "--git-path",
+                             "hooks").stdout.strip())
+    hook = hooks / "post-checkout"
+    copy = next(fleet.b.versions.glob(f"{fleet.chain_a[0]}_*.py"))
+    original = copy.read_bytes()
+    try:
+        hook.write_text("#!/bin/sh\n# alembic-autocopy post-checkout hook\nexit 0\n", "utf-8")
+        copy.write_bytes(original + b"\n# edited\n")
+        document = json.loads(fleet.b.autocopy("status", "--json", check=True).stdout)
+    finally:
+        hook.unlink()
+        copy.write_bytes(original)
+    ids = [w["id"] for w in document["warnings"]]
+    assert "hooks-missing" not in ids
+    assert ids.count("copy-modified") == 1
+
+
+# --- graph: Mermaid parsed back, DOT rendered by Graphviz -------------------------------------
+
+_NODE = re.compile(r'^    (r_\w+)\["([^"]*)"\]$')
+_DATABASE = re.compile(r'^    (db_position)\[\("([^"]*)"\)\]$')
+_EDGE = re.compile(r"^    (\w+) (-->|-\.->\|depends on\||==>) (\w+)$")
+_OTHER = re.compile(r"^    (subgraph legend\[\"[^\"]*\"\]|end|classDef \w+ [^;]+|class [\w,]+ \w+)$"
+                    r"|^        legend_\w+\[\"[^\"]*\"\]$")
+_ENTITY = re.compile(r"#(\w+);")
+_NAMED = {"quot": '"', "lt": "<", "gt": ">", "amp": "&"}
+
+
+@dataclass
+class ParsedMermaid:
+    labels: dict[str, list[str]]  # node id -> label lines, entities decoded
+    edges: set[tuple[str, str, str]]  # (parent id, arrow, child id)
+
+
+def parse_mermaid(text: str) -> ParsedMermaid:
+    """A strict reader of the subset `graph` writes: any other line fails the test."""
+    lines = text.splitlines()
+    assert lines[0] == "flowchart TD"
+    labels: dict[str, list[str]] = {}
+    edges: set[tuple[str, str, str]] = set()
+    for line in lines[1:]:
+        if match := _NODE.match(line) or _DATABASE.match(line):
+            assert match.group(1) not in labels, f"node defined twice: {line}"
+            labels[match.group(1)] = [_decode(part) for part in match.group(2).split("<br/>")]
+        elif match := _EDGE.match(line):
+            edges.add((match.group(1), match.group(2), match.group(3)))
+        else:
+            assert _OTHER.match(line), f"not Mermaid this test knows: {line!r}"
+    for parent, _, child in edges:
+        assert parent in labels and child in labels, (parent, child)
+    return ParsedMermaid(labels, edges)
+
+
+def _decode(text: str) -> str:
+    assert not set(text) & set('"<>|`'), text
+    return _ENTITY.sub(lambda m: _NAMED.get(m.group(1)) or chr(int(m.group(1))), text)
+
+
+def check_mermaid_has(graph_json: Mapping[str, object], text: str) -> ParsedMermaid:
+    parsed = parse_mermaid(text)
+    by_revision = {lines[0].split(" (")[0]: node for node, lines in parsed.labels.items()
+                   if node != "db_position"}
+    nodes = graph_json["nodes"]
+    assert isinstance(nodes, list)
+    assert set(by_revision) == {n["revision"] for n in nodes}
+    edges = graph_json["edges"]
+    assert isinstance(edges, list)
+    for edge in edges:
+        arrow = "-.->|depends on|" if edge["dependency"] else "-->"
+        assert (by_revision[edge["parent"]], arrow, by_revision[edge["child"]]) in parsed.edges
+    heads = graph_json["database_heads"]
+    assert isinstance(heads, list)
+    for head in heads:
+        assert (by_revision[head], "==>", "db_position") in parsed.edges
+    assert len(parsed.edges) == len(edges) + len(heads)
+    return parsed
+
+
+def svg_graph(svg: bytes) -> tuple[set[str], set[tuple[str, str]]]:
+    """Node and edge titles of an SVG that Graphviz drew."""
+    root = ElementTree.fromstring(svg)
+    ns = {"svg": "http://www.w3.org/2000/svg"}
+    nodes: set[str] = set()
+    edges: set[tuple[str, str]] = set()
+    for group in root.iterfind(".//svg:g", ns):
+        title = group.findtext("svg:title", default="", namespaces=ns)
+        if group.get("class") == "node":
+            nodes.add(title)
+        elif group.get("class") == "edge":
+            parent, _, child = title.partition("->")
+            edges.add((parent, child))
+    return nodes, edges
+
+
+def needs_graphviz() -> str:
+    dot = shutil.which("dot")
+    if dot is None and os.environ.get("CI"):
+        pytest.fail("Graphviz's dot is missing: .ci/run must install graphviz")
+    if dot is None:
+        pytest.skip("Graphviz's dot is not installed (apt-get install graphviz)")
+    return dot
+
+
+def test_graph_as_mermaid_has_every_node_edge_and_the_database(fleet: Fleet) -> None:
+    described = json.loads(fleet.b.autocopy("graph", "--json", check=True).stdout)
+    result = fleet.b.autocopy("graph")
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == described["text"]
+    parsed = check_mermaid_has(described, result.stdout)
+    nodes = {n["revision"]: n for n in described["nodes"]}
+    assert {rev: n["residence"] for rev, n in nodes.items()} == {
+        BASE_REV: "here", fleet.chain_a[0]: "copy here", fleet.chain_a[1]: "copy here",
+        fleet.own_b: "here", fleet.branch_only: "git only",
+        fleet.recorded_only: "database only", LOST: "found nowhere",
+        fleet.pending_d: "other worktree"}
+    assert nodes[fleet.pending_d]["applied"] is False
+    assert all(n["applied"] for rev, n in nodes.items() if rev != fleet.pending_d)
+    assert sorted(described["database_heads"]) == sorted(
+        [fleet.chain_a[-1], fleet.own_b, fleet.branch_only, fleet.recorded_only, LOST])
+    database_label = parsed.labels["db_position"]
+    assert database_label[0] == "database (sqlite)"
+    assert "worktree Proj-d (d)" in " ".join(
+        " ".join(lines) for lines in parsed.labels.values())
+
+
+def test_graph_renders_with_graphviz(fleet: Fleet, tmp_path: Path) -> None:
+    dot = needs_graphviz()
+    described = json.loads(fleet.b.autocopy("graph", "--json", check=True).stdout)
+    svg_path = tmp_path / "graph.svg"
+
+    result = fleet.b.autocopy("graph", "-o", str(svg_path))
+
+    assert result.returncode == 0, result.stderr
+    nodes, edges = svg_graph(svg_path.read_bytes())
+    assert {f"r:{n['revision']}" for n in described["nodes"]} <= nodes
+    assert "database" in nodes
+    expected = {(f"r:{e['parent']}", f"r:{e['child']}") for e in described["edges"]}
+    expected |= {(f"r:{head}", "database") for head in described["database_heads"]}
+    assert expected <= edges
+    # the DOT text itself is what Graphviz reads
+    dot_text = fleet.b.autocopy("graph", "--format", "dot", check=True).stdout
+    plain = subprocess.run([dot, "-Tplain"], input=dot_text, capture_output=True, text=True,
+                           check=True).stdout
+    assert plain.count("\nedge ") >= len(expected)
+    png = tmp_path / "graph.png"
+    fleet.b.autocopy("graph", "-o", str(png), check=True)
+    assert png.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+
+
+def test_svg_without_graphviz_is_one_clear_error(fleet: Fleet, tmp_path: Path) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    git = shutil.which("git")
+    assert git is not None
+    (bin_dir / "git").symlink_to(git)
+    target = tmp_path / "graph.svg"
+
+    result = fleet.b.autocopy("graph", "-o", str(target), env={"PATH": str(bin_dir)})
+
+    assert result.returncode == 1
+    assert "needs Graphviz" in result.stderr and "install" in result.stderr
+    assert "--format mermaid" in result.stderr and "Traceback" not in result.stderr
+    assert not target.exists()
+
+
+def candidate(rev: str, down: tuple[str, ...] = (), *, kind: LocationKind = LocationKind.HERE,
+              message: str | None = None, depends_on: tuple[str, ...] = (),
+              labels: tuple[str, ...] = (), ref: str | None = None) -> Candidate:
+    header = MigrationHeader(rev, down, labels, depends_on, message)
+    location = Location(kind=kind, path=f"/w/{kind.value}/{rev}.py",
+                        worktree=f"/w/{kind.value}", branch="feat", ref=ref)
+    return Candidate(header, sha256=f"sha-{rev}", size=1, filename=f"{rev}.py",
+                     location=location)
+
+
+def test_graph_text_survives_odd_ids_and_messages() -> None:
+    """Ids that are not Mermaid names, messages with quotes, markup and entities."""
+    candidates = [
+        candidate("base-1", message='create "users" <b>#1</b> & co | `x`'),
+        candidate("0002.feature", ("base-1",), message="with\nnewline", labels=("feat",)),
+        candidate("base_1", ("base-1",), kind=LocationKind.WORKTREE),
+        candidate("tip", ("0002.feature", "base_1"), kind=LocationKind.BRANCH,
+                  ref="refs/heads/feat", depends_on=("feat",)),
+        candidate("orphan", ("gone",), kind=LocationKind.DATABASE),
+    ]
+    graph = graphing.build_graph(candidates, ["tip", "lost"], {})
+    residences = {node.revision: node.origin.residence for node in graph.nodes}
+    assert residences["gone"] is graphing.Residence.NOWHERE
+    assert residences["lost"] is graphing.Residence.NOWHERE
+    assert graph.node("base-1").applied and graph.node("base_1").applied
+    assert graph.node("orphan").applied is False
+    described = {
+        "nodes": [{"revision": n.revision} for n in graph.nodes],
+        "edges": [{"parent": e.parent, "child": e.child, "dependency": e.dependency}
+                  for e in graph.edges],
+        "database_heads": list(graph.database_heads or ()),
+    }
+    assert {"parent": "0002.feature", "child": "tip", "dependency": True} in described["edges"]
+    parsed = check_mermaid_has(described, graphing.to_mermaid(graph))
+    first = next(lines for lines in parsed.labels.values() if lines[0] == "base-1")
+    assert first[1] == 'create "users" <b>#1</b> & co | `x`'
+    dot = shutil.which("dot")
+    if dot is not None:
+        svg = subprocess.run([dot, "-Tsvg"], input=graphing.to_dot(graph, 'a "title"'),
+                             capture_output=True, text=True, check=True).stdout
+        nodes, edges = svg_graph(svg.encode("utf-8"))
+        assert {f"r:{n.revision}" for n in graph.nodes} <= nodes
+        assert {(f"r:{e.parent}", f"r:{e.child}") for e in graph.edges} <= edges
+
+
+# --- progress ---------------------------------------------------------------------------------
+
+class Terminal(io.StringIO):
+    """A stream that says it is a terminal (the platform fact under test)."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_progress_line_appears_after_half_a_second_and_is_erased() -> None:
+    clock, stream = Clock(), Terminal()
+    line = progress.ProgressLine(stream, clock=clock, width=60)
+    line.update(1, 10, "reading migration folders")
+    clock.now += 0.4
+    line.update(2, 10, "reading migration folders")
+    assert stream.getvalue() == ""  # fast work prints nothing
+    clock.now += 0.2
+    line.update(3, 10, "reading migration folders")
+    assert stream.getvalue() == "\r\033[Kreading migration folders: 3/10"
+    clock.now += 0.01
+    line.update(4, 10, "reading migration folders")  # too soon to redraw
+    assert stream.getvalue().count("\r\033[K") == 1
+    line.update(10, 10, "reading migration folders")  # the last one always shows
+    line.clear()
+    assert stream.getvalue().endswith("reading migration folders: 10/10\r\033[K")
+
+
+def test_progress_is_only_for_a_person_at_a_terminal() -> None:
+    terminal = Terminal()
+    assert progress.wanted(json_mode=False, quiet=False, stream=terminal, environ={})
+    assert not progress.wanted(json_mode=True, quiet=False, stream=terminal, environ={})
+    assert not progress.wanted(json_mode=False, quiet=True, stream=terminal, environ={})
+    assert not progress.wanted(json_mode=False, quiet=False, stream=io.StringIO(), environ={})
+    for hook in ({"GIT_INDEX_FILE": "/r/.git/index"}, {"ALEMBIC_AUTOCOPY_HOOK": "1"},
+                 {"ALEMBIC_AUTOCOPY_NO_PROGRESS": "1"}):
+        assert not progress.wanted(json_mode=False, quiet=False, stream=terminal,
+                                   environ=hook)
+
+
+def test_progress_counter_reports_to_the_shown_line_only() -> None:
+    stream = Terminal()
+    progress.counter(3, "nothing shown")("x")  # no line: a no-op
+    with progress.shown(True, stream) as line:
+        assert line is not None
+        line.started -= 1.0  # the work has lasted a second
+        tick = progress.counter(3, "scanning")
+        tick("a")
+        assert stream.getvalue() == "\r\033[Kscanning: 1/3"
+        tick("b")
+        tick("c")
+    assert stream.getvalue().endswith("\r\033[K")
+    with progress.shown(False, stream) as line:
+        assert line is None
