@@ -99,22 +99,23 @@ def test_status_lists_every_head_with_its_origin(fleet: Fleet) -> None:
     assert f"{fleet.branch_only}  step {fleet.branch_only}  <- branch c" in text.stdout
 
 
-def test_status_sees_installed_hooks_and_edited_copies(fleet: Fleet, tmp_path: Path) -> None:
-    hooks = Path(fleet.b.git("rev-parse", "--path-format=absolute", "--git-path",
-                             "hooks").stdout.strip())
-    hook = hooks / "post-checkout"
+def test_status_sees_installed_hooks_and_edited_copies(fleet: Fleet) -> None:
     copy = next(fleet.b.versions.glob(f"{fleet.chain_a[0]}_*.py"))
     original = copy.read_bytes()
     try:
-        hook.write_text("#!/bin/sh\n# alembic-autocopy post-checkout hook\nexit 0\n", "utf-8")
+        fleet.b.autocopy("install-hooks", check=True)
         copy.write_bytes(original + b"\n# edited\n")
         document = json.loads(fleet.b.autocopy("status", "--json", check=True).stdout)
     finally:
-        hook.unlink()
+        fleet.b.autocopy("uninstall-hooks", check=True)
         copy.write_bytes(original)
     ids = [w["id"] for w in document["warnings"]]
     assert "hooks-missing" not in ids
     assert ids.count("copy-modified") == 1
+    warnings = json.loads(fleet.b.autocopy("status", "--json", "--no-db",
+                                           check=True).stdout)["warnings"]
+    (hooks,) = [w["message"] for w in warnings if w["id"] == "hooks-missing"]
+    assert "(post-checkout, post-merge, post-rewrite)" in hooks
 
 
 # --- graph: Mermaid parsed back, DOT rendered by Graphviz -------------------------------------

@@ -26,9 +26,6 @@ heads here, copies changed since they were copied, git hooks not installed. Chan
 Exit 1 only when the database cannot be read (the rest is still shown).
 """
 
-HOOK_MARKER = "alembic-autocopy"  # written into every hook `install-hooks` creates
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-db", action="store_true",
                         help="do not read the database (nothing about its heads)")
@@ -90,15 +87,15 @@ def plan_attention(plan: Plan) -> list[Attention]:
                                 f"`alembic-autocopy upgrade` ({len(plan.bring)} to bring in)")]
 
 
-def hooks_installed(worktree_root: Path) -> bool:
-    """True when git's post-checkout hook (where git really reads hooks) is ours."""
-    from alembic_autocopy import git
+def missing_hooks(worktree_root: Path) -> list[str]:
+    """The git hooks (post-checkout, post-merge, post-rewrite) that are not ours, where git
+    really reads hooks (``git rev-parse --git-path hooks``, core.hooksPath honoured)."""
+    from alembic_autocopy import hooks
 
     try:
-        hook = git.git_path(worktree_root, "hooks") / "post-checkout"
-        return HOOK_MARKER in hook.read_text(encoding="utf-8", errors="replace")
-    except (OSError, AutocopyError):
-        return False
+        return [name for name, ours in hooks.installed(worktree_root).items() if not ours]
+    except AutocopyError:
+        return list(hooks.HOOK_TYPES)
 
 
 def run(args: argparse.Namespace, out: Output) -> int:
@@ -140,10 +137,12 @@ def run(args: argparse.Namespace, out: Output) -> int:
     current = {entry.path: placement.file_sha256(Path(entry.path))
                for entry in manifest.entries}
     attention += copy_attention(manifest.entries, current, inventory.elsewhere)
-    if root is not None and not hooks_installed(root):
-        attention.append(Attention("hooks-missing", "git hooks are not installed: the "
-                                   "repair does not run by itself after checkout, merge or "
-                                   "rebase; run `alembic-autocopy install-hooks`"))
+    missing = missing_hooks(root) if root is not None else []
+    if missing:
+        attention.append(Attention("hooks-missing", f"git hooks not installed "
+                                   f"({', '.join(missing)}): nothing checks the database after "
+                                   "checkout, merge or rebase; run `alembic-autocopy "
+                                   "install-hooks`"))
     attention = [Attention("scan", text) for text in out.warnings] + attention
     _print(out, graph, split, manifest.entries, heads, where, root, inventory.local,
            attention)
