@@ -908,7 +908,8 @@ def extend_inventory(project: ProjectConfig, inventory: scanning.Inventory,
     # A file that is no migration in a worktree is usually one at the refs too: say it once.
     already = {Path(skipped.path).as_posix() for skipped in inventory.skipped}
     for skipped in found.skipped:
-        if not any(path.endswith("/" + skipped.path) for path in already):
+        lfs = "Git LFS" in skipped.reason  # the worktree's copy is only a pointer: say why
+        if lfs or not any(path.endswith("/" + skipped.path) for path in already):
             inventory.skipped.append(SkippedFile(skipped.where, skipped.reason))
     inventory.notes.extend(found.notes)
 
