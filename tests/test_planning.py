@@ -104,3 +104,20 @@ def test_two_applied_heads_share_ancestors_once() -> None:
     plan = plan_repair([BASE], ["x", "y"], candidates)
     assert [c.revision for c in plan.bring].count("c1") == 1
     assert len(plan.bring) == 3
+
+
+def test_the_file_on_disk_wins_over_older_versions_in_git_objects() -> None:
+    h = header("c1", "base")
+    edited = found(h, where="/wt/a", sha="edited")
+    on_branch = found(h, where="/repo", sha="old", kind=LocationKind.BRANCH)
+    on_tag = found(h, where="/repo", sha="older", kind=LocationKind.TAG)
+    plan = plan_repair([BASE], ["c1"], [on_branch, edited, on_tag])
+    assert plan.outcome is Outcome.PLAN
+    assert plan.bring[0].sha256 == "edited"
+
+
+def test_git_objects_that_disagree_without_a_file_conflict() -> None:
+    h = header("c1", "base")
+    one = found(h, where="/repo", sha="one", kind=LocationKind.BRANCH)
+    two = found(h, where="/repo", sha="two", kind=LocationKind.REMOTE)
+    assert plan_repair([BASE], ["c1"], [one, two]).outcome is Outcome.CONFLICT

@@ -135,3 +135,22 @@ def test_folder_configured_in_the_ini_is_searched(tmp_path: Path, sqlite_db: Dat
     assert result.returncode == 0, result.stderr
     assert f"folder {elsewhere}" in result.stdout
     assert (main.versions / other.name).exists()
+
+
+def test_flask_migrate_layout_without_script_location(tmp_path: Path) -> None:
+    """Flask-Migrate's migrations/alembic.ini has no script_location (set in code)."""
+    write(tmp_path / "migrations" / "alembic.ini", "[alembic]\n\n[loggers]\nkeys = root\n")
+    write(tmp_path / "migrations" / "env.py", "# env\n")
+    project = load_project(["migrations/alembic.ini"], cwd=tmp_path, environ={})
+    assert project.script_location == tmp_path / "migrations"
+    assert project.version_locations == (tmp_path / "migrations" / "versions",)
+
+
+def test_common_options_before_or_after_the_verb(tmp_path: Path, sqlite_db: Database) -> None:
+    repo = make_repo(tmp_path, sqlite_db)
+    repo.main.alembic("upgrade", "head", check=True)
+    before = repo.main.autocopy("--json", "check")
+    after = repo.main.autocopy("check", "--json")
+    assert before.returncode == after.returncode == 0
+    assert json.loads(before.stdout)["database_heads"] == [BASE_REV]
+    assert json.loads(after.stdout)["database_heads"] == [BASE_REV]

@@ -61,27 +61,33 @@ error, 3 internal error (run with --traceback and report it), 130 interrupted.
 """
 
 
-def common_options() -> argparse.ArgumentParser:
-    """Options every command accepts, before or after the verb."""
-    parent = argparse.ArgumentParser(add_help=False)
+def common_options(after_verb: bool = False) -> argparse.ArgumentParser:
+    """Options every command accepts, before or after the verb.
+
+    The copy given to each verb's parser has no defaults at all (SUPPRESS): argparse copies a
+    subparser's defaults over what the main parser already read, so ``--json check`` would
+    otherwise lose ``--json``. ``_merge_defaults`` fills in what neither parser set.
+    """
+    parent = argparse.ArgumentParser(add_help=False,
+                                     argument_default=argparse.SUPPRESS if after_verb else None)
     group = parent.add_argument_group("common options")
-    group.add_argument("-c", "--config", action="append", default=None, metavar="FILE",
+    group.add_argument("-c", "--config", action="append", metavar="FILE",
                        help="Alembic config file (alembic.ini or pyproject.toml); default: "
                             "$ALEMBIC_CONFIG or alembic.ini in the current folder; may be "
                             "given twice (an ini and a pyproject.toml), as with alembic")
-    group.add_argument("-n", "--name", default=None, metavar="SECTION",
+    group.add_argument("-n", "--name", metavar="SECTION",
                        help="ini section of the Alembic config (default: alembic)")
-    group.add_argument("-x", action="append", default=None, metavar="KEY=VALUE",
+    group.add_argument("-x", action="append", metavar="KEY=VALUE",
                        help="extra argument for env.py (context.get_x_argument), repeatable")
-    group.add_argument("--json", action="store_true", default=None,
+    group.add_argument("--json", action="store_true",
                        help="print one JSON document on stdout instead of text")
-    group.add_argument("-q", "--quiet", action="store_true", default=None,
+    group.add_argument("-q", "--quiet", action="store_true",
                        help="print only the final result line and errors")
-    group.add_argument("-v", "--verbose", action="store_true", default=None,
+    group.add_argument("-v", "--verbose", action="store_true",
                        help="print more detail (every source, every skipped file)")
-    group.add_argument("--color", choices=("auto", "always", "never"), default=None,
+    group.add_argument("--color", choices=("auto", "always", "never"),
                        help="colour the text output (default: auto, only on a terminal)")
-    group.add_argument("--traceback", action="store_true", default=None,
+    group.add_argument("--traceback", action="store_true",
                        help="show the Python traceback of an error")
     return parent
 
@@ -108,7 +114,7 @@ def chosen_verb(argv: Sequence[str]) -> str | None:
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """The full parser; with ``only``, the other verbs are listed but their modules are not
     imported (each costs its imports: a hook running ``check`` pays for ``check`` alone)."""
-    common = common_options()
+    common, common_after_verb = common_options(), common_options(after_verb=True)
     parser = argparse.ArgumentParser(
         prog="alembic-autocopy", description=DESCRIPTION, parents=[common],
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -122,7 +128,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         module = importlib.import_module(f"alembic_autocopy.commands.{module_name}")
         sub = subparsers.add_parser(
             verb, help=help_text, description=getattr(module, "DESCRIPTION", help_text),
-            parents=[common], formatter_class=argparse.RawDescriptionHelpFormatter)
+            parents=[common_after_verb], formatter_class=argparse.RawDescriptionHelpFormatter)
         module.add_arguments(sub)
         sub.set_defaults(handler=module.run)
     return parser

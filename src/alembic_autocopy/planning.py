@@ -139,6 +139,13 @@ def _choose(revision: str, group: list[Candidate], prefer: Preference | None) ->
         if len(accepted) == 1:
             preferred = [m for m in accepted[0] if prefer(m)]
             return _Choice(preferred[0], None)
+    # Files on disk are the living versions; git objects (branches, tags, stashes) and
+    # records keep older ones too. When every file on disk agrees, that content wins over
+    # what only git or the database still holds. Two files that disagree stay a conflict.
+    on_disk = [members for members in by_content.values()
+               if any(m.location.kind.is_file for m in members)]
+    if prefer is None and len(on_disk) == 1:
+        return _Choice(on_disk[0][0], None)
     return _Choice(None, Conflict(revision, tuple(m[0] for m in by_content.values())))
 
 

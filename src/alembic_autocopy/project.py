@@ -145,6 +145,10 @@ def load_project(config_args: Sequence[str] = (), section: str = "alembic",
         return _interpolate_toml(value, toml_here)
 
     script_location_value = option("script_location")
+    beside_ini = ini_path.parent if ini_path is not None else None
+    if not script_location_value and beside_ini and (beside_ini / "env.py").is_file():
+        # Flask-Migrate keeps alembic.ini beside env.py and sets script_location in code.
+        script_location_value = str(beside_ini)
     if not script_location_value:
         where = ini_path or toml_path
         raise ConfigError(f"no 'script_location' key in {where}",
