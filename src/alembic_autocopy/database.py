@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import concurrent.futures
 import inspect
+import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -38,6 +39,18 @@ class DatabaseState:
     url: str | None = None  # password masked
     dialect: str | None = None
     engines: int = 1  # how many times env.py configured a context (multi-database env.py)
+    # Every database env.py connected to, for the upgrade lock (see locking.py).
+    endpoints: tuple[Endpoint, ...] = field(default=(), repr=False, compare=False)
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One database env.py reached: enough to open a connection of our own to it."""
+
+    url: Any  # sqlalchemy URL, password included: for connecting only (its repr masks it)
+    version_table: str = "alembic_version"
+    version_table_schema: str | None = None
+    engine: Any = field(default=None, repr=False, compare=False)  # env.py's own engine
 
 
 @dataclass
@@ -123,6 +136,7 @@ def read_state(project: ProjectConfig,
         url=details.get("url"),
         dialect=details.get("dialect"),
         engines=max(1, details["engines"]),
+        endpoints=tuple(details.get("endpoints", ())),
     )
 
 
@@ -134,6 +148,9 @@ def _remember_context(details: dict[str, Any], context: MigrationContext) -> Non
     connection = context.connection
     if connection is not None:
         details["url"] = connection.engine.url.render_as_string(hide_password=True)
+        details.setdefault("endpoints", []).append(Endpoint(
+            connection.engine.url, context.version_table, context.version_table_schema,
+            connection.engine))
 
 
 def upgrade(project: ProjectConfig, target: str,
@@ -165,22 +182,30 @@ def upgrade(project: ProjectConfig, target: str,
         with EnvironmentContext(config, script, fn=steps, destination_rev=target):
             script.run_env()
 
-    guarded(run, project)
+    guarded(run, project, during_upgrade=True)
     result.after = current.get("heads", result.before)
     return result
 
 
-def guarded(run: Callable[[], None], project: ProjectConfig) -> None:
+# libpq's connect timeout when neither the URL nor the environment sets one: an unreachable
+# host then fails in seconds instead of the TCP default (minutes). PyMySQL's is already 10 s.
+DEFAULT_CONNECT_TIMEOUT = "10"
+
+
+def guarded(run: Callable[[], None], project: ProjectConfig,
+            during_upgrade: bool = False) -> None:
     """Run env.py; turn the expected failures into one clear error (never a traceback)."""
+    os.environ.setdefault("PGCONNECT_TIMEOUT", DEFAULT_CONNECT_TIMEOUT)
     try:
         outside_event_loop(run)
     except AutocopyError:
         raise
     except Exception as error:
-        raise translate_error(error, project) from error
+        raise translate_error(error, project, during_upgrade) from error
 
 
-def translate_error(error: BaseException, project: ProjectConfig) -> AutocopyError:
+def translate_error(error: BaseException, project: ProjectConfig,
+                    during_upgrade: bool = False) -> AutocopyError:
     """One user-facing error for what env.py, SQLAlchemy or Alembic raised."""
     from alembic.util import CommandError
     from sqlalchemy import exc as sa_exc
@@ -190,9 +215,19 @@ def translate_error(error: BaseException, project: ProjectConfig) -> AutocopyErr
     if isinstance(error, (sa_exc.ArgumentError, sa_exc.NoSuchModuleError)):
         return ConfigError(f"invalid database URL in {where}: {text}",
                            hint="fix sqlalchemy.url (or the URL env.py builds)")
+    if (during_upgrade and isinstance(error, sa_exc.DBAPIError)
+            and error.connection_invalidated):
+        original = getattr(error, "orig", None) or error
+        return DatabaseError(
+            "the connection to the database was lost during the upgrade: "
+            f"{mask_passwords(_first_line(original))}",
+            hint="what the database committed stays, the rest was rolled back; run "
+                 "`alembic-autocopy upgrade` again to finish")
     if isinstance(error, (sa_exc.DBAPIError, ConnectionError, TimeoutError)):
         original = getattr(error, "orig", None) or error
         message = mask_passwords(_first_line(original))
+        if not during_upgrade:
+            message = f"{_configured_url(project)}{message}"
         return DatabaseError(
             f"cannot use the database: {message}",
             hint="check that the database server runs and that sqlalchemy.url "
@@ -208,6 +243,15 @@ def translate_error(error: BaseException, project: ProjectConfig) -> AutocopyErr
     kind = type(error).__name__
     return AutocopyError(f"env.py failed: {kind}: {text}",
                          hint="run again with --traceback to see where")
+
+
+def _configured_url(project: ProjectConfig) -> str:
+    """``"<url, password masked>: "`` from sqlalchemy.url, or "" (env.py may build its own)."""
+    try:
+        url = alembic_config(project).get_main_option("sqlalchemy.url")
+    except Exception:  # an unreadable config is reported elsewhere
+        return ""
+    return f"{mask_passwords(url)}: " if url else ""
 
 
 def _first_line(error: BaseException) -> str:
