@@ -49,7 +49,7 @@ from alembic_autocopy.errors import MigrationParseError
 from alembic_autocopy.model import MigrationHeader
 from alembic_autocopy.parsing import parse_migration, sha256_hex
 from alembic_autocopy.project import ProjectConfig
-from alembic_autocopy.scanning import ReadFile
+from alembic_autocopy.scanning import ReadFile, open_nonblocking
 
 SCHEMA = 1
 MAGIC = b"alembic-autocopy index\n"
@@ -175,7 +175,7 @@ class MigrationIndex:
     def _read(self, text: str, folder: str, name: str, max_bytes: int) -> ReadFile:
         self.stats.reads += 1
         now = clock()
-        with open(text, "rb") as handle:
+        with open(text, "rb", opener=open_nonblocking) as handle:  # a FIFO never blocks
             info = os.fstat(handle.fileno())
             if not stat.S_ISREG(info.st_mode):
                 raise MigrationParseError("not a regular file")

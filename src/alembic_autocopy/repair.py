@@ -10,6 +10,7 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from alembic_autocopy import events, gitobjects, placement, planning, records, scanning
 from alembic_autocopy.drift import Drift
@@ -44,6 +45,7 @@ class Options:
     from_database: bool = False
     allow_untrusted_source: bool = False
     git_refs: bool | None = None
+    lock_timeout: float | None = None  # None: the configuration decides (lock_timeout)
     notify_url: str | None = None  # None: the configuration decides (--notify-url)
     # Only candidates whose id starts with this (``find``): sources may skip the rest early.
     revision_prefix: str | None = None
@@ -63,6 +65,8 @@ class Situation:
     # revisions the untrusted record table could have supplied (the message says so)
     held_by_database: tuple[Candidate, ...] = ()
     drift: Drift = field(default_factory=Drift)
+    # the databases env.py reached (database.Endpoint): what the upgrade lock locks
+    endpoints: tuple[Any, ...] = ()
 
 
 @dataclass
@@ -96,11 +100,16 @@ def inventory(project: ProjectConfig, options: Options) -> scanning.Inventory:
     cache = index.open_for(project)
     prefix = options.revision_prefix
     found = scanning.scan(project, cache.read_file, cache.committed_blobs, cache.read_folder,
-                          wanted=None if prefix is None else (lambda r: r.startswith(prefix)))
+                          wanted=None if prefix is None else (lambda r: r.startswith(prefix)),
+                          allow_untrusted=_allow_untrusted(project, options))
     for extend in INVENTORY_EXTENSIONS:
         extend(project, found, options)
     cache.save()
     return found
+
+
+def _allow_untrusted(project: ProjectConfig, options: Options) -> bool:
+    return options.allow_untrusted_source or project.tool.allow_untrusted_source
 
 
 def assess(project: ProjectConfig, options: Options, applied: Sequence[str] | None = None,
@@ -109,10 +118,11 @@ def assess(project: ProjectConfig, options: Options, applied: Sequence[str] | No
     found = found if found is not None else inventory(project, options)
     url = None
     recorded = None
+    endpoints: tuple[Any, ...] = ()
     if applied is None:
         # The record table is read in the same run of env.py, on the same connection.
         state, recorded = records.read_state(project, records.content_wanted(found.all))
-        applied, url = state.heads, state.url
+        applied, url, endpoints = state.heads, state.url, state.endpoints
     prefer = _preference(project, options)
     local = [c.header for c in found.local]
     from_database: list[Candidate] = []
@@ -133,7 +143,7 @@ def assess(project: ProjectConfig, options: Options, applied: Sequence[str] | No
     drift = (records.drift_of(found.local, found.elsewhere, recorded, applied, root)
              if recorded is not None else Drift())
     return Situation(project, root, found, tuple(applied), plan, url, recorded=recorded,
-                     held_by_database=held, drift=drift)
+                     held_by_database=held, drift=drift, endpoints=endpoints)
 
 
 def _preference(project: ProjectConfig, options: Options) -> planning.Preference | None:
@@ -151,9 +161,11 @@ def _preference(project: ProjectConfig, options: Options) -> planning.Preference
 
 def ensure_plan_possible(situation: Situation) -> None:
     """Raise PlanBlocked (exit 1) when the plan has unresolved ids or conflicts."""
-    from alembic_autocopy import report
+    from alembic_autocopy import report, trust
 
     plan = situation.plan
+    trust.check_unresolved((u.revision for u in plan.unresolved),
+                           situation.inventory.untrusted)
     if plan.outcome in (Outcome.CONFLICT, Outcome.UNRESOLVED):
         message, hint = report.blocked_message(plan), report.blocked_hint(plan)
         message, hint = report.with_record_notes(message, hint, situation)
@@ -167,22 +179,68 @@ def ensure_plan_possible(situation: Situation) -> None:
 @events.recorded  # every repair, done or failed, is logged and notified
 def repair(project: ProjectConfig, target: str = "head", options: Options | None = None,
            on_version_apply: Sequence[Callable[..., None]] = (), *, upgrade: bool = True,
-           situation: Situation | None = None) -> RepairReport:
+           situation: Situation | None = None,
+           notify: Callable[[str], None] | None = None) -> RepairReport:
     """Bring in every missing revision (whole ancestry), then ONE Alembic upgrade.
 
     ``upgrade=False`` only places the copies: for a caller (``run``) whose own command
     upgrades next. ``situation``: an assessment already made (saves reading the database
-    twice)."""
-    from alembic_autocopy import database, graph
+    twice when there is nothing to do). ``notify``: where "waiting for another upgrade..."
+    goes (default: stderr).
+
+    Order: scan, read the heads (to learn which database env.py reaches), take the database
+    lock, read the heads AGAIN (another process may have done the work meanwhile), plan,
+    place under the worktree lock, upgrade, release. A run with nothing to do takes no lock.
+    """
+    from alembic_autocopy import locking
 
     options = options or Options()
     situation = situation if situation is not None else assess(project, options)
+    if options.dry_run or _already_current(situation, target):
+        return _carry_out(project, target, options, on_version_apply, upgrade, situation)
+    waiting = locking.Waiting(_lock_timeout(project, options), notify or locking.print_notice)
+    with locking.database_lock(situation.endpoints, waiting) as notes:
+        situation = assess(project, options, found=situation.inventory)
+        situation.inventory.notes.extend(notes)
+        manifest_file = placement.manifest_path(project, situation.worktree_root)
+        with locking.worktree_lock(locking.worktree_lock_path(manifest_file), waiting):
+            return _carry_out(project, target, options, on_version_apply, upgrade, situation)
+
+
+def _lock_timeout(project: ProjectConfig, options: Options) -> float:
+    if options.lock_timeout is not None:
+        return options.lock_timeout
+    return project.tool.lock_timeout
+
+
+def _already_current(situation: Situation, target: str) -> bool:
+    """Nothing to bring and the database already at this worktree's heads: no lock needed
+    (the common start of a dev server). Anything else goes through the lock."""
+    from alembic_autocopy import graph
+
+    if situation.plan.outcome is not Outcome.NOTHING_TO_DO or target not in ("head", "heads"):
+        return False
+    local = [c.header for c in situation.inventory.local]
+    try:
+        local_heads = graph.heads(local) if local else ()
+    except Exception:  # an invalid local graph: let the normal path report it
+        return False
+    return bool(local_heads) and set(local_heads) == set(situation.applied)
+
+
+def _carry_out(project: ProjectConfig, target: str, options: Options,
+               on_version_apply: Sequence[Callable[..., None]], upgrade: bool,
+               situation: Situation) -> RepairReport:
+    from alembic_autocopy import database, graph, trust
+
     ensure_plan_possible(situation)
     root = situation.worktree_root
     bring = situation.plan.bring
     headers_after = [c.header for c in situation.inventory.local] + [c.header for c in bring]
     if bring:
         graph.validate(headers_after)  # validate everything before writing anything
+        if not _allow_untrusted(project, options):
+            trust.check_copies(bring)  # code the upgrade will run: judged right before
     placements = placement.destinations(bring, project, root, _target_folder(project))
     report = RepairReport(situation, dry_run=options.dry_run,
                           heads_before=situation.applied)
@@ -191,10 +249,18 @@ def repair(project: ProjectConfig, target: str = "head", options: Options | None
     report.upgraded_to_every_head = target == "head" and report.target == "heads"
     if options.dry_run:
         return report
-    manifest = placement.load_manifest(placement.manifest_path(project, root))
+    if _already_current(situation, target):
+        report.heads_after = situation.applied
+        return report
+    manifest_file = placement.manifest_path(project, root)
+    scratch = placement.scratch_folder(manifest_file)
+    placement.remove_stale_temporaries(
+        {scratch, manifest_file.parent, *_copy_folders(project, placements)})
+    manifest = placement.load_manifest(manifest_file)
     placement.reconcile(manifest, root)
     if placements:
-        report.placed = placement.place(placements, manifest, read_file_content, root)
+        report.placed = placement.place(placements, manifest, read_file_content, root,
+                                        scratch if root is not None else None)
     if not upgrade:
         return report
     if project.tool.record:  # each applied file kept in the database, same transaction
@@ -204,6 +270,12 @@ def repair(project: ProjectConfig, target: str = "head", options: Options | None
     report.heads_before = result.before
     report.heads_after = result.after
     return report
+
+
+def _copy_folders(project: ProjectConfig,
+                  placements: Sequence[placement.Placement]) -> set[Path]:
+    """Folders a killed run may have left temporary files in."""
+    return {*project.version_locations, *(p.destination.parent for p in placements)}
 
 
 def _effective_target(target: str, local_heads: Sequence[str]) -> str:
@@ -230,9 +302,14 @@ def _target_folder(project: ProjectConfig) -> Callable[[Candidate], Path]:
 
 
 def clean(project: ProjectConfig, dry_run: bool = False) -> placement.CleanReport:
+    from alembic_autocopy import locking
+
     root = scanning.this_worktree(project)
-    manifest = placement.load_manifest(placement.manifest_path(project, root))
-    try:
-        return placement.clean(manifest, root, dry_run=dry_run)
-    except OSError as error:
-        raise PlacementError(f"cannot remove a copy: {error}") from error
+    manifest_file = placement.manifest_path(project, root)
+    waiting = locking.Waiting(project.tool.lock_timeout)
+    with locking.worktree_lock(locking.worktree_lock_path(manifest_file), waiting):
+        manifest = placement.load_manifest(manifest_file)
+        try:
+            return placement.clean(manifest, root, dry_run=dry_run)
+        except OSError as error:
+            raise PlacementError(f"cannot remove a copy: {error}") from error

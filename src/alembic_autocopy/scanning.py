@@ -14,6 +14,7 @@ import stat
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from alembic_autocopy import git, progress
 from alembic_autocopy.errors import GitError, MigrationParseError
@@ -26,6 +27,9 @@ from alembic_autocopy.model import (
 )
 from alembic_autocopy.parsing import parse_migration, sha256_hex
 from alembic_autocopy.project import ProjectConfig
+
+if TYPE_CHECKING:
+    from alembic_autocopy.trust import TrustJudge
 
 # Same as alembic.script.base._only_source_rev_file.
 _REVISION_FILE = re.compile(r"(?!\.\#|__init__)(.*\.py)$")
@@ -52,6 +56,8 @@ class Inventory:
     skipped: list[SkippedFile] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     searched: list[str] = field(default_factory=list)  # roots of the other sources read
+    # files refused by trust.py (others could have written them), with the reason
+    untrusted: list[tuple[Candidate, str]] = field(default_factory=list)
 
     @property
     def all(self) -> list[Candidate]:
@@ -76,7 +82,7 @@ FileReader = Callable[[str, int], "ReadFile"]
 
 def read_migration_file(path: str | Path, max_bytes: int) -> ReadFile:
     """Read and parse one file; raise MigrationParseError or OSError."""
-    with open(path, "rb") as handle:
+    with open(path, "rb", opener=open_nonblocking) as handle:
         info = os.fstat(handle.fileno())
         if not stat.S_ISREG(info.st_mode):
             raise MigrationParseError("not a regular file")
@@ -85,6 +91,12 @@ def read_migration_file(path: str | Path, max_bytes: int) -> ReadFile:
         content = handle.read(max_bytes + 1)
     header = parse_migration(content, max_bytes=max_bytes)
     return ReadFile(header, sha256_hex(content), len(content), git.blob_id(content))
+
+
+def open_nonblocking(path: str, flags: int) -> int:
+    """An ``opener`` that never waits: a FIFO named ``x.py`` (or a symlink to one) would
+    otherwise block ``open`` until a writer comes. Regular files read as usual."""
+    return os.open(path, flags | getattr(os, "O_NONBLOCK", 0))
 
 
 def this_worktree(project: ProjectConfig) -> Path | None:
@@ -230,14 +242,21 @@ FolderReader = Callable[[str, list[str], int],
 
 def scan(project: ProjectConfig, reader: FileReader = read_migration_file,
          committed: CommittedLister = git.tree_blobs, folder_reader: FolderReader | None = None,
-         wanted: Callable[[str], bool] | None = None) -> Inventory:
+         wanted: Callable[[str], bool] | None = None,
+         allow_untrusted: bool | None = None) -> Inventory:
     """Read every source; never raises for a bad file (it is skipped with a reason).
 
     ``folder_reader``, when given, reads each folder instead of ``reader`` file by file.
     ``wanted(revision)`` keeps only the candidates it accepts (``find`` builds a dozen
     candidates, not twenty thousand). Folders are read concurrently when the fleet is large
-    (stat and read release the GIL).
+    (stat and read release the GIL). ``allow_untrusted`` (default: the configuration) keeps
+    files other users could have written (see trust.py).
     """
+    from alembic_autocopy.trust import TrustJudge
+
+    if allow_untrusted is None:
+        allow_untrusted = project.tool.allow_untrusted_source
+    judge = None if allow_untrusted else TrustJudge()
     inventory = Inventory()
     sources = discover_sources(project, inventory.notes)
     inventory.searched = [os.fspath(s.root) for s in sources if s.kind is not LocationKind.HERE]
@@ -274,7 +293,7 @@ def scan(project: ProjectConfig, reader: FileReader = read_migration_file,
             return listings[id(source)]
 
         found = _candidates(source, folder_text, result, inventory, seen_files, listing,
-                            wanted)
+                            wanted, judge if source.kind is not LocationKind.HERE else None)
         if source.kind is LocationKind.HERE:
             inventory.local.extend(found)
         else:
@@ -329,12 +348,14 @@ def _read_folder(folder: str, names: list[tuple[str, bool]], reader: FileReader,
 
 def _candidates(source: Source, folder: str, result: _FolderResult, inventory: Inventory,
                 seen_files: set[str], listing: Callable[[], dict[str, str] | None],
-                wanted: Callable[[str], bool] | None) -> list[Candidate]:
+                wanted: Callable[[str], bool] | None,
+                judge: TrustJudge | None = None) -> list[Candidate]:
     found: list[Candidate] = []
     committed: dict[str, str] | None = None
     root = os.fspath(source.root)
     prefix = len(folder) + 1
     kind, branch, commit = source.kind, source.branch, source.commit
+    verdicts: dict[str, str | None] = {}
     for path, real, facts in result:
         if real in seen_files:
             continue
@@ -348,17 +369,30 @@ def _candidates(source: Source, folder: str, result: _FolderResult, inventory: I
         if isinstance(facts, OSError):
             inventory.skipped.append(SkippedFile(path, facts.strerror or str(facts)))
             continue
-        if not found:
+        untrusted = None
+        if judge is not None:
+            # Every file directly in one real folder gets the same verdict: judge it once.
+            real_folder = real[:real.rfind(os.sep)]
+            if real_folder in verdicts:
+                untrusted = verdicts[real_folder]
+            else:
+                untrusted = verdicts[real_folder] = judge.tree_reason(real, root)
+        if not found and untrusted is None:
             committed = listing()
         is_committed = None
         if committed is not None:
             is_committed = committed.get(_root_relative(path, root)) == facts.blob
-        found.append(Candidate(
+        candidate = Candidate(
             header=facts.header, sha256=facts.sha256, size=facts.size,
-            filename=os.path.basename(path), relative_path=path[prefix:],
+            filename=path[path.rfind(os.sep) + 1:], relative_path=path[prefix:],
             location=Location(kind=kind, path=path, worktree=root, branch=branch,
                               commit=commit, blob=facts.blob, committed=is_committed),
-        ))
+        )
+        if untrusted is not None:
+            inventory.untrusted.append((candidate, untrusted))
+            inventory.skipped.append(SkippedFile(path, f"not trusted: {untrusted}"))
+            continue
+        found.append(candidate)
     return found
 
 

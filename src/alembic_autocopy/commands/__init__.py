@@ -20,6 +20,7 @@ def options_from(args: argparse.Namespace) -> Options:
         git_refs=getattr(args, "git_refs", None),
         from_database=bool(getattr(args, "from_database", False)),
         allow_untrusted_source=bool(getattr(args, "allow_untrusted_source", False)),
+        lock_timeout=getattr(args, "lock_timeout", None),
         notify_url=getattr(args, "notify_url", None),
     )
 
@@ -64,3 +65,28 @@ def add_search_options(parser: argparse.ArgumentParser) -> None:
         help="search every branch, remote-tracking branch, tag and stash entry too "
              "(default; --no-git-refs searches only the worktrees and folders; "
              "config: git_refs = false)")
+
+
+def add_allow_untrusted_source(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--allow-untrusted-source", action="store_true", default=False,
+        help="also copy migrations from files or folders other users can write "
+             "(world-writable, or owned by someone else); they are code the upgrade runs "
+             "(config: allow_untrusted_source = true)")
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not value >= 0:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"must be 0 or more seconds: {text!r}")
+    return value
+
+
+def add_lock_timeout(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--lock-timeout", type=_seconds, default=None, metavar="SECONDS",
+        help="how long to wait for another upgrade of the same database to finish before "
+             "giving up (default 120; config: lock_timeout)")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from alembic_autocopy.commands import (
+    add_allow_untrusted_source,
     add_diff,
     add_from_database,
     add_prefer,
@@ -30,6 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_from_database(parser)
     add_diff(parser)
     add_search_options(parser)
+    add_allow_untrusted_source(parser)
 
 
 def run(args: argparse.Namespace, out: Output) -> int:

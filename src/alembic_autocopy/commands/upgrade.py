@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 
 from alembic_autocopy.commands import (
+    add_allow_untrusted_source,
     add_diff,
     add_from_database,
+    add_lock_timeout,
     add_notify_url,
     add_prefer,
     add_search_options,
@@ -38,13 +40,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_diff(parser)
     add_notify_url(parser)
     add_search_options(parser)
+    add_lock_timeout(parser)
+    add_allow_untrusted_source(parser)
 
 
 def run(args: argparse.Namespace, out: Output) -> int:
     from alembic_autocopy import repair
 
     project = project_from(args)
-    report = repair.repair(project, args.target, options_from(args))
+    report = repair.repair(project, args.target, options_from(args), notify=out.warn)
     situation = report.situation
     show_inventory_warnings(situation.inventory, out)
     recorded = show_records(out, project, situation.recorded, situation.drift,
