@@ -49,7 +49,7 @@ from alembic_autocopy.errors import MigrationParseError
 from alembic_autocopy.model import MigrationHeader
 from alembic_autocopy.parsing import parse_migration, sha256_hex
 from alembic_autocopy.project import ProjectConfig
-from alembic_autocopy.scanning import ReadFile, open_nonblocking
+from alembic_autocopy.scanning import ReadFile
 
 SCHEMA = 1
 MAGIC = b"alembic-autocopy index\n"
@@ -175,13 +175,19 @@ class MigrationIndex:
     def _read(self, text: str, folder: str, name: str, max_bytes: int) -> ReadFile:
         self.stats.reads += 1
         now = clock()
-        with open(text, "rb", opener=open_nonblocking) as handle:  # a FIFO never blocks
-            info = os.fstat(handle.fileno())
+        # os-level calls, and a buffer of the file's size (not max_bytes): a cold run reads
+        # every file of the fleet. O_NONBLOCK: a FIFO named x.py never blocks the open.
+        descriptor = os.open(text, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)
+                             | getattr(os, "O_BINARY", 0))
+        try:
+            info = os.fstat(descriptor)
             if not stat.S_ISREG(info.st_mode):
                 raise MigrationParseError("not a regular file")
             if info.st_size > max_bytes:
                 raise MigrationParseError(f"larger than {max_bytes} bytes")
-            content = handle.read(max_bytes + 1)
+            content = _read_all(descriptor, min(info.st_size, max_bytes) + 1)
+        finally:
+            os.close(descriptor)
         if len(content) > max_bytes:
             raise MigrationParseError(f"larger than {max_bytes} bytes")
         blob = git.blob_id(content)
@@ -372,6 +378,18 @@ class MigrationIndex:
         failures = {blob: reason for blob, reason in
                     {**self._old_failures, **self._failures}.items() if blob in referenced}
         return folders, contents, failures, trees
+
+
+def _read_all(descriptor: int, limit: int) -> bytes:
+    """Up to ``limit`` bytes (one more than the size: a file that grew is seen growing)."""
+    chunks = []
+    while limit > 0:
+        chunk = os.read(descriptor, limit)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        limit -= len(chunk)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def _open_folder(folder: str) -> int | None:
