@@ -118,7 +118,7 @@ def test_custom_version_table(tmp_path: Path, backend: str, request: pytest.Fixt
 
 
 def test_env_py_with_one_context_per_engine(tmp_path: Path, sqlite_db: Database) -> None:
-    repo, a, b = setup_pair(tmp_path, sqlite_db, env="multi_engine")
+    _repo, a, b = setup_pair(tmp_path, sqlite_db, env="multi_engine")
     ids = apply_chain_in(a, 2)
     result = b.autocopy("check", "--json")
     assert result.returncode == 1
@@ -128,7 +128,7 @@ def test_env_py_with_one_context_per_engine(tmp_path: Path, sqlite_db: Database)
 
 
 def test_merge_revision_and_depends_on_are_resolved(tmp_path: Path, sqlite_db: Database) -> None:
-    repo, a, b = setup_pair(tmp_path, sqlite_db)
+    _repo, a, b = setup_pair(tmp_path, sqlite_db)
     a.write_migration("d00000000001", down=BASE_REV, message="left")
     a.write_migration("d00000000002", down=BASE_REV, message="right")
     a.write_migration("d00000000003", down=None, message="other branch", branch_labels="reports")
@@ -201,7 +201,7 @@ def test_identical_copies_are_one_candidate(tmp_path: Path, sqlite_db: Database)
 
 
 def test_applied_id_found_nowhere(tmp_path: Path, sqlite_db: Database) -> None:
-    repo, a, b = setup_pair(tmp_path, sqlite_db)
+    _repo, a, b = setup_pair(tmp_path, sqlite_db)
     ids = apply_chain_in(a, 1)
     a.git("worktree", "remove", "--force", str(a.path))
     a.path.exists() and pytest.fail("worktree should be gone")
@@ -260,7 +260,7 @@ def test_dry_run_changes_nothing_and_lists_the_plan(tmp_path: Path, any_db: Data
 
 
 def test_after_repair_git_stays_clean_and_merges_work(tmp_path: Path, sqlite_db: Database) -> None:
-    repo, a, b = setup_pair(tmp_path, sqlite_db)
+    _repo, a, b = setup_pair(tmp_path, sqlite_db)
     a.write_migration("f00000000001", down=BASE_REV, message="uncommitted in A")
     a.alembic("upgrade", "head", check=True)
     a_status_before = a.status_porcelain()
@@ -280,7 +280,7 @@ def test_after_repair_git_stays_clean_and_merges_work(tmp_path: Path, sqlite_db:
 
 
 def test_rebase_onto_the_owning_branch_succeeds(tmp_path: Path, sqlite_db: Database) -> None:
-    repo, a, b = setup_pair(tmp_path, sqlite_db)
+    _repo, a, b = setup_pair(tmp_path, sqlite_db)
     apply_chain_in(a, 2)
     b.write_migration("b0000000000f", down=BASE_REV, message="mine")
     b.commit("mine")
@@ -293,7 +293,7 @@ def test_rebase_onto_the_owning_branch_succeeds(tmp_path: Path, sqlite_db: Datab
 def test_clean_removes_unchanged_copies_and_keeps_modified(
     tmp_path: Path, sqlite_db: Database
 ) -> None:
-    repo, a, b = setup_pair(tmp_path, sqlite_db)
+    _repo, a, b = setup_pair(tmp_path, sqlite_db)
     ids = apply_chain_in(a, 3)
     assert b.autocopy("upgrade").returncode == 0
     copies = sorted(b.versions.glob("a0000*.py"))
@@ -310,7 +310,7 @@ def test_clean_removes_unchanged_copies_and_keeps_modified(
 
 
 def test_unreachable_database_is_one_clear_line(tmp_path: Path, sqlite_db: Database) -> None:
-    repo, a, b = setup_pair(tmp_path, sqlite_db)
+    _repo, _a, b = setup_pair(tmp_path, sqlite_db)
     ini = b.path / "alembic.ini"
     text = ini.read_text()
     url_line = next(line for line in text.splitlines() if line.startswith("sqlalchemy.url"))
@@ -327,7 +327,7 @@ def test_unreachable_database_is_one_clear_line(tmp_path: Path, sqlite_db: Datab
 
 
 def test_wrong_url_is_a_configuration_error(tmp_path: Path, sqlite_db: Database) -> None:
-    repo, a, b = setup_pair(tmp_path, sqlite_db)
+    _repo, _a, b = setup_pair(tmp_path, sqlite_db)
     ini = b.path / "alembic.ini"
     text = ini.read_text()
     url_line = next(line for line in text.splitlines() if line.startswith("sqlalchemy.url"))
