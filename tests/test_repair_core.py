@@ -345,3 +345,32 @@ def test_missing_config_is_a_usage_error(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "no Alembic configuration found" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_copy_broken_below_its_header_is_refused_before_anything_is_written(
+        tmp_path: Path, sqlite_db: Database) -> None:
+    """Scanning reads headers only; what is copied must compile, or every Alembic command in
+    this worktree would break on it."""
+    repo, a, b = setup_pair(tmp_path, sqlite_db)
+    ids = apply_chain_in(a, 2)
+    broken = next(a.versions.glob(f"{ids[0]}*.py"))
+    broken.write_text(broken.read_text() + "\ndef upgrade(:\n    pass\n")
+    before = tree_snapshot(b.path)
+
+    result = b.autocopy("upgrade")
+
+    assert result.returncode == 1
+    assert str(broken) in result.stderr and "not a loadable migration" in result.stderr
+    assert tree_snapshot(b.path) == before
+    assert repo.applied_versions() == {ids[-1]}
+
+
+def test_lfs_pointer_checked_out_as_a_file_says_to_install_git_lfs() -> None:
+    from alembic_autocopy.errors import MigrationParseError
+    from alembic_autocopy.parsing import parse_migration
+
+    pointer = (b"version https://git-lfs.github.com/spec/v1\n"
+               b"oid sha256:4d7a214614ab2935c943f9e0ff69d22eadbb8f32b1258daaa5e2ca24d17e2393\n"
+               b"size 12345\n")
+    with pytest.raises(MigrationParseError, match="git-lfs"):
+        parse_migration(pointer)

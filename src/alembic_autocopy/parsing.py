@@ -102,7 +102,13 @@ def _text_of(source: bytes, max_bytes: int) -> tuple[str, bool]:
         raise MigrationParseError(f"larger than {max_bytes} bytes")
     if b"\x00" in source:
         raise MigrationParseError("contains NUL bytes")
+    if source.startswith(_LFS_POINTER_START) and b"\noid sha256:" in source[:200]:
+        raise MigrationParseError("a Git LFS pointer, not the migration: install git-lfs and "
+                                  "run `git lfs pull` where it lives")
     return _decode(source)
+
+
+_LFS_POINTER_START = b"version https://git-lfs.github.com/spec/"
 
 
 def _decode(source: bytes) -> tuple[str, bool]:

@@ -24,8 +24,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from alembic_autocopy import git
-from alembic_autocopy.errors import GitError, PlacementError
+from alembic_autocopy.errors import GitError, MigrationParseError, PlacementError
 from alembic_autocopy.model import Candidate, ManifestEntry
+from alembic_autocopy.parsing import parse_migration
 from alembic_autocopy.project import ProjectConfig
 
 MANIFEST_NAME = "alembic-autocopy/manifest.json"
@@ -298,6 +299,20 @@ def destinations(bring: Sequence[Candidate], project: ProjectConfig,
     return placements
 
 
+def _ensure_loadable(candidate: Candidate, content: bytes) -> None:
+    """Scanning reads only the header; before a file becomes code that Alembic imports, the
+    whole of it must compile (a file broken below its header would stop every Alembic
+    command in this worktree)."""
+    try:
+        parse_migration(content, max_bytes=max(len(content), 1), check_syntax=True)
+    except MigrationParseError as error:
+        where = candidate.location.path or candidate.location.describe()
+        raise PlacementError(
+            f"revision {candidate.revision} in {where} is not a loadable migration: {error}",
+            hint="fix the file where it lives (or choose another copy with --prefer); "
+                 "nothing was changed") from None
+
+
 def place(placements: Sequence[Placement], manifest: Manifest, read_content: ContentReader,
           worktree_root: Path | None, scratch: Path | None = None) -> list[ManifestEntry]:
     """Copy each file; record it in the manifest first (crash-safe), then the ignore file.
@@ -312,6 +327,7 @@ def place(placements: Sequence[Placement], manifest: Manifest, read_content: Con
             raise PlacementError(
                 f"{placement.candidate.location.path or placement.candidate.revision} changed "
                 "while alembic-autocopy was running", hint="run the command again")
+        _ensure_loadable(placement.candidate, content)
         contents.append(content)
     placed_at = now_iso()
     new_entries = [
