@@ -402,6 +402,21 @@ def database_lock(endpoints: Sequence[Endpoint], waiting: Waiting) -> Iterator[l
         yield notes
 
 
+def remove_stale_lock_files(endpoints: Sequence[Endpoint]) -> None:
+    """Remove a SQLite lock file a killed run left behind (a run with nothing to do takes
+    no lock, so it would otherwise stay until the next real upgrade). A held one stays."""
+    for endpoint in endpoints:
+        if endpoint.url.get_backend_name() != "sqlite":
+            continue
+        path = sqlite_lock_file(endpoint)
+        if path is None or not path.exists():
+            continue
+        lock = FileLock(path, transient=True)
+        with contextlib.suppress(AutocopyError):
+            if lock.try_acquire():
+                lock.release()
+
+
 def _lock_for(endpoint: Endpoint) -> _Lock | None:
     backend = endpoint.url.get_backend_name()
     if backend == "sqlite":

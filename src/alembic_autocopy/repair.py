@@ -189,22 +189,29 @@ def repair(project: ProjectConfig, target: str = "head", options: Options | None
     goes (default: stderr).
 
     Order: scan, read the heads (to learn which database env.py reaches), take the database
-    lock, read the heads AGAIN (another process may have done the work meanwhile), plan,
-    place under the worktree lock, upgrade, release. A run with nothing to do takes no lock.
+    lock then the worktree lock, look at this worktree's folders and read the heads AGAIN
+    (another process may have done the work meanwhile), plan, place, upgrade, release. A
+    run with nothing to do takes no lock.
     """
     from alembic_autocopy import locking
 
     options = options or Options()
     situation = situation if situation is not None else assess(project, options)
-    if options.dry_run or _already_current(situation, target):
+    if options.dry_run:
+        return _carry_out(project, target, options, on_version_apply, upgrade, situation)
+    if _already_current(situation, target):
+        locking.remove_stale_lock_files(situation.endpoints)
         return _carry_out(project, target, options, on_version_apply, upgrade, situation)
     waiting = locking.Waiting(_lock_timeout(project, options), notify or locking.print_notice)
-    with locking.database_lock(situation.endpoints, waiting) as notes:
+    manifest_file = placement.manifest_path(project, situation.worktree_root)
+    with (locking.database_lock(situation.endpoints, waiting) as notes,
+          locking.worktree_lock(locking.worktree_lock_path(manifest_file), waiting)):
+        # Another run may have changed this worktree (copies placed) and the database
+        # (revisions applied) since the scan: look again before planning.
+        scanning.refresh_here(project, situation.inventory, situation.worktree_root)
         situation = assess(project, options, found=situation.inventory)
         situation.inventory.notes.extend(notes)
-        manifest_file = placement.manifest_path(project, situation.worktree_root)
-        with locking.worktree_lock(locking.worktree_lock_path(manifest_file), waiting):
-            return _carry_out(project, target, options, on_version_apply, upgrade, situation)
+        return _carry_out(project, target, options, on_version_apply, upgrade, situation)
 
 
 def _lock_timeout(project: ProjectConfig, options: Options) -> float:

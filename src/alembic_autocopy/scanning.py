@@ -305,6 +305,39 @@ def scan(project: ProjectConfig, reader: FileReader = read_migration_file,
     return inventory
 
 
+def refresh_here(project: ProjectConfig, inventory: Inventory, root: Path | None,
+                 reader: FileReader = read_migration_file) -> bool:
+    """Bring ``inventory.local`` up to date with this worktree's version folders.
+
+    Called once the locks are held: another run in this worktree may have placed copies (or
+    ``clean`` removed them) since the scan. Only names not seen by the scan are read (runs
+    of this tool add or remove files, never rewrite them). ``root``: this worktree (None
+    outside git). Returns True if anything changed.
+    """
+    known = {candidate.location.path: candidate for candidate in inventory.local}
+    skipped = {item.path for item in inventory.skipped}
+    source = Source(kind=LocationKind.HERE, root=root or project.here, version_dirs=[])
+    fresh: list[Candidate] = []
+    changed = False
+    for location in project.version_locations:
+        folder = os.fspath(location)
+        new: list[tuple[str, bool]] = []
+        for name, link in _migration_files(folder, project.recursive_version_locations, []):
+            path = folder + os.sep + name
+            if path in known:
+                fresh.append(known.pop(path))
+            elif path not in skipped:
+                new.append((name, link))
+        if new:
+            changed = True
+            result = _read_folder(folder, new, reader, project.tool.max_file_bytes, None)
+            fresh += _candidates(source, folder, result, inventory, set(), lambda: None, None)
+    if known or changed:
+        inventory.local = fresh
+        return True
+    return False
+
+
 def _migration_files(folder: str, recursive: bool,
                      skipped: list[SkippedFile]) -> Iterator[tuple[str, bool]]:
     """(path relative to ``folder``, is it a symlink) of each file Alembic would load from
