@@ -29,7 +29,7 @@ import signal
 import subprocess
 import tempfile
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Container, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import IO, TYPE_CHECKING
@@ -451,11 +451,48 @@ class _Place:
     path: str
 
 
-# A commit's migration files: (repository path, path below the version location, file
-# name, blob id), everything a candidate needs, computed once per commit.
-_Listing = list[tuple[str, str, str, str]]
+# Which (revision, blob id) to build a candidate for (``find``'s prefix, planning's needs).
+Wanted = Callable[[str, str], bool]
 # Paths of a listing kept in the index: "<location>//<below>" ("//" never occurs in git paths).
 _SPLIT = "//"
+# One file of a listing: (repository path, path below the version location, file name,
+# blob id), everything a candidate needs.
+_Entry = tuple[str, str, str, str]
+
+
+class _Listing:
+    """A commit's migration files as two columns, as the index keeps them: keys
+    ("<location>//<below>") and blob ids. Entries are built only for the blobs a caller
+    keeps: ``find`` or a plan needs a handful of the thousands of files at each ref."""
+
+    __slots__ = ("blobs", "keys")
+
+    def __init__(self, keys: list[str], blobs: list[str]) -> None:
+        self.keys = keys
+        self.blobs = blobs
+
+    def __len__(self) -> int:
+        return len(self.blobs)
+
+    def entries(self, kept: Container[str] | None = None) -> list[_Entry]:
+        """Every file (``kept``: only those whose blob is in it)."""
+        found = []
+        for key, blob in zip(self.keys, self.blobs, strict=True):
+            if kept is None or blob in kept:
+                directory, _, relative = key.partition(_SPLIT)
+                path = f"{directory}/{relative}" if directory else relative
+                found.append((path, relative, path.rpartition("/")[2], blob))
+        return found
+
+    def first_paths(self) -> dict[str, str]:
+        """Blob id -> repository path of its first file in the listing."""
+        firsts = dict(zip(reversed(self.blobs), reversed(self.keys), strict=True))
+        return {blob: _joined_path(key) for blob, key in firsts.items()}
+
+
+def _joined_path(key: str) -> str:
+    directory, _, relative = key.partition(_SPLIT)
+    return f"{directory}/{relative}" if directory else relative
 
 
 class RepositorySearch:
@@ -468,8 +505,9 @@ class RepositorySearch:
 
     def __init__(self, repository: Path, label: str, version_dirs: Sequence[str],
                  project: ProjectConfig, here_root: Path, config_path: str | None,
-                 cache: MigrationIndex, found: Found) -> None:
+                 cache: MigrationIndex, found: Found, wanted: Wanted | None = None) -> None:
         self.repository = repository
+        self.wanted = wanted
         self.here_root = here_root
         self.label = label
         self.version_dirs = list(dict.fromkeys(version_dirs))
@@ -497,6 +535,7 @@ class RepositorySearch:
         commits = self._commits_of(tips)
         at_refs: list[tuple[Tip, CommitFacts, _Listing]] = []
         first_place: dict[str, _Place] = {}
+        walked: set[int] = set()  # refs at one commit share its listing: walk it once
         for tip in tips:
             commit = commits.get(tip.oid)
             if commit is None:
@@ -504,9 +543,13 @@ class RepositorySearch:
             listing = self._commit_listing(commit, tip.kind)
             at_refs.append((tip, commit, listing))
             self.found.stats.files_seen += len(listing)
-            for path, _relative, _name, blob in listing:
-                if blob not in first_place:
-                    first_place[blob] = _Place(tip, path)
+            if id(listing) in walked:
+                continue
+            walked.add(id(listing))
+            if not first_place.keys() >= set(listing.blobs):
+                for blob, path in listing.first_paths().items():
+                    if blob not in first_place:
+                        first_place[blob] = _Place(tip, path)
         facts = self._read_blobs(first_place)
         self._add_candidates(at_refs, facts, first_place)
 
@@ -549,13 +592,9 @@ class RepositorySearch:
         listing = self._commit_listings.get(key)
         if listing is not None:
             return listing
-        known = self.cache.tree(key)
-        found: dict[tuple[str, str], str]
+        known = self.cache.tree_columns(key)
         if known is not None:
-            found = {}
-            for joined, blob in known.items():
-                directory, _, relative = joined.partition(_SPLIT)
-                found[directory, relative] = blob
+            listing = _Listing(*known)
         else:
             roots = [commit.tree]
             if stash and len(commit.parents) >= 3:
@@ -567,11 +606,9 @@ class RepositorySearch:
                      for root in roots
                      for directory in self._dirs_at(root)
                      for relative, blob in self._files_below(root, directory)}
-            self.cache.remember_tree(key, {f"{d}{_SPLIT}{r}": b for (d, r), b in found.items()})
-        listing = []
-        for (directory, relative), blob in found.items():
-            path = f"{directory}/{relative}" if directory else relative
-            listing.append((path, relative, path.rpartition("/")[2], blob))
+            joined = {f"{d}{_SPLIT}{r}": b for (d, r), b in found.items()}
+            self.cache.remember_tree(key, joined)
+            listing = _Listing(list(joined), list(joined.values()))
         self._commit_listings[key] = listing
         return listing
 
@@ -707,13 +744,30 @@ class RepositorySearch:
         candidates = self.found.candidates
         unusable: dict[str, int] = {}  # blob id -> how many (ref, path) hold it
         label = self.label
+        wanted = self.wanted
+        kept_blobs: set[str] | None = None  # None: every usable blob
+        broken_blobs = {blob for blob, fact in facts.items() if fact.header is None}
+        if wanted is not None or broken_blobs:
+            kept_blobs = {blob for blob, fact in facts.items()
+                          if fact.header is not None
+                          and (wanted is None or wanted(fact.header.revision, blob))}
+        # Per listing (one per commit), the entries to turn into candidates and the unusable
+        # ones: a fleet of refs at a few commits is filtered a few times, not once per ref.
+        split: dict[int, tuple[list[_Entry], list[str]]] = {}
         for tip, commit, listing in at_refs:
             kind, ref, oid, date = tip.kind, tip.ref, commit.oid, commit.date
-            for path, relative, name, blob in listing:
+            parts = split.get(id(listing))
+            if parts is None:
+                broken = ([blob for blob in listing.blobs if blob in broken_blobs]
+                          if broken_blobs else [])
+                parts = split[id(listing)] = (
+                    listing.entries(kept_blobs) if kept_blobs != set() else [], broken)
+            kept, broken = parts
+            for blob in broken:
+                unusable[blob] = unusable.get(blob, 0) + 1
+            for path, relative, name, blob in kept:
                 fact = facts[blob]
-                if fact.header is None:
-                    unusable[blob] = unusable.get(blob, 0) + 1
-                    continue
+                assert fact.header is not None  # kept: a usable migration
                 candidates.append(Candidate(
                     header=fact.header, sha256=fact.sha256, size=fact.size, filename=name,
                     relative_path=relative,
@@ -859,11 +913,12 @@ def repositories(project: ProjectConfig, here_root: Path) -> list[Repository]:
 
 
 def search(project: ProjectConfig, fetch: bool = False,
-           cache: MigrationIndex | None = None) -> Found:
+           cache: MigrationIndex | None = None, wanted: Wanted | None = None) -> Found:
     """Every migration at every ref of this repository and of the configured clones.
 
     ``cache``: the index to consult and fill (default: the project's, shared with the file
-    scan; the caller saves it).
+    scan; the caller saves it). ``wanted(revision, blob)``: build candidates only for what
+    it accepts (every file is still listed, and files that are no migration still reported).
     """
     found = Found()
     if cache is None:
@@ -889,7 +944,7 @@ def search(project: ProjectConfig, fetch: bool = False,
     for repo in repos:
         try:
             RepositorySearch(repo.cwd, repo.label, version_dirs, project, here_root,
-                             config_path, cache, found).run()
+                             config_path, cache, found, wanted).run()
         except GitError as error:
             found.notes.append(f"git refs of {repo.label} could not be read: {error.message}; "
                                "skipped")
@@ -903,7 +958,7 @@ def extend_inventory(project: ProjectConfig, inventory: scanning.Inventory,
     if not enabled:
         return
     fetch = options.fetch if options.fetch is not None else project.tool.fetch
-    found = search(project, fetch=fetch)
+    found = search(project, fetch=fetch, wanted=wanted_by(options, inventory))
     inventory.elsewhere.extend(found.candidates)
     # A file that is no migration in a worktree is usually one at the refs too: say it once.
     already = {Path(skipped.path).as_posix() for skipped in inventory.skipped}
@@ -912,6 +967,29 @@ def extend_inventory(project: ProjectConfig, inventory: scanning.Inventory,
         if lfs or not any(path.endswith("/" + skipped.path) for path in already):
             inventory.skipped.append(SkippedFile(skipped.where, skipped.reason))
     inventory.notes.extend(found.notes)
+
+
+def wanted_by(options: Options, inventory: scanning.Inventory) -> Wanted | None:
+    """Which git copies to build candidates for: those whose id starts with ``find``'s
+    prefix; for planning (``closest_only``), none of a revision this worktree has (a plan
+    never brings one) nor of a content a file already holds (the file is closer, and one
+    location per content is all a plan uses), unless ``--prefer`` may name a branch."""
+    prefix = options.revision_prefix
+    here: set[str] = set()
+    on_disk: set[tuple[str, str | None]] = set()
+    if options.closest_only:
+        here = inventory.local_ids()
+        if not options.prefer:
+            on_disk = {(c.revision, c.location.blob) for c in inventory.all
+                       if c.location.kind.is_file}
+    if prefix is None and not here and not on_disk:
+        return None
+
+    def wanted(revision: str, blob: str) -> bool:
+        return ((prefix is None or revision.startswith(prefix)) and revision not in here
+                and (revision, blob) not in on_disk)
+
+    return wanted
 
 
 def read_content(candidate: Candidate) -> bytes:

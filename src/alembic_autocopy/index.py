@@ -278,6 +278,18 @@ class MigrationIndex:
         parts = joined.split("\0") if joined else []
         return dict(zip(parts[::2], parts[1::2], strict=True))
 
+    def tree_columns(self, key: str) -> tuple[list[str], list[str]] | None:
+        """``tree(key)`` as two parallel lists, paths and blob ids (no dict built: a fleet
+        of refs holds tens of thousands of entries, of which a run keeps a few)."""
+        joined = self._trees.get(key)
+        if joined is None:
+            joined = self._old_trees.get(key)
+        if joined is None:
+            return None
+        self._used_trees.add(key)
+        parts = joined.split("\0") if joined else []
+        return parts[::2], parts[1::2]
+
     def remember_tree(self, key: str, entries: Mapping[str, str]) -> None:
         """Record ``{path: blob id}`` for an immutable ``key`` (tree id or commit:folder)."""
         self._trees[key] = "\0".join(f"{path}\0{blob}" for path, blob in entries.items())
@@ -510,6 +522,8 @@ def _unlock(fd: int) -> None:
 # --------------------------------------------------------------------------------- location
 
 _OPEN: dict[str, MigrationIndex] = {}
+# Project folder -> its index file: asked of git once per process, not once per source.
+_PATHS: dict[str, Path] = {}
 
 # Set to a non-empty value to run without the index (nothing read, nothing written).
 DISABLE_VARIABLE = "ALEMBIC_AUTOCOPY_NO_INDEX"
@@ -547,7 +561,9 @@ def open_for(project: ProjectConfig) -> MigrationIndex:
     run, file scan and git objects alike, shares it)."""
     if os.environ.get(DISABLE_VARIABLE):
         return MigrationIndex(None)
-    path = index_path(project)
+    path = _PATHS.get(os.fspath(project.here))
+    if path is None:
+        path = _PATHS[os.fspath(project.here)] = index_path(project)
     key = os.fspath(path)
     index = _OPEN.get(key)
     if index is None:
@@ -558,3 +574,4 @@ def open_for(project: ProjectConfig) -> MigrationIndex:
 def forget_open_indexes() -> None:
     """Drop the in-process copies (the next ``open_for`` reloads from disk)."""
     _OPEN.clear()
+    _PATHS.clear()

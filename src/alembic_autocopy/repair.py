@@ -12,8 +12,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from alembic_autocopy import events, gitobjects, placement, planning, records, scanning
-from alembic_autocopy.drift import Drift
+from alembic_autocopy import events, placement, planning, records, scanning
+from alembic_autocopy.drift import Drift, applied_revisions
 from alembic_autocopy.errors import AutocopyError, PlacementError, PlanBlocked
 from alembic_autocopy.model import Candidate, LocationKind, ManifestEntry, Outcome, Plan
 from alembic_autocopy.project import ProjectConfig
@@ -29,10 +29,28 @@ CONTENT_READERS[LocationKind.DATABASE] = records.read_candidate_content
 # inventory. They run after the file scan, in registration order.
 InventoryExtension = Callable[[ProjectConfig, scanning.Inventory, "Options"], None]
 INVENTORY_EXTENSIONS: list[InventoryExtension] = []
+
+
 # Git objects: every branch, remote-tracking branch, tag and stash entry of this repository
-# and of the configured clones (read only when options/settings ask for git refs).
-INVENTORY_EXTENSIONS.append(gitobjects.extend_inventory)
-CONTENT_READERS.update(dict.fromkeys(gitobjects.GIT_KINDS, gitobjects.read_content))
+# and of the configured clones (read only when options/settings ask for git refs). Imported
+# on first use: a run with nothing to do never searches git objects.
+def _search_git_objects(project: ProjectConfig, found: scanning.Inventory,
+                        options: Options) -> None:
+    from alembic_autocopy import gitobjects
+
+    gitobjects.extend_inventory(project, found, options)
+
+
+def _read_git_object(candidate: Candidate) -> bytes:
+    from alembic_autocopy import gitobjects
+
+    return gitobjects.read_content(candidate)
+
+
+INVENTORY_EXTENSIONS.append(_search_git_objects)
+CONTENT_READERS.update(dict.fromkeys(
+    (LocationKind.BRANCH, LocationKind.REMOTE, LocationKind.TAG, LocationKind.STASH),
+    _read_git_object))
 
 
 @dataclass(frozen=True)
@@ -49,6 +67,10 @@ class Options:
     notify_url: str | None = None  # None: the configuration decides (--notify-url)
     # Only candidates whose id starts with this (``find``): sources may skip the rest early.
     revision_prefix: str | None = None
+    # Planning only (check, upgrade): leave out what no plan can use, i.e. copies elsewhere
+    # of revisions this worktree has (plan_repair never brings those) and git copies of a
+    # content some file holds (the file is closer). find/list/status/graph show everything.
+    closest_only: bool = False
 
 
 @dataclass
@@ -92,20 +114,67 @@ def read_file_content(candidate: Candidate) -> bytes:
     return reader(candidate)
 
 
-def inventory(project: ProjectConfig, options: Options) -> scanning.Inventory:
+def inventory(project: ProjectConfig, options: Options, *,
+              here_only: bool = False) -> scanning.Inventory:
     """Every source, read through the persistent index (``index.open_for`` gives extensions
-    the same one), which is saved once at the end if anything was learnt."""
+    the same one), which is saved once at the end if anything was learnt.
+
+    ``here_only``: this worktree alone (``search_elsewhere`` reads the rest when needed).
+    ``options.closest_only``: this worktree first, then only what a plan can use elsewhere.
+    """
     from alembic_autocopy import index
 
     cache = index.open_for(project)
-    prefix = options.revision_prefix
     found = scanning.scan(project, cache.read_file, cache.committed_blobs, cache.read_folder,
-                          wanted=None if prefix is None else (lambda r: r.startswith(prefix)),
-                          allow_untrusted=_allow_untrusted(project, options))
+                          wanted=_wanted(options), allow_untrusted=_allow_untrusted(project,
+                                                                                    options),
+                          here_only=here_only or options.closest_only)
+    if here_only:
+        cache.save()
+        return found
+    if not found.complete:
+        return search_elsewhere(project, options, found)
     for extend in INVENTORY_EXTENSIONS:
         extend(project, found, options)
     cache.save()
     return found
+
+
+def search_elsewhere(project: ProjectConfig, options: Options,
+                     found: scanning.Inventory) -> scanning.Inventory:
+    """Complete an inventory of this worktree alone (``inventory(here_only=True)``) with
+    every other source: sibling worktrees, configured folders, then the extensions (git
+    objects). ``options.closest_only`` leaves out what no plan can use."""
+    from alembic_autocopy import index
+
+    if found.complete:
+        return found
+    cache = index.open_for(project)
+    scanning.scan(project, cache.read_file, cache.committed_blobs, cache.read_folder,
+                  wanted=_wanted(options, found), allow_untrusted=_allow_untrusted(project,
+                                                                                   options),
+                  into=found)
+    for extend in INVENTORY_EXTENSIONS:
+        extend(project, found, options)
+    found.complete = True
+    found.closest_only = options.closest_only
+    cache.save()
+    return found
+
+
+def _wanted(options: Options,
+            found: scanning.Inventory | None = None) -> Callable[[str], bool] | None:
+    """Which revisions to build candidates for: ``find``'s prefix; for planning, none that
+    this worktree already has (``found.local``)."""
+    prefix = options.revision_prefix
+    here = found.local_ids() if options.closest_only and found is not None else set()
+    if prefix is None and not here:
+        return None
+
+    def wanted(revision: str) -> bool:
+        return (prefix is None or revision.startswith(prefix)) and revision not in here
+
+    return wanted
 
 
 def _allow_untrusted(project: ProjectConfig, options: Options) -> bool:
@@ -114,8 +183,16 @@ def _allow_untrusted(project: ProjectConfig, options: Options) -> bool:
 
 def assess(project: ProjectConfig, options: Options, applied: Sequence[str] | None = None,
            found: scanning.Inventory | None = None) -> Situation:
-    """Scan, read the database (unless ``applied`` is given) and plan. Changes nothing."""
-    found = found if found is not None else inventory(project, options)
+    """Read this worktree, the database (unless ``applied`` is given), and plan. Changes
+    nothing.
+
+    The other sources (worktrees, folders, git objects) are read only when the database or
+    this worktree needs them (``_needs_other_sources``): with nothing to do, a run costs this
+    worktree's folders and one run of env.py. ``found``: an inventory already made, e.g.
+    ``inventory()`` with every location for status and graph; an incomplete one
+    (``here_only``) is completed here when needed.
+    """
+    found = found if found is not None else inventory(project, options, here_only=True)
     url = None
     recorded = None
     endpoints: tuple[Any, ...] = ()
@@ -123,6 +200,8 @@ def assess(project: ProjectConfig, options: Options, applied: Sequence[str] | No
         # The record table is read in the same run of env.py, on the same connection.
         state, recorded = records.read_state(project, records.content_wanted(found.all))
         applied, url, endpoints = state.heads, state.url, state.endpoints
+    if not found.complete and _needs_other_sources(found, applied, recorded):
+        search_elsewhere(project, replace(options, closest_only=True), found)
     prefer = _preference(project, options)
     local = [c.header for c in found.local]
     from_database: list[Candidate] = []
@@ -139,11 +218,39 @@ def assess(project: ProjectConfig, options: Options, applied: Sequence[str] | No
         with_records = planning.plan_repair(local, applied, [*found.elsewhere, *from_database],
                                             prefer)
         held = tuple(c for c in with_records.bring if c.location.kind is LocationKind.DATABASE)
-    root = scanning.this_worktree(project)
+    root = (found.here.repository if found.here is not None
+            else scanning.this_worktree(project))
     drift = (records.drift_of(found.local, found.elsewhere, recorded, applied, root)
              if recorded is not None else Drift())
+    if drift.branch_gone and (not found.complete or found.closest_only):
+        # "Its branch is gone" only holds when no branch or worktree has the revision: a
+        # partial inventory cannot say that, so ask every source before reporting it.
+        full = inventory(project, replace(options, closest_only=False))
+        assert recorded is not None  # a drift was found: the record table was read
+        kept = (records.candidates(recorded, {c.revision for c in full.all})
+                if trusted else [])
+        drift = records.drift_of(full.local, [*full.elsewhere, *kept], recorded, applied,
+                                 root)
     return Situation(project, root, found, tuple(applied), plan, url, recorded=recorded,
                      held_by_database=held, drift=drift, endpoints=endpoints)
+
+
+def _needs_other_sources(found: scanning.Inventory, applied: Sequence[str],
+                         recorded: records.RecordSet | None) -> bool:
+    """Can a source other than this worktree change the plan or the drift report? Only
+    when the database holds a revision unknown here, a revision here lacks a parent (both
+    make the plan over this worktree alone something other than nothing to do), or the
+    applied ancestry, following the parents the record table says really ran, leaves this
+    worktree (a revision re-pointed after it was applied)."""
+    local = [candidate.header for candidate in found.local]
+    if planning.plan_repair(local, applied, []).outcome is not Outcome.NOTHING_TO_DO:
+        return True
+    if recorded is None or not recorded.records:
+        return False
+    known = {header.revision for header in local}
+    known.update(label for header in local for label in header.branch_labels)
+    parents = {revision: record.parents for revision, record in recorded.records.items()}
+    return not applied_revisions(applied, parents, local) <= known
 
 
 def _preference(project: ProjectConfig, options: Options) -> planning.Preference | None:

@@ -8,6 +8,7 @@ worktree (or configured folder), then read with the same loader rules as Alembic
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import stat
@@ -58,6 +59,16 @@ class Inventory:
     searched: list[str] = field(default_factory=list)  # roots of the other sources read
     # files refused by trust.py (others could have written them), with the reason
     untrusted: list[tuple[Candidate, str]] = field(default_factory=list)
+    # False while only this worktree was read (``scan(here_only=True)``): repair.assess reads
+    # the other sources only when the database or this worktree needs them, and sets it.
+    complete: bool = True
+    # Built for planning only (repair.Options.closest_only): copies elsewhere of revisions
+    # this worktree has, and git copies of contents a file holds, were left out.
+    closest_only: bool = False
+    # The other sources, discovered on demand, still to read (``scan(into=...)``).
+    pending: Callable[[list[str]], list[Source]] | None = field(default=None, repr=False)
+    here: Source | None = field(default=None, repr=False)  # this worktree, once scanned
+    seen_files: set[str] = field(default_factory=set, repr=False)  # real paths read
 
     @property
     def all(self) -> list[Candidate]:
@@ -119,19 +130,32 @@ def relative_version_dirs(project: ProjectConfig, root: Path | None) -> list[Pat
 
 def discover_sources(project: ProjectConfig, notes: list[str]) -> list[Source]:
     """This worktree first, then its sibling worktrees, then configured folders."""
+    here, worktrees = here_source(project)
+    return [here, *other_sources(project, here, worktrees, notes)]
+
+
+def here_source(project: ProjectConfig) -> tuple[Source, list[git.WorktreeInfo]]:
+    """This worktree as a source, and the list of every worktree of its repository."""
     here_root = this_worktree(project)
-    relatives = relative_version_dirs(project, here_root)
-    sources: list[Source] = []
-    seen_roots: set[Path] = set()
     worktrees = git.list_worktrees(here_root) if here_root else []
     here_info = next((w for w in worktrees if _same(w.path, here_root)), None)
-    sources.append(Source(
+    here = Source(
         kind=LocationKind.HERE, root=here_root or project.here,
         version_dirs=[(loc, loc) for loc in project.version_locations],
         branch=here_info.branch_name if here_info else None,
         commit=here_info.head if here_info else None,
         repository=here_root,
-    ))
+    )
+    return here, worktrees
+
+
+def other_sources(project: ProjectConfig, here: Source, worktrees: list[git.WorktreeInfo],
+                  notes: list[str]) -> list[Source]:
+    """The sibling worktrees of ``here``, then the configured folders."""
+    here_root = here.repository
+    relatives = relative_version_dirs(project, here_root)
+    sources: list[Source] = []
+    seen_roots: set[Path] = set()
     if here_root:
         seen_roots.add(here_root.resolve())
     for info in worktrees:
@@ -246,7 +270,8 @@ FolderReader = Callable[[str, list[str], int],
 def scan(project: ProjectConfig, reader: FileReader = read_migration_file,
          committed: CommittedLister = git.tree_blobs, folder_reader: FolderReader | None = None,
          wanted: Callable[[str], bool] | None = None,
-         allow_untrusted: bool | None = None) -> Inventory:
+         allow_untrusted: bool | None = None, *, here_only: bool = False,
+         into: Inventory | None = None) -> Inventory:
     """Read every source; never raises for a bad file (it is skipped with a reason).
 
     ``folder_reader``, when given, reads each folder instead of ``reader`` file by file.
@@ -254,15 +279,32 @@ def scan(project: ProjectConfig, reader: FileReader = read_migration_file,
     candidates, not twenty thousand). Folders are read concurrently when the fleet is large
     (stat and read release the GIL). ``allow_untrusted`` (default: the configuration) keeps
     files other users could have written (see trust.py).
-    """
-    from alembic_autocopy.trust import TrustJudge
 
+    ``here_only``: read this worktree alone (the other sources are not even listed: no
+    sibling's folder is touched); ``into``: such an inventory, whose other sources are then
+    read into it (this worktree is not read again).
+    """
     if allow_untrusted is None:
         allow_untrusted = project.tool.allow_untrusted_source
-    judge = None if allow_untrusted else TrustJudge()
-    inventory = Inventory()
-    sources = discover_sources(project, inventory.notes)
-    inventory.searched = [os.fspath(s.root) for s in sources if s.kind is not LocationKind.HERE]
+    if into is None:
+        inventory = Inventory()
+        here, worktrees = here_source(project)
+        inventory.here = here
+        others = functools.partial(other_sources, project, here, worktrees)
+        if here_only:
+            sources, inventory.pending, inventory.complete = [here], others, False
+        else:
+            sources = [here, *others(inventory.notes)]
+    else:
+        inventory = into
+        sources = inventory.pending(inventory.notes) if inventory.pending else []
+        inventory.pending = None
+    inventory.searched += [os.fspath(s.root) for s in sources if s.kind is not LocationKind.HERE]
+    judge = None
+    if not allow_untrusted and any(s.kind is not LocationKind.HERE for s in sources):
+        from alembic_autocopy.trust import TrustJudge
+
+        judge = TrustJudge()
     jobs: list[tuple[Source, str, list[tuple[str, bool]]]] = []
     for source in sources:
         for folder, _ours in source.version_dirs:
@@ -288,7 +330,7 @@ def scan(project: ProjectConfig, reader: FileReader = read_migration_file,
             results = list(pool.map(read_folder, jobs))
     else:
         results = [read_folder(job) for job in jobs]
-    seen_files: set[str] = set()
+    seen_files = inventory.seen_files
     listings: dict[int, dict[str, str] | None] = {}
     for (source, folder_text, _names), result in zip(jobs, results, strict=True):
         def listing(source: Source = source) -> dict[str, str] | None:
