@@ -61,3 +61,16 @@ def test_a_database_command_does_import_them(fleet: Worktree) -> None:
     modules, _ = modules_imported(fleet, "list", "--json")
     assert "alembic" in database_modules(modules)
     assert "sqlalchemy" in database_modules(modules)
+
+
+def test_check_with_nothing_to_do_imports_no_search_it_does_not_make(fleet: Worktree) -> None:
+    # Nothing applied yet: this worktree knows everything, so no other source is searched,
+    # and the modules that search them (git objects), judge them (trust) or place copies are
+    # never imported. (The parser may be: files younger than the index's racy window are
+    # read again.)
+    modules, stdout = modules_imported(fleet, "check", "--json")
+    assert json.loads(stdout)["ok"] is True
+    unused = {"alembic_autocopy.gitobjects", "alembic_autocopy.trust",
+              "alembic_autocopy.placement", "alembic_autocopy.locking"}
+    assert modules & unused == set()
+    assert "alembic" in database_modules(modules)  # the database was read, through env.py

@@ -47,7 +47,6 @@ from typing import Any
 from alembic_autocopy import __version__, git
 from alembic_autocopy.errors import MigrationParseError
 from alembic_autocopy.model import MigrationHeader
-from alembic_autocopy.parsing import parse_migration, sha256_hex
 from alembic_autocopy.project import ProjectConfig
 from alembic_autocopy.scanning import ReadFile
 
@@ -236,6 +235,9 @@ class MigrationIndex:
             return known
         self.stats.parses += 1
         self._dirty = True
+        # Imported here: a warm run, which parses nothing, never pays for the parser.
+        from alembic_autocopy.parsing import parse_migration, sha256_hex
+
         try:
             header = parse_migration(content)
         except MigrationParseError as error:

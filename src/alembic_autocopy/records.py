@@ -39,7 +39,6 @@ from alembic_autocopy import git
 from alembic_autocopy.drift import Drift, Record, applied_revisions, detect
 from alembic_autocopy.errors import AutocopyError, GitError, MigrationParseError
 from alembic_autocopy.model import Candidate, Location, LocationKind, SkippedFile
-from alembic_autocopy.parsing import parse_migration, sha256_hex
 from alembic_autocopy.project import (
     DEFAULT_MAX_FILE_BYTES,
     ProjectConfig,
@@ -206,6 +205,8 @@ class Recorder:
             if origin is None:
                 origin = run.origins[folder] = origin_of(Path(folder))
             parents = tuple(getattr(script, "_versioned_down_revisions", ()) or ())
+            from alembic_autocopy.parsing import sha256_hex  # not on a read-only run's path
+
             record = Record(
                 revision=script.revision, parents=parents, sha256=sha256_hex(content),
                 filename=Path(path).name, applied_at=now_iso(), applied_by=origin.applied_by,
@@ -352,6 +353,8 @@ def _text(value: Any) -> str | None:
 def verify(record: Record, content: bytes | None, table: str,
            max_bytes: int = DEFAULT_MAX_FILE_BYTES) -> tuple[Record, SkippedFile | None]:
     """``record`` with its content when it is what the row claims; else a refusal."""
+    from alembic_autocopy.parsing import parse_migration, sha256_hex
+
     label = f"database record of {record.revision} in table {table}"
     if content is None:
         return record, SkippedFile(label, "it has no content")
@@ -435,6 +438,8 @@ def safe_filename(record: Record) -> str:
 
 def read_candidate_content(candidate: Candidate) -> bytes:
     """Content reader for ``LocationKind.DATABASE`` candidates, checked against the sha256."""
+    from alembic_autocopy.parsing import sha256_hex
+
     content = _CONTENTS.get(candidate.sha256)
     if content is None or sha256_hex(content) != candidate.sha256:
         raise AutocopyError(
@@ -560,6 +565,8 @@ def backfill(project: ProjectConfig, local: Sequence[Candidate],
 
 
 def _record_of_file(candidate: Candidate) -> tuple[Record, bytes]:
+    from alembic_autocopy.parsing import sha256_hex
+
     assert candidate.location.path is not None
     path = Path(candidate.location.path)
     try:

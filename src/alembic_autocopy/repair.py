@@ -10,13 +10,16 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic_autocopy import events, placement, planning, records, scanning
+from alembic_autocopy import events, planning, records, scanning
 from alembic_autocopy.drift import Drift, applied_revisions
 from alembic_autocopy.errors import AutocopyError, PlacementError, PlanBlocked
 from alembic_autocopy.model import Candidate, LocationKind, ManifestEntry, Outcome, Plan
 from alembic_autocopy.project import ProjectConfig
+
+if TYPE_CHECKING:  # placement is imported where files are placed: `check` never is
+    from alembic_autocopy import placement
 
 ContentReader = Callable[[Candidate], bytes]
 
@@ -300,7 +303,7 @@ def repair(project: ProjectConfig, target: str = "head", options: Options | None
     (another process may have done the work meanwhile), plan, place, upgrade, release. A
     run with nothing to do takes no lock.
     """
-    from alembic_autocopy import locking
+    from alembic_autocopy import locking, placement
 
     options = options or Options()
     situation = situation if situation is not None else assess(project, options)
@@ -345,7 +348,7 @@ def _already_current(situation: Situation, target: str) -> bool:
 def _carry_out(project: ProjectConfig, target: str, options: Options,
                on_version_apply: Sequence[Callable[..., None]], upgrade: bool,
                situation: Situation) -> RepairReport:
-    from alembic_autocopy import database, graph, trust
+    from alembic_autocopy import database, graph, placement, trust
 
     ensure_plan_possible(situation)
     root = situation.worktree_root
@@ -416,7 +419,7 @@ def _target_folder(project: ProjectConfig) -> Callable[[Candidate], Path]:
 
 
 def clean(project: ProjectConfig, dry_run: bool = False) -> placement.CleanReport:
-    from alembic_autocopy import locking
+    from alembic_autocopy import locking, placement
 
     root = scanning.this_worktree(project)
     manifest_file = placement.manifest_path(project, root)

@@ -26,7 +26,6 @@ from alembic_autocopy.model import (
     MigrationHeader,
     SkippedFile,
 )
-from alembic_autocopy.parsing import parse_migration, sha256_hex
 from alembic_autocopy.project import ProjectConfig
 
 if TYPE_CHECKING:
@@ -93,6 +92,9 @@ FileReader = Callable[[str, int], "ReadFile"]
 
 def read_migration_file(path: str | Path, max_bytes: int) -> ReadFile:
     """Read and parse one file; raise MigrationParseError or OSError."""
+    # The parser is imported when a file must be read: a warm run answers from the index.
+    from alembic_autocopy.parsing import parse_migration, sha256_hex
+
     with open(path, "rb", opener=open_nonblocking) as handle:
         info = os.fstat(handle.fileno())
         if not stat.S_ISREG(info.st_mode):
