@@ -211,6 +211,7 @@ def run_rounds(backend: Backend, tool: str, rounds: int, processes: int, worktre
 
 def kind_of(error: str) -> str:
     """A short name for an error line: the exception class or Alembic's message."""
+    error = re.sub(r"[0-9a-f]{12}", "<rev>", error)  # one kind, whichever table it hit
     match = re.search(r"\((?:[\w.]+\.)?(\w+(?:Error|Violation|Table|Exception))\)", error)
     if match:
         return match.group(1)
