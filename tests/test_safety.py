@@ -12,6 +12,7 @@ import random
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -309,6 +310,35 @@ def test_upgrade_waits_for_the_database_lock_then_gives_up(
     assert WAITING not in after.stderr
     assert repo.applied_versions() == {ids[-1]}
     assert not list(any_db_lock_files(any_db))
+
+
+def test_losing_the_lock_connection_while_waiting_is_one_clear_error(
+    tmp_path: Path, postgresql_db: Database
+) -> None:
+    _repo, a, b = setup_pair(tmp_path, postgresql_db)
+    apply_chain_in(a, 1)
+    holder_pid = ("SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted")
+    waiting = ("SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+               "AND query LIKE '%pg_try_advisory_lock%' AND pid <> pg_backend_pid() "
+               "AND pid NOT IN (" + holder_pid + ")")
+
+    with holding(a, HOLD_DATABASE_LOCK):
+        waiter = subprocess.Popen(
+            [sys.executable, "-m", "alembic_autocopy", "upgrade", "--lock-timeout", "60"],
+            cwd=b.path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env=merged_env(None))
+        deadline = time.monotonic() + 60
+        while not (pids := postgresql_db.execute(waiting)):
+            assert waiter.poll() is None, waiter.communicate()
+            assert time.monotonic() < deadline, "the waiter never connected"
+            time.sleep(0.05)
+        for (pid,) in pids:
+            postgresql_db.execute(f"SELECT pg_terminate_backend({pid})")
+        stdout, stderr = waiter.communicate(timeout=60)
+
+    assert waiter.returncode == 1, stderr
+    no_traceback(subprocess.CompletedProcess([], 1, stdout, stderr))
+    assert "the lock connection to postgresql" in stderr
 
 
 def any_db_lock_files(db: Database) -> Iterator[Path]:

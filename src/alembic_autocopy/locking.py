@@ -266,9 +266,20 @@ class ServerLock:
             self.key = mysql_lock_name(lock_key(str(database), endpoint))
 
     def _scalar(self, sql: str, **params: Any) -> Any:
-        from sqlalchemy import text
+        from sqlalchemy import exc, text
 
-        return self._connection.execute(text(sql), params).scalar()
+        where = self.endpoint.url.render_as_string(hide_password=True)
+        hint = "check that the database server runs, then run again"
+        if self._connection is None:
+            raise DatabaseError(f"the lock connection to {where} was lost", hint=hint)
+        try:
+            return self._connection.execute(text(sql), params).scalar()
+        except exc.SQLAlchemyError as error:  # e.g. the server went away while we waited
+            self.release()
+            original = getattr(error, "orig", None) or error
+            first = (str(original).strip().splitlines() or [type(original).__name__])[0]
+            raise DatabaseError(f"the lock connection to {where} failed: "
+                                f"{mask_passwords(first)}", hint=hint) from error
 
     def try_acquire(self) -> bool:
         if self.backend == "postgresql":
