@@ -78,6 +78,36 @@ def toplevel(path: Path) -> Path | None:
     return Path(result.text.strip())
 
 
+# Folder -> (its worktree root, its repository's common git dir): asked once per process.
+_LOCATED: dict[str, tuple[Path | None, Path | None]] = {}
+
+
+def locate(path: Path) -> tuple[Path | None, Path | None]:
+    """(root of the worktree holding ``path``, common git dir of its repository), each None
+    when unknown (outside git; a bare repository has no worktree root), from ONE git
+    process, remembered for the process: every run needs both (the scan and the index)."""
+    key = os.fspath(path)
+    known = _LOCATED.get(key)
+    if known is None:
+        result = run_git(["rev-parse", "--path-format=absolute", "--git-common-dir",
+                          "--show-toplevel"], path, check=False)
+        lines = result.text.splitlines()
+        if result.returncode == 0 and len(lines) == 2 and all(lines):
+            known = (Path(lines[1]), Path(lines[0]))
+        else:  # outside a worktree: ask for each on its own
+            common = run_git(["rev-parse", "--path-format=absolute", "--git-common-dir"],
+                             path, check=False)
+            text = common.text.strip()
+            known = (None, Path(text) if common.returncode == 0 and text else None)
+        known = _LOCATED[key] = known
+    return known
+
+
+def forget_locations() -> None:
+    """Forget what ``locate`` remembered (a test that moves repositories around)."""
+    _LOCATED.clear()
+
+
 def is_bare_repository(path: Path) -> bool:
     """True when ``path`` is itself a bare repository (not a folder inside one)."""
     result = run_git(["rev-parse", "--absolute-git-dir", "--is-bare-repository"], path,

@@ -467,7 +467,7 @@ class _Listing:
 
     __slots__ = ("blobs", "keys")
 
-    def __init__(self, keys: list[str], blobs: list[str]) -> None:
+    def __init__(self, keys: Sequence[str], blobs: Sequence[str]) -> None:
         self.keys = keys
         self.blobs = blobs
 
@@ -484,10 +484,9 @@ class _Listing:
                 found.append((path, relative, path.rpartition("/")[2], blob))
         return found
 
-    def first_paths(self) -> dict[str, str]:
-        """Blob id -> repository path of its first file in the listing."""
-        firsts = dict(zip(reversed(self.blobs), reversed(self.keys), strict=True))
-        return {blob: _joined_path(key) for blob, key in firsts.items()}
+    def first_keys(self) -> dict[str, str]:
+        """Blob id -> key of its first file in the listing."""
+        return dict(zip(reversed(self.blobs), reversed(self.keys), strict=True))
 
 
 def _joined_path(key: str) -> str:
@@ -546,10 +545,11 @@ class RepositorySearch:
             if id(listing) in walked:
                 continue
             walked.add(id(listing))
-            if not first_place.keys() >= set(listing.blobs):
-                for blob, path in listing.first_paths().items():
-                    if blob not in first_place:
-                        first_place[blob] = _Place(tip, path)
+            new = set(listing.blobs).difference(first_place)
+            if new:  # branches share most files: look up only the ones not met before
+                firsts = listing.first_keys()
+                for blob in sorted(new):  # a stable order of reads from git
+                    first_place[blob] = _Place(tip, _joined_path(firsts[blob]))
         facts = self._read_blobs(first_place)
         self._add_candidates(at_refs, facts, first_place)
 
@@ -895,7 +895,8 @@ def _same(a: Path, b: Path) -> bool:
 
 def repositories(project: ProjectConfig, here_root: Path) -> list[Repository]:
     """This repository, then each configured folder that is a separate repository."""
-    own = repository_at(here_root)
+    common = git.locate(project.here)[1]  # already known to the process: no git call
+    own = Repository(here_root, common, _label(common)) if common is not None else None
     if own is None:
         return []
     found = [own]

@@ -50,7 +50,7 @@ from alembic_autocopy.model import MigrationHeader
 from alembic_autocopy.project import ProjectConfig
 from alembic_autocopy.scanning import ReadFile
 
-SCHEMA = 1
+SCHEMA = 2
 MAGIC = b"alembic-autocopy index\n"
 # Changes whenever the layout, the tool (its parser) or marshal's format may differ.
 SCHEMA_TAG = f"{SCHEMA}/{__version__}/{marshal.version}".encode()
@@ -69,6 +69,9 @@ FileEntry = tuple[int, int, int, int, str]
 # On disk, per folder: names, sizes, mtimes, ctimes, inodes, blob ids (parallel tuples).
 FolderColumns = tuple[tuple[str, ...], tuple[int, ...], tuple[int, ...], tuple[int, ...],
                       tuple[int, ...], tuple[str, ...]]
+# A tree's files: paths and blob ids (parallel tuples of interned strings, so the paths and
+# blobs that thousands of refs share are written once and loaded as references).
+TreeColumns = tuple[tuple[str, ...], tuple[str, ...]]
 # revision, down_revisions, branch_labels, depends_on, message, sha256, size
 ContentRow = tuple[str, tuple[str, ...], tuple[str, ...], tuple[str, ...], str | None, str, int]
 
@@ -94,13 +97,13 @@ class MigrationIndex:
         self._old_folders: dict[str, FolderColumns] = {}
         self._old_contents: dict[str, ContentRow] = {}
         self._old_failures: dict[str, str] = {}
-        self._old_trees: dict[str, str] = {}
+        self._old_trees: dict[str, TreeColumns] = {}
         # What this run saw or added; merged over the old tables on save.
         self._folders: dict[str, dict[str, FileEntry]] = {}
         self._lookup: dict[str, dict[str, FileEntry]] = {}
         self._contents: dict[str, ContentRow] = {}
         self._failures: dict[str, str] = {}
-        self._trees: dict[str, str] = {}
+        self._trees: dict[str, TreeColumns] = {}
         self._used_trees: set[str] = set()
         self._facts: dict[str, ReadFile] = {}
         self._dirty = False
@@ -271,30 +274,25 @@ class MigrationIndex:
 
     def tree(self, key: str) -> dict[str, str] | None:
         """``{path: blob id}`` recorded for ``key`` (a tree id, or ``<commit>:<folder>``)."""
-        joined = self._trees.get(key)
-        if joined is None:
-            joined = self._old_trees.get(key)
-        if joined is None:
-            return None
-        self._used_trees.add(key)
-        parts = joined.split("\0") if joined else []
-        return dict(zip(parts[::2], parts[1::2], strict=True))
+        columns = self.tree_columns(key)
+        return None if columns is None else dict(zip(*columns, strict=True))
 
-    def tree_columns(self, key: str) -> tuple[list[str], list[str]] | None:
-        """``tree(key)`` as two parallel lists, paths and blob ids (no dict built: a fleet
+    def tree_columns(self, key: str) -> TreeColumns | None:
+        """``tree(key)`` as two parallel tuples, paths and blob ids (no dict built: a fleet
         of refs holds tens of thousands of entries, of which a run keeps a few)."""
-        joined = self._trees.get(key)
-        if joined is None:
-            joined = self._old_trees.get(key)
-        if joined is None:
+        columns = self._trees.get(key)
+        if columns is None:
+            columns = self._old_trees.get(key)
+        if columns is None:
             return None
         self._used_trees.add(key)
-        parts = joined.split("\0") if joined else []
-        return parts[::2], parts[1::2]
+        return columns
 
     def remember_tree(self, key: str, entries: Mapping[str, str]) -> None:
         """Record ``{path: blob id}`` for an immutable ``key`` (tree id or commit:folder)."""
-        self._trees[key] = "\0".join(f"{path}\0{blob}" for path, blob in entries.items())
+        intern = sys.intern
+        self._trees[key] = (tuple(intern(path) for path in entries),
+                            tuple(intern(blob) for blob in entries.values()))
         self._used_trees.add(key)
         self._dirty = True
 
@@ -368,8 +366,7 @@ class MigrationIndex:
         self._old_failures = {**self._old_failures, **failures}
         self._old_trees = {**self._old_trees, **trees}
 
-    def _tables(self) -> tuple[dict[str, FolderColumns], dict[str, ContentRow],
-                               dict[str, str], dict[str, str]]:
+    def _tables(self) -> Tables:
         folders = dict(self._old_folders)
         for folder, entries in self._folders.items():
             # A folder scanned this run is replaced: files gone from it are forgotten.
@@ -385,8 +382,8 @@ class MigrationIndex:
         referenced: set[str] = set(self._contents) | set(self._failures)
         for columns in folders.values():
             referenced.update(columns[5])
-        for joined in trees.values():
-            referenced.update(joined.split("\0")[1::2])
+        for _paths, blobs in trees.values():
+            referenced.update(blobs)
         contents = {blob: row for blob, row in {**self._old_contents, **self._contents}.items()
                     if blob in referenced}
         failures = {blob: reason for blob, reason in
@@ -423,13 +420,16 @@ def _rows(columns: FolderColumns | None) -> dict[str, FileEntry]:
 
 
 def _columns(entries: Mapping[str, FileEntry]) -> FolderColumns:
-    names = tuple(entries)
+    # Interned: the same names and blob ids in every worktree are written once (references).
+    names = tuple(sys.intern(name) for name in entries)
     rows = [entries[name] for name in names]
     return (names, tuple(r[0] for r in rows), tuple(r[1] for r in rows),
-            tuple(r[2] for r in rows), tuple(r[3] for r in rows), tuple(r[4] for r in rows))
+            tuple(r[2] for r in rows), tuple(r[3] for r in rows),
+            tuple(sys.intern(r[4]) for r in rows))
 
 
-Tables = tuple[dict[str, FolderColumns], dict[str, ContentRow], dict[str, str], dict[str, str]]
+Tables = tuple[dict[str, FolderColumns], dict[str, ContentRow], dict[str, str],
+               dict[str, TreeColumns]]
 
 
 def encode(tables: Tables) -> bytes:
@@ -524,8 +524,6 @@ def _unlock(fd: int) -> None:
 # --------------------------------------------------------------------------------- location
 
 _OPEN: dict[str, MigrationIndex] = {}
-# Project folder -> its index file: asked of git once per process, not once per source.
-_PATHS: dict[str, Path] = {}
 
 # Set to a non-empty value to run without the index (nothing read, nothing written).
 DISABLE_VARIABLE = "ALEMBIC_AUTOCOPY_NO_INDEX"
@@ -541,10 +539,7 @@ def index_path(project: ProjectConfig) -> Path:
 
 
 def _common_dir(here: Path) -> Path | None:
-    result = git.run_git(["rev-parse", "--path-format=absolute", "--git-common-dir"], here,
-                         check=False)
-    value = result.text.strip()
-    return Path(value) if result.returncode == 0 and value else None
+    return git.locate(here)[1]
 
 
 def user_cache_dir() -> Path:
@@ -563,9 +558,7 @@ def open_for(project: ProjectConfig) -> MigrationIndex:
     run, file scan and git objects alike, shares it)."""
     if os.environ.get(DISABLE_VARIABLE):
         return MigrationIndex(None)
-    path = _PATHS.get(os.fspath(project.here))
-    if path is None:
-        path = _PATHS[os.fspath(project.here)] = index_path(project)
+    path = index_path(project)
     key = os.fspath(path)
     index = _OPEN.get(key)
     if index is None:
@@ -576,4 +569,3 @@ def open_for(project: ProjectConfig) -> MigrationIndex:
 def forget_open_indexes() -> None:
     """Drop the in-process copies (the next ``open_for`` reloads from disk)."""
     _OPEN.clear()
-    _PATHS.clear()

@@ -67,7 +67,10 @@ class Inventory:
     # The other sources, discovered on demand, still to read (``scan(into=...)``).
     pending: Callable[[list[str]], list[Source]] | None = field(default=None, repr=False)
     here: Source | None = field(default=None, repr=False)  # this worktree, once scanned
-    seen_files: set[str] = field(default_factory=set, repr=False)  # real paths read
+    # What was read, so a file reached by two paths counts once: real folder -> names of the
+    # plain files read in it, and the real paths of files behind symlinks or in sub-folders.
+    seen_folders: dict[str, set[str]] = field(default_factory=dict, repr=False)
+    seen_files: set[str] = field(default_factory=set, repr=False)
 
     @property
     def all(self) -> list[Candidate]:
@@ -113,7 +116,7 @@ def open_nonblocking(path: str, flags: int) -> int:
 
 
 def this_worktree(project: ProjectConfig) -> Path | None:
-    return git.toplevel(project.here)
+    return git.locate(project.here)[0]
 
 
 def relative_version_dirs(project: ProjectConfig, root: Path | None) -> list[Path | None]:
@@ -260,8 +263,8 @@ PARALLEL_WORKERS = 4
 # folders in a commit: git.tree_blobs, or the index's cached answer.
 CommittedLister = Callable[[Path, str, tuple[str, ...]], dict[str, str]]
 
-# One folder's files: (path, its real path, what the reader returned or raised).
-_FolderResult = list[tuple[str, str, "ReadFile | MigrationParseError | OSError"]]
+# What the reader returned or raised for each file of one folder, in the listing's order.
+_FolderResult = list["ReadFile | MigrationParseError | OSError"]
 
 # Reads the named files of one folder at once, errors returned in place (the index's
 # read_folder: one stat per file relative to the folder, nothing else when unchanged).
@@ -310,9 +313,8 @@ def scan(project: ProjectConfig, reader: FileReader = read_migration_file,
     jobs: list[tuple[Source, str, list[tuple[str, bool]]]] = []
     for source in sources:
         for folder, _ours in source.version_dirs:
-            names = list(_migration_files(os.fspath(folder),
-                                          project.recursive_version_locations,
-                                          inventory.skipped))
+            names = _list_folder(os.fspath(folder), project.recursive_version_locations,
+                                 inventory.skipped)
             jobs.append((source, os.fspath(folder), names))
     max_bytes = project.tool.max_file_bytes
 
@@ -332,16 +334,16 @@ def scan(project: ProjectConfig, reader: FileReader = read_migration_file,
             results = list(pool.map(read_folder, jobs))
     else:
         results = [read_folder(job) for job in jobs]
-    seen_files = inventory.seen_files
     listings: dict[int, dict[str, str] | None] = {}
-    for (source, folder_text, _names), result in zip(jobs, results, strict=True):
+    for (source, folder_text, names), result in zip(jobs, results, strict=True):
         def listing(source: Source = source) -> dict[str, str] | None:
             if id(source) not in listings:  # only for sources where something is kept
                 listings[id(source)] = _committed_blobs(source, committed)
             return listings[id(source)]
 
-        found = _candidates(source, folder_text, result, inventory, seen_files, listing,
-                            wanted, judge if source.kind is not LocationKind.HERE else None)
+        found = _candidates(source, folder_text, names, result, inventory, listing, wanted,
+                            judge if source.kind is not LocationKind.HERE else None,
+                            inventory.seen_folders, inventory.seen_files)
         if source.kind is LocationKind.HERE:
             inventory.local.extend(found)
         else:
@@ -375,11 +377,40 @@ def refresh_here(project: ProjectConfig, inventory: Inventory, root: Path | None
         if new:
             changed = True
             result = _read_folder(folder, new, reader, project.tool.max_file_bytes, None)
-            fresh += _candidates(source, folder, result, inventory, set(), lambda: None, None)
+            fresh += _candidates(source, folder, new, result, inventory, lambda: None, None,
+                                 None, {}, set())
     if known or changed:
         inventory.local = fresh
         return True
     return False
+
+
+def _list_folder(folder: str, recursive: bool,
+                 skipped: list[SkippedFile]) -> list[tuple[str, bool]]:
+    """``list(_migration_files(...))``; for a flat folder (the usual case) in one loop over
+    the listing, without a generator or a sort key: a fleet holds tens of thousands."""
+    if recursive:
+        return list(_migration_files(folder, recursive, skipped))
+    found: list[tuple[str, bool]] = []
+    match = _REVISION_FILE.match
+    try:
+        with os.scandir(folder) as iterator:
+            for entry in iterator:
+                if not match(entry.name):
+                    continue
+                try:
+                    if entry.is_dir(follow_symlinks=False):
+                        continue
+                except OSError:
+                    continue
+                found.append((entry.name, entry.is_symlink()))
+    except FileNotFoundError:
+        return []
+    except OSError as error:
+        skipped.append(SkippedFile(folder, f"cannot list folder: {error.strerror}"))
+        return []
+    found.sort()  # names are unique: the same order as sorting by name
+    return found
 
 
 def _migration_files(folder: str, recursive: bool,
@@ -409,41 +440,59 @@ def _migration_files(folder: str, recursive: bool,
 
 def _read_folder(folder: str, names: list[tuple[str, bool]], reader: FileReader,
                  max_bytes: int, folder_reader: FolderReader | None) -> _FolderResult:
-    real_folder = os.path.realpath(folder) + os.sep
-    prefix = folder + os.sep
-    # Files in sub-folders or behind symlinks are resolved one by one; the common case
-    # (a plain file in the folder) costs no system call.
-    places = [(prefix + name, os.path.realpath(prefix + name) if resolve else real_folder + name)
-              for name, resolve in names]
     if folder_reader is not None:
-        read = folder_reader(folder, [name for name, _ in names], max_bytes)
-        return [(path, real, facts) for (path, real), facts in zip(places, read, strict=True)]
+        return folder_reader(folder, [name for name, _ in names], max_bytes)
+    prefix = folder + os.sep
     results: _FolderResult = []
-    for path, real in places:
+    for name, _resolve in names:
         try:
-            results.append((path, real, reader(path, max_bytes)))
+            results.append(reader(prefix + name, max_bytes))
         except (MigrationParseError, OSError) as error:
-            results.append((path, real, error))
+            results.append(error)
     return results
 
 
-def _candidates(source: Source, folder: str, result: _FolderResult, inventory: Inventory,
-                seen_files: set[str], listing: Callable[[], dict[str, str] | None],
-                wanted: Callable[[str], bool] | None,
-                judge: TrustJudge | None = None) -> list[Candidate]:
+def _candidates(source: Source, folder: str, names: list[tuple[str, bool]],
+                result: _FolderResult, inventory: Inventory,
+                listing: Callable[[], dict[str, str] | None],
+                wanted: Callable[[str], bool] | None, judge: TrustJudge | None = None,
+                seen_folders: dict[str, set[str]] | None = None,
+                seen_files: set[str] | None = None) -> list[Candidate]:
+    """The candidates of one folder's files. ``seen_folders``/``seen_files`` (see Inventory)
+    skip a file already read through another path, and record this folder's."""
     found: list[Candidate] = []
     committed: dict[str, str] | None = None
     root = os.fspath(source.root)
-    prefix = len(folder) + 1
+    prefix = folder + os.sep
     kind, branch, commit = source.kind, source.branch, source.commit
     verdicts: dict[str, str | None] = {}
-    for path, real, facts in result:
-        if real in seen_files:
-            continue
-        seen_files.add(real)
+    # A plain file's real path is its real folder's plus its name: no system call per file.
+    real_folder = os.path.realpath(folder)
+    real_prefix = real_folder + os.sep
+    seen_here: set[str] = set()
+    if seen_folders is not None:
+        seen_here = seen_folders.setdefault(real_folder, set())
+    read_before = bool(seen_here)  # this real folder was read through another path
+    for (name, resolve), facts in zip(names, result, strict=True):
+        if resolve:  # behind a symlink or in a sub-folder: resolved one by one
+            real = os.path.realpath(prefix + name)
+            if seen_files is not None:
+                head, _, tail = real.rpartition(os.sep)
+                if real in seen_files or (seen_folders is not None
+                                          and tail in seen_folders.get(head, ())):
+                    continue
+                seen_files.add(real)
+        else:
+            if read_before and name in seen_here:
+                continue
+            if seen_files and real_prefix + name in seen_files:
+                continue
+            seen_here.add(name)
+            real = ""  # computed below only if needed
         if wanted is not None and isinstance(facts, ReadFile) and not wanted(
                 facts.header.revision):
             continue
+        path = prefix + name
         if isinstance(facts, MigrationParseError):
             inventory.skipped.append(SkippedFile(path, str(facts)))
             continue
@@ -452,12 +501,13 @@ def _candidates(source: Source, folder: str, result: _FolderResult, inventory: I
             continue
         untrusted = None
         if judge is not None:
+            real = real or real_prefix + name
             # Every file directly in one real folder gets the same verdict: judge it once.
-            real_folder = real[:real.rfind(os.sep)]
-            if real_folder in verdicts:
-                untrusted = verdicts[real_folder]
+            judged_folder = real[:real.rfind(os.sep)]
+            if judged_folder in verdicts:
+                untrusted = verdicts[judged_folder]
             else:
-                untrusted = verdicts[real_folder] = judge.tree_reason(real, root)
+                untrusted = verdicts[judged_folder] = judge.tree_reason(real, root)
         if not found and untrusted is None:
             committed = listing()
         is_committed = None
@@ -465,7 +515,7 @@ def _candidates(source: Source, folder: str, result: _FolderResult, inventory: I
             is_committed = committed.get(_root_relative(path, root)) == facts.blob
         candidate = Candidate(
             header=facts.header, sha256=facts.sha256, size=facts.size,
-            filename=path[path.rfind(os.sep) + 1:], relative_path=path[prefix:],
+            filename=path[path.rfind(os.sep) + 1:], relative_path=name,
             location=Location(kind=kind, path=path, worktree=root, branch=branch,
                               commit=commit, blob=facts.blob, committed=is_committed),
         )
