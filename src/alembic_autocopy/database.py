@@ -11,10 +11,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import concurrent.futures
+import contextlib
 import inspect
+import logging
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -87,6 +89,25 @@ def script_directory(config: Config) -> ScriptDirectory:
     return script
 
 
+class _AboveInfo(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno > logging.INFO
+
+
+@contextlib.contextmanager
+def quiet_alembic_logs() -> Iterator[None]:
+    """Hide Alembic's INFO lines ("Context impl ...") while only reading the heads: they say
+    nothing about what this tool does. Only Alembic's migration logger is filtered (a filter
+    survives env.py's fileConfig()); an application's own logging is left alone."""
+    logger = logging.getLogger("alembic.runtime.migration")
+    quiet = _AboveInfo()
+    logger.addFilter(quiet)
+    try:
+        yield
+    finally:
+        logger.removeFilter(quiet)
+
+
 def outside_event_loop(function: Callable[[], T]) -> T:
     """Call ``function`` in a worker thread when this thread runs an event loop: env.py's
     ``asyncio.run()`` fails inside a running loop (an async application's start-up)."""
@@ -128,7 +149,8 @@ def read_state(project: ProjectConfig,
         with EnvironmentContext(config, script, fn=collect, dont_mutate=True):
             script.run_env()
 
-    guarded(run, project)
+    with quiet_alembic_logs():
+        guarded(run, project)
     return DatabaseState(
         heads=tuple(heads),
         version_table=details.get("version_table", "alembic_version"),
