@@ -96,5 +96,5 @@ def _print_row(row: dict[str, Any], out: Output) -> None:
     for location in row["locations"]:
         out.detail(f"    {location['description']}: {location['path']}")
     if not out.verbose:
-        where = sorted({loc["description"] for loc in row["locations"]})
+        where = list(dict.fromkeys(loc["description"] for loc in row["locations"]))  # closest first
         out.line(f"    in: {'; '.join(where)}")
