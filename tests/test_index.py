@@ -18,8 +18,10 @@ from pathlib import Path
 import pytest
 
 from alembic_autocopy import index as index_module
+from alembic_autocopy import scanning
 from alembic_autocopy.errors import MigrationParseError
 from alembic_autocopy.index import MigrationIndex
+from alembic_autocopy.project import load_project
 from alembic_autocopy.scanning import ReadFile
 from support import Database, make_repo, rev_ids, run
 from support.templates import render_migration
@@ -244,6 +246,53 @@ def test_outside_git_the_index_goes_to_the_user_cache(sqlite_db: Database,
     assert [r["revision"] for r in json.loads(result.stdout)["revisions"]] == [repo.base_rev]
     assert [p.name for p in (cache / "alembic-autocopy").glob("index-*")
             if not p.name.endswith(".lock")]
+
+
+def test_a_listing_read_through_the_index_finds_what_a_plain_scan_finds(
+        sqlite_db: Database, tmp_path: Path, later_clock: None) -> None:
+    # The index reads folders from a bare name listing and tells entries apart by the lstat
+    # it compares with; the plain scan looks at each directory entry. Both must agree on
+    # every odd entry a versions folder can hold.
+    repo = make_repo(tmp_path, sqlite_db)
+    versions = repo.main.versions
+    ids = rev_ids("b", 2)
+    write(versions, ids[0], repo.base_rev)
+    write(versions, ids[1], ids[0])
+    (versions / "folder.py").mkdir()  # a folder with a migration's name is no file
+    (versions / "link.py").symlink_to(f"{ids[1]}_step.py")  # the same file, twice
+    (versions / "dangling.py").symlink_to("nowhere.py")
+    (versions / "to_folder.py").symlink_to("folder.py", target_is_directory=True)
+    (versions / "junk.py").write_text("not a migration (\n", encoding="utf-8")
+    (versions / "__init__.py").write_text("", encoding="utf-8")
+    (versions / ".#lock.py").write_text("", encoding="utf-8")
+    os.mkfifo(versions / "pipe.py")
+    project = load_project(cwd=repo.main.path)
+
+    def seen(found: scanning.Inventory) -> tuple[list[str], list[tuple[str, str]]]:
+        local = sorted(c.location.path or "" for c in found.local)
+        skipped = sorted((Path(s.path).name, s.reason) for s in found.skipped)
+        return local, skipped
+
+    plain = seen(scanning.scan(project))
+    by_entry = seen(scanning.scan(project, MigrationIndex(None).read_file,
+                                  folder_reader=MigrationIndex(None).read_folder))
+    cache = MigrationIndex(tmp_path / "index")
+    first = seen(scanning.scan(project, cache.read_file, cache.committed_blobs,
+                               cache.read_folder, listing_reader=cache.read_listed))
+    assert cache.save()
+    warm_cache = MigrationIndex(tmp_path / "index")
+    warm = seen(scanning.scan(project, warm_cache.read_file, warm_cache.committed_blobs,
+                              warm_cache.read_folder, listing_reader=warm_cache.read_listed))
+
+    assert by_entry == first == warm
+    assert warm_cache.stats.parses == 0  # the symlinked migration is answered from it too
+    local, skipped = first
+    assert local == plain[0]
+    assert len(local) == 3  # the base and the two steps; link.py is the second step again
+    # (A symlink to a folder: "not a regular file" from the index, "Is a directory" from
+    # a plain open(); either way it is skipped and named.)
+    assert [name for name, _ in skipped] == [name for name, _ in plain[1]] == [
+        "dangling.py", "junk.py", "pipe.py", "to_folder.py"]
 
 
 # -------------------------------------------------------------------------- one upgrade

@@ -174,6 +174,68 @@ class MigrationIndex:
         self.stats.hits += len(names) - (self.stats.reads - reads_before)
         return results
 
+    def read_listed(self, folder: str, names: Sequence[str], max_bytes: int
+                    ) -> tuple[list[str], set[str], list[ReadFile | MigrationParseError | OSError]]:
+        """``read_folder`` for names straight from a listing of ``folder`` (``os.listdir``,
+        no sub-folder names: flat version locations).
+
+        The ``lstat`` that checks a file against its entry also tells what it is, so the
+        listing needs no ``DirEntry`` per file: a folder is left out, a symlink is followed
+        (``read_file``). Returns the files kept, those behind a symlink, and their results.
+        """
+        kept: list[str] = []
+        linked: set[str] = set()
+        results: list[ReadFile | MigrationParseError | OSError] = []
+        keep, append = kept.append, results.append
+        lookup = self._lookup.get(folder)
+        if lookup is None:
+            lookup = self._lookup[folder] = _rows(self._old_folders.get(folder))
+        seen = self._seen(folder)
+        facts_by_blob = self._facts
+        prefix = folder + os.sep
+        descriptor = _open_folder(folder)
+        lstat = os.lstat
+        kind_bits, folder_kind, link_kind = 0o170000, stat.S_IFDIR, stat.S_IFLNK
+        hits = 0
+        try:
+            for name in names:
+                try:
+                    if descriptor is not None:
+                        info = lstat(name, dir_fd=descriptor)
+                    else:  # pragma: no cover - no dir_fd (Windows)
+                        info = lstat(prefix + name)
+                except OSError as error:  # gone since the listing: said as a read would
+                    keep(name)
+                    append(error)
+                    continue
+                kind = info.st_mode & kind_bits
+                if kind == folder_kind:
+                    continue  # Alembic loads no folder named x.py
+                keep(name)
+                try:
+                    if kind == link_kind:
+                        linked.add(name)
+                        append(self.read_file(prefix + name, max_bytes))
+                        continue
+                    entry = lookup.get(name)
+                    if (entry is not None and entry[2] == info.st_ctime_ns
+                            and entry[1] == info.st_mtime_ns and entry[0] == info.st_size
+                            and entry[3] == info.st_ino and info.st_size <= max_bytes):
+                        seen[name] = entry
+                        facts = facts_by_blob.get(entry[4]) or self._facts_for(entry[4])
+                        if facts is not None:
+                            hits += 1
+                            append(facts)
+                            continue
+                    append(self._read(prefix + name, folder, name, max_bytes))
+                except (MigrationParseError, OSError) as error:
+                    append(error)
+        finally:
+            if descriptor is not None:
+                os.close(descriptor)
+        self.stats.hits += hits  # (read_file counted the symlinks' own)
+        return kept, linked, results
+
     def _read(self, text: str, folder: str, name: str, max_bytes: int) -> ReadFile:
         self.stats.reads += 1
         now = clock()

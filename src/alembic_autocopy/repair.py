@@ -131,7 +131,8 @@ def inventory(project: ProjectConfig, options: Options, *,
     found = scanning.scan(project, cache.read_file, cache.committed_blobs, cache.read_folder,
                           wanted=_wanted(options), allow_untrusted=_allow_untrusted(project,
                                                                                     options),
-                          here_only=here_only or options.closest_only)
+                          here_only=here_only or options.closest_only,
+                          listing_reader=cache.read_listed)
     if here_only:
         cache.save()
         return found
@@ -156,7 +157,7 @@ def search_elsewhere(project: ProjectConfig, options: Options,
     scanning.scan(project, cache.read_file, cache.committed_blobs, cache.read_folder,
                   wanted=_wanted(options, found), allow_untrusted=_allow_untrusted(project,
                                                                                    options),
-                  into=found)
+                  into=found, listing_reader=cache.read_listed)
     for extend in INVENTORY_EXTENSIONS:
         extend(project, found, options)
     found.complete = True

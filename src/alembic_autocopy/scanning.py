@@ -270,16 +270,23 @@ _FolderResult = list["ReadFile | MigrationParseError | OSError"]
 # read_folder: one stat per file relative to the folder, nothing else when unchanged).
 FolderReader = Callable[[str, list[str], int],
                         list["ReadFile | MigrationParseError | OSError"]]
+# The same for names straight from ``os.listdir`` (the index's read_listed): returns the
+# files kept (no folders), those behind a symlink, and what was read for each.
+ListingReader = Callable[[str, list[str], int],
+                         tuple[list[str], set[str],
+                               list["ReadFile | MigrationParseError | OSError"]]]
 
 
 def scan(project: ProjectConfig, reader: FileReader = read_migration_file,
          committed: CommittedLister = git.tree_blobs, folder_reader: FolderReader | None = None,
          wanted: Callable[[str], bool] | None = None,
          allow_untrusted: bool | None = None, *, here_only: bool = False,
-         into: Inventory | None = None) -> Inventory:
+         into: Inventory | None = None,
+         listing_reader: ListingReader | None = None) -> Inventory:
     """Read every source; never raises for a bad file (it is skipped with a reason).
 
-    ``folder_reader``, when given, reads each folder instead of ``reader`` file by file.
+    ``folder_reader``, when given, reads each folder instead of ``reader`` file by file;
+    ``listing_reader`` reads flat folders from a bare name listing (no ``DirEntry`` per file).
     ``wanted(revision)`` keeps only the candidates it accepts (``find`` builds a dozen
     candidates, not twenty thousand). Folders are read concurrently when the fleet is large
     (stat and read release the GIL). ``allow_untrusted`` (default: the configuration) keeps
@@ -310,22 +317,34 @@ def scan(project: ProjectConfig, reader: FileReader = read_migration_file,
         from alembic_autocopy.trust import TrustJudge
 
         judge = TrustJudge()
-    jobs: list[tuple[Source, str, list[tuple[str, bool]]]] = []
+    # Flat folders read through the index are listed by name only (the index's lstat tells
+    # files, folders and symlinks apart); otherwise each entry is looked at while listing.
+    by_name = listing_reader is not None and not project.recursive_version_locations
+    jobs: list[tuple[Source, str, list[str], list[tuple[str, bool]]]] = []
     for source in sources:
         for folder, _ours in source.version_dirs:
-            names = _list_folder(os.fspath(folder), project.recursive_version_locations,
-                                 inventory.skipped)
-            jobs.append((source, os.fspath(folder), names))
+            text = os.fspath(folder)
+            if by_name:
+                jobs.append((source, text, _names_in(text, inventory.skipped), []))
+            else:
+                jobs.append((source, text, [], _list_folder(
+                    text, project.recursive_version_locations, inventory.skipped)))
     max_bytes = project.tool.max_file_bytes
 
     tick = progress.counter(len(jobs), "reading migration folders")
 
-    def read_folder(job: tuple[Source, str, list[tuple[str, bool]]]) -> _FolderResult:
-        result = _read_folder(job[1], job[2], reader, max_bytes, folder_reader)
-        tick(job[1])
-        return result
+    def read_folder(job: tuple[Source, str, list[str], list[tuple[str, bool]]]
+                    ) -> tuple[list[str], set[str], _FolderResult]:
+        _source, folder, names, entries = job
+        if listing_reader is not None and by_name:
+            read = listing_reader(folder, names, max_bytes)
+        else:
+            read = ([name for name, _ in entries], {name for name, link in entries if link},
+                    _read_folder(folder, entries, reader, max_bytes, folder_reader))
+        tick(folder)
+        return read
 
-    total = sum(len(names) for _, _, names in jobs)
+    total = sum(len(names) + len(entries) for _, _, names, entries in jobs)
     if (total >= PARALLEL_MIN_FILES and len(jobs) > 1
             and (os.cpu_count() or 1) >= PARALLEL_MIN_CORES):
         from concurrent.futures import ThreadPoolExecutor
@@ -335,14 +354,15 @@ def scan(project: ProjectConfig, reader: FileReader = read_migration_file,
     else:
         results = [read_folder(job) for job in jobs]
     listings: dict[int, dict[str, str] | None] = {}
-    for (source, folder_text, names), result in zip(jobs, results, strict=True):
+    for (source, folder_text, _names, _entries), (kept, linked, result) in zip(
+            jobs, results, strict=True):
         def listing(source: Source = source) -> dict[str, str] | None:
             if id(source) not in listings:  # only for sources where something is kept
                 listings[id(source)] = _committed_blobs(source, committed)
             return listings[id(source)]
 
-        found = _candidates(source, folder_text, names, result, inventory, listing, wanted,
-                            judge if source.kind is not LocationKind.HERE else None,
+        found = _candidates(source, folder_text, kept, linked, result, inventory, listing,
+                            wanted, judge if source.kind is not LocationKind.HERE else None,
                             inventory.seen_folders, inventory.seen_files)
         if source.kind is LocationKind.HERE:
             inventory.local.extend(found)
@@ -377,12 +397,26 @@ def refresh_here(project: ProjectConfig, inventory: Inventory, root: Path | None
         if new:
             changed = True
             result = _read_folder(folder, new, reader, project.tool.max_file_bytes, None)
-            fresh += _candidates(source, folder, new, result, inventory, lambda: None, None,
-                                 None, {}, set())
+            fresh += _candidates(source, folder, [name for name, _ in new],
+                                 {name for name, link in new if link}, result, inventory,
+                                 lambda: None, None, None, {}, set())
     if known or changed:
         inventory.local = fresh
         return True
     return False
+
+
+def _names_in(folder: str, skipped: list[SkippedFile]) -> list[str]:
+    """The names in ``folder`` that Alembic's file rule accepts, sorted (folders and
+    symlinks among them are told apart when they are stat-ed)."""
+    try:
+        names = os.listdir(folder)
+    except FileNotFoundError:
+        return []
+    except OSError as error:
+        skipped.append(SkippedFile(folder, f"cannot list folder: {error.strerror}"))
+        return []
+    return sorted(filter(_REVISION_FILE.match, names))
 
 
 def _list_folder(folder: str, recursive: bool,
@@ -452,14 +486,15 @@ def _read_folder(folder: str, names: list[tuple[str, bool]], reader: FileReader,
     return results
 
 
-def _candidates(source: Source, folder: str, names: list[tuple[str, bool]],
+def _candidates(source: Source, folder: str, names: list[str], linked: set[str],
                 result: _FolderResult, inventory: Inventory,
                 listing: Callable[[], dict[str, str] | None],
                 wanted: Callable[[str], bool] | None, judge: TrustJudge | None = None,
                 seen_folders: dict[str, set[str]] | None = None,
                 seen_files: set[str] | None = None) -> list[Candidate]:
-    """The candidates of one folder's files. ``seen_folders``/``seen_files`` (see Inventory)
-    skip a file already read through another path, and record this folder's."""
+    """The candidates of one folder's files (``names``, relative to ``folder``; ``linked``:
+    those behind a symlink or in a sub-folder). ``seen_folders``/``seen_files`` (see
+    Inventory) skip a file already read through another path, and record this folder's."""
     found: list[Candidate] = []
     committed: dict[str, str] | None = None
     root = os.fspath(source.root)
@@ -472,9 +507,13 @@ def _candidates(source: Source, folder: str, names: list[tuple[str, bool]],
     seen_here: set[str] = set()
     if seen_folders is not None:
         seen_here = seen_folders.setdefault(real_folder, set())
-    read_before = bool(seen_here)  # this real folder was read through another path
-    for (name, resolve), facts in zip(names, result, strict=True):
-        if resolve:  # behind a symlink or in a sub-folder: resolved one by one
+    # The usual case: a folder not met before, no symlink anywhere: nothing to look up.
+    one_by_one = bool(seen_here or seen_files or linked)
+    if seen_folders is not None and not one_by_one:
+        seen_here.update(names)
+    for name, facts in zip(names, result, strict=True):
+        real = ""  # computed only if needed
+        if one_by_one and name in linked:  # behind a symlink, in a sub-folder: resolved
             real = os.path.realpath(prefix + name)
             if seen_files is not None:
                 head, _, tail = real.rpartition(os.sep)
@@ -482,13 +521,10 @@ def _candidates(source: Source, folder: str, names: list[tuple[str, bool]],
                                           and tail in seen_folders.get(head, ())):
                     continue
                 seen_files.add(real)
-        else:
-            if read_before and name in seen_here:
-                continue
-            if seen_files and real_prefix + name in seen_files:
+        elif one_by_one:
+            if name in seen_here or (seen_files and real_prefix + name in seen_files):
                 continue
             seen_here.add(name)
-            real = ""  # computed below only if needed
         if wanted is not None and isinstance(facts, ReadFile) and not wanted(
                 facts.header.revision):
             continue
@@ -501,7 +537,9 @@ def _candidates(source: Source, folder: str, names: list[tuple[str, bool]],
             continue
         untrusted = None
         if judge is not None:
-            real = real or real_prefix + name
+            if not real:
+                real = (os.path.realpath(prefix + name) if name in linked
+                        else real_prefix + name)
             # Every file directly in one real folder gets the same verdict: judge it once.
             judged_folder = real[:real.rfind(os.sep)]
             if judged_folder in verdicts:
