@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -57,18 +58,29 @@ def test_nothing_to_do_reads_no_other_worktree_nor_git_ref(sqlite_db: Database,
     assert skipped_paths(as_json(quiet)) == []
     assert "junk" not in quiet.stderr
 
-    # Once the database holds something this worktree lacks, every source is searched, and
-    # the junk is reported where it lies.
+    # Once the database holds something this worktree lacks, the other worktrees are
+    # searched (and their junk reported); they hold it all, so git refs are not.
     feature = repo.add_worktree("feature")
     ids = feature.chain(2, BASE_REV, "fe")
+    feature.commit("two steps")
     feature.alembic("upgrade", "head", check=True)
 
     searched = repo.main.autocopy("check", "--json")
 
     assert searched.returncode == 1
     document = as_json(searched)
-    assert [c["revision"] for c in document["plan"]["bring"]] == ids
+    assert [(c["revision"], c["location"]["kind"]) for c in document["plan"]["bring"]] == [
+        (rev, "worktree") for rev in ids]
     reported = " ".join(skipped_paths(document))
+    assert "zz_sibling_junk.py" in reported and "zz_branch_junk.py" not in reported
+
+    # Only a branch holds them now: git refs are searched too.
+    repo.main.git("worktree", "remove", "--force", str(feature.path))
+    from_git = as_json(repo.main.autocopy("check", "--json"))
+
+    assert [(c["revision"], c["location"]["kind"]) for c in from_git["plan"]["bring"]] == [
+        (rev, "branch") for rev in ids]
+    reported = " ".join(skipped_paths(from_git))
     assert "zz_sibling_junk.py" in reported and "zz_branch_junk.py" in reported
 
 
@@ -149,18 +161,32 @@ def _records(**parents: tuple[str, ...]) -> RecordSet:
     return recorded
 
 
-def test_other_sources_are_needed_only_when_something_leaves_this_worktree() -> None:
+def test_more_sources_are_needed_only_when_what_was_read_leaves_the_plan_open() -> None:
     here = scanning.Inventory(local=[_candidate("a1"), _candidate("b1", "a1")])
-    needs = repair._needs_other_sources  # the decision itself is under test
+    options = repair.Options()
 
-    assert not needs(here, ["b1"], None)
-    assert not needs(here, [], None)
+    def needs(found: scanning.Inventory, applied: list[str], recorded: RecordSet | None = None,
+              chosen: repair.Options = options) -> bool:
+        return repair._needs_more_sources(found, applied, recorded, chosen)  # under test
+
+    assert not needs(here, ["b1"])
+    assert not needs(here, [])
     assert not needs(here, ["b1"], _records(b1=("a1",)))
-    assert needs(here, ["c1"], None)  # the database holds a revision unknown here
+    assert needs(here, ["c1"])  # the database holds a revision unknown here
     half = scanning.Inventory(local=[_candidate("b1", "a1")])
-    assert needs(half, ["b1"], None)  # a revision here lacks its parent
+    assert needs(half, ["b1"])  # a revision here lacks its parent
     # b1 was applied on top of x1, which only another place may still hold (re-pointed).
     assert needs(here, ["b1"], _records(b1=("x1",)))
+
+    # Files elsewhere hold c1 and its parent: a git copy could not change the plan...
+    c1 = replace(_candidate("c1", "b1"), location=Location(kind=LocationKind.WORKTREE,
+                                                          path="/w/c1.py"))
+    found = scanning.Inventory(local=here.local, elsewhere=[c1])
+    assert not needs(found, ["c1"])
+    # ... unless --prefer may pick another copy, or a parent is still missing.
+    assert needs(found, ["c1"], chosen=repair.Options(prefer=("feature",)))
+    d1 = replace(_candidate("d1", "x9"), location=c1.location)
+    assert needs(scanning.Inventory(local=here.local, elsewhere=[d1]), ["d1"])
 
 
 def test_git_objects_build_candidates_only_for_what_is_wanted(sqlite_db: Database,

@@ -144,24 +144,27 @@ def inventory(project: ProjectConfig, options: Options, *,
     return found
 
 
-def search_elsewhere(project: ProjectConfig, options: Options,
-                     found: scanning.Inventory) -> scanning.Inventory:
+def search_elsewhere(project: ProjectConfig, options: Options, found: scanning.Inventory,
+                     *, git_objects: bool = True) -> scanning.Inventory:
     """Complete an inventory of this worktree alone (``inventory(here_only=True)``) with
-    every other source: sibling worktrees, configured folders, then the extensions (git
-    objects). ``options.closest_only`` leaves out what no plan can use."""
+    the other sources: sibling worktrees and configured folders, then (``git_objects``)
+    the extensions (git objects). ``options.closest_only`` leaves out what no plan can use.
+    """
     from alembic_autocopy import index
 
     if found.complete:
         return found
     cache = index.open_for(project)
-    scanning.scan(project, cache.read_file, cache.committed_blobs, cache.read_folder,
-                  wanted=_wanted(options, found), allow_untrusted=_allow_untrusted(project,
-                                                                                   options),
-                  into=found, listing_reader=cache.read_listed)
-    for extend in INVENTORY_EXTENSIONS:
-        extend(project, found, options)
-    found.complete = True
-    found.closest_only = options.closest_only
+    if found.pending is not None:  # the other worktrees and folders are not read yet
+        scanning.scan(project, cache.read_file, cache.committed_blobs, cache.read_folder,
+                      wanted=_wanted(options, found),
+                      allow_untrusted=_allow_untrusted(project, options), into=found,
+                      listing_reader=cache.read_listed)
+    if git_objects:
+        for extend in INVENTORY_EXTENSIONS:
+            extend(project, found, options)
+        found.complete = True
+        found.closest_only = options.closest_only
     cache.save()
     return found
 
@@ -204,8 +207,13 @@ def assess(project: ProjectConfig, options: Options, applied: Sequence[str] | No
         # The record table is read in the same run of env.py, on the same connection.
         state, recorded = records.read_state(project, records.content_wanted(found.all))
         applied, url, endpoints = state.heads, state.url, state.endpoints
-    if not found.complete and _needs_other_sources(found, applied, recorded):
-        search_elsewhere(project, replace(options, closest_only=True), found)
+    if not found.complete and _needs_more_sources(found, applied, recorded, options):
+        # The other worktrees and folders first; git objects only if the files leave the
+        # plan open (or a fetch was asked for: it exists to search git refs).
+        planning_options = replace(options, closest_only=True)
+        search_elsewhere(project, planning_options, found, git_objects=False)
+        if _fetch(project, options) or _needs_more_sources(found, applied, recorded, options):
+            search_elsewhere(project, planning_options, found)
     prefer = _preference(project, options)
     local = [c.header for c in found.local]
     from_database: list[Candidate] = []
@@ -239,22 +247,34 @@ def assess(project: ProjectConfig, options: Options, applied: Sequence[str] | No
                      held_by_database=held, drift=drift, endpoints=endpoints)
 
 
-def _needs_other_sources(found: scanning.Inventory, applied: Sequence[str],
-                         recorded: records.RecordSet | None) -> bool:
-    """Can a source other than this worktree change the plan or the drift report? Only
-    when the database holds a revision unknown here, a revision here lacks a parent (both
-    make the plan over this worktree alone something other than nothing to do), or the
-    applied ancestry, following the parents the record table says really ran, leaves this
-    worktree (a revision re-pointed after it was applied)."""
+def _needs_more_sources(found: scanning.Inventory, applied: Sequence[str],
+                        recorded: records.RecordSet | None, options: Options) -> bool:
+    """Can a source not read yet change the plan or the drift report?
+
+    The plan over what was read is final when it has nothing to do, or when files on disk
+    agree on every revision it brings: a copy elsewhere with another content would lose to
+    them (``planning._choose``), unless ``--prefer`` may pick it. Anything else (an id found
+    nowhere yet, a missing parent, a conflict) needs more sources. So does the drift report
+    when the applied ancestry, following the parents the record table says really ran,
+    reaches a revision nothing read so far holds (one re-pointed after it was applied).
+    """
     local = [candidate.header for candidate in found.local]
-    if planning.plan_repair(local, applied, []).outcome is not Outcome.NOTHING_TO_DO:
+    outcome = planning.plan_repair(local, applied, found.elsewhere).outcome
+    final = outcome is Outcome.NOTHING_TO_DO or (outcome is Outcome.PLAN
+                                                 and not options.prefer)
+    if not final:
         return True
     if recorded is None or not recorded.records:
         return False
-    known = {header.revision for header in local}
-    known.update(label for header in local for label in header.branch_labels)
+    headers = [*local, *(candidate.header for candidate in found.elsewhere)]
+    known = {header.revision for header in headers}
+    known.update(label for header in headers for label in header.branch_labels)
     parents = {revision: record.parents for revision, record in recorded.records.items()}
-    return not applied_revisions(applied, parents, local) <= known
+    return not applied_revisions(applied, parents, headers) <= known
+
+
+def _fetch(project: ProjectConfig, options: Options) -> bool:
+    return options.fetch if options.fetch is not None else project.tool.fetch
 
 
 def _preference(project: ProjectConfig, options: Options) -> planning.Preference | None:
