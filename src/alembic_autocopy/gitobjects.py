@@ -29,7 +29,8 @@ import signal
 import subprocess
 import tempfile
 import threading
-from collections.abc import Callable, Container, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import IO, TYPE_CHECKING
@@ -474,8 +475,10 @@ class _Listing:
     def __len__(self) -> int:
         return len(self.blobs)
 
-    def entries(self, kept: Container[str] | None = None) -> list[_Entry]:
+    def entries(self, kept: AbstractSet[str] | None = None) -> list[_Entry]:
         """Every file (``kept``: only those whose blob is in it)."""
+        if kept is not None and kept.isdisjoint(self.blobs):
+            return []  # the usual case when a few revisions are asked for: no Python loop
         found = []
         for key, blob in zip(self.keys, self.blobs, strict=True):
             if kept is None or blob in kept:
