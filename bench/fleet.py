@@ -15,6 +15,17 @@ Every run also keeps its raw measurements in bench/last-run.json, so the report 
 notes in bench/notes.md, whose numbers are filled in from the run) can be written again
 without measuring again.
 
+Alembic's own rows (``alembic current`` and loading the fleet with ``ScriptDirectory``) are
+measured under two conditions, and the targets that compare us with them are judged under
+both. "No bytecode cache, as issue 6 measured": issue 6's numbers come from machines whose
+shell sets PYTHONDONTWRITEBYTECODE=1, so Alembic compiled every migration at every run; these
+rows run with it set, and every ``__pycache__`` of the version folders they load is taken
+away before each run. "Bytecode cached": the caches a plain shell leaves behind (the harsher
+baseline for us); these rows put the caches back before each run and check they are there.
+Only the version folders' caches differ; env.py's (one file, which our commands load too) is
+left alone. Our rows have one condition, the one any install has: our package's own bytecode
+is cached, and we never import a migration file.
+
 Every Python process (ours and Alembic's alike) runs with ``-S`` and site-packages on
 PYTHONPATH unless --site is given: some machines (this project's sandboxes) install ``.pth``
 start-up hooks that add ~45 ms to every interpreter start, a cost users do not pay. Both
@@ -24,11 +35,13 @@ start-up costs are reported in the output, so the choice is visible.
 from __future__ import annotations
 
 import argparse
+import compileall
 import contextlib
 import datetime
 import json
 import os
 import platform
+import py_compile
 import shutil
 import statistics
 import subprocess
@@ -306,6 +319,7 @@ class Row:
     before: Callable[[], None] | None = None  # e.g. delete the index (cold rows)
     warmup: int = 1
     ours: bool = False
+    env: dict[str, str] | None = None  # instead of the group's (e.g. no bytecode written)
 
 
 def run_once(row: Row, env: dict[str, str]) -> tuple[float, int, int]:
@@ -313,7 +327,8 @@ def run_once(row: Row, env: dict[str, str]) -> tuple[float, int, int]:
     if row.before is not None:
         row.before()
     start = time.perf_counter()
-    process = subprocess.Popen([str(a) for a in row.args], cwd=row.cwd, env=env,
+    process = subprocess.Popen([str(a) for a in row.args], cwd=row.cwd,
+                               env=env if row.env is None else row.env,
                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
     _pid, status, usage = os.wait4(process.pid, 0)
@@ -356,6 +371,50 @@ def remove(path: Path) -> Callable[[], None]:
     return action
 
 
+def without_bytecode_writes(env: dict[str, str]) -> dict[str, str]:
+    """``env`` as on the machines issue 6 measured: the shell sets PYTHONDONTWRITEBYTECODE."""
+    return {**env, "PYTHONDONTWRITEBYTECODE": "1"}
+
+
+def _stashed(cache: Path, root: Path) -> Path:
+    return root / "bytecode-stash" / cache.relative_to(root)
+
+
+def drop_bytecode(version_dirs: Sequence[Path], root: Path) -> Callable[[], None]:
+    """Before a "no bytecode cache" run: take every ``__pycache__`` out of ``version_dirs``.
+
+    Moved aside under ``root`` rather than deleted, so that ``keep_bytecode`` can give the
+    cached rows of the next turn exactly the caches Alembic wrote, at the cost of a rename."""
+    def action() -> None:
+        for folder in version_dirs:
+            cache = folder / "__pycache__"
+            if not cache.is_dir():
+                continue
+            stash = _stashed(cache, root)
+            if stash.exists():
+                shutil.rmtree(stash)
+            stash.parent.mkdir(parents=True, exist_ok=True)
+            cache.rename(stash)
+    return action
+
+
+def keep_bytecode(version_dirs: Sequence[Path], root: Path) -> Callable[[], None]:
+    """Before a "bytecode cached" run: make sure every folder has its ``__pycache__`` (a
+    "no bytecode cache" row of the previous turn took it away), and check that it does."""
+    def action() -> None:
+        for folder in version_dirs:
+            cache = folder / "__pycache__"
+            stash = _stashed(cache, root)
+            if not cache.is_dir() and stash.is_dir():
+                stash.rename(cache)
+            elif not cache.is_dir():  # never loaded yet: compile as the import system would
+                compileall.compile_dir(folder, maxlevels=0, quiet=1,
+                                       invalidation_mode=py_compile.PycInvalidationMode.TIMESTAMP)
+            if not any(cache.glob("*.pyc")):
+                raise SystemExit(f"no bytecode cache in {folder} for a cached row")
+    return action
+
+
 def measure_fleet(fleet: Fleet, runs: int, site: bool, env: dict[str, str],
                   full: bool) -> dict[str, Sample]:
     py = python(site)
@@ -384,18 +443,32 @@ def measure_fleet(fleet: Fleet, runs: int, site: bool, env: dict[str, str],
     if not full:
         return rows
     inis = [str(w / "alembic.ini") for w in fleet.worktrees]
+    loaded = f"Alembic ScriptDirectory loading all {len(inis)} worktrees (one process)"
+    current = "alembic current (one worktree, 1,010 migrations)"
+    chain_dirs = [fleet.chain_worktree / "migrations" / "versions"]
+    no_writes = without_bytecode_writes(env)
+    # Alembic's rows under both conditions (see the module's docstring). The cached rows
+    # come first in each turn and put the caches back; the uncached rows, last, take them
+    # away again (and write none, PYTHONDONTWRITEBYTECODE being set).
     rows.update(measure_together([
         Row("check_warm", "alembic-autocopy check, warm (plan: 10 missing)", [*ours, "check"],
             here, runs, ours=True),
         Row("dry_run_warm", "alembic-autocopy upgrade --dry-run, warm",
             [*ours, "upgrade", "--dry-run"], here, runs, ours=True),
-        Row("alembic_current", "alembic current (one worktree, 1,010 migrations)",
-            [*py, "-m", "alembic", "current"], fleet.chain_worktree, runs),
+        Row("alembic_current", f"{current}, bytecode cached",
+            [*py, "-m", "alembic", "current"], fleet.chain_worktree, runs,
+            before=keep_bytecode(chain_dirs, fleet.root)),
         Row("bare_select", "bare script: import alembic + SQLAlchemy, select heads",
             [*py, "-c", BARE_SELECT, fleet.url], here, runs),
-        Row("script_directory",
-            f"Alembic ScriptDirectory loading all {len(inis)} worktrees (one process)",
-            [*py, "-c", SCRIPT_DIRECTORY_LOAD, *inis], here, max(3, runs // 2)),
+        Row("script_directory", f"{loaded}, bytecode cached",
+            [*py, "-c", SCRIPT_DIRECTORY_LOAD, *inis], here, max(3, runs // 2),
+            before=keep_bytecode(fleet.version_dirs, fleet.root)),
+        Row("alembic_current_nocache", f"{current}, no bytecode cache (as issue 6 measured)",
+            [*py, "-m", "alembic", "current"], fleet.chain_worktree, runs,
+            before=drop_bytecode(chain_dirs, fleet.root), env=no_writes),
+        Row("script_directory_nocache", f"{loaded}, no bytecode cache (as issue 6 measured)",
+            [*py, "-c", SCRIPT_DIRECTORY_LOAD, *inis], here, max(3, runs // 2),
+            before=drop_bytecode(fleet.version_dirs, fleet.root), env=no_writes),
     ], env))
     return rows
 
@@ -406,10 +479,15 @@ def measure_solo(solo: Fleet, runs: int, site: bool, env: dict[str, str]) -> dic
     return measure_together([
         Row("check", "alembic-autocopy check, nothing to do, warm", [*ours, "check"],
             solo.here, runs, ours=True),
-        Row("alembic_current", "alembic current", [*py, "-m", "alembic", "current"],
-            solo.here, runs),
+        Row("alembic_current", "alembic current, bytecode cached",
+            [*py, "-m", "alembic", "current"], solo.here, runs,
+            before=keep_bytecode(solo.version_dirs, solo.root)),
         Row("bare_select", "bare script: import alembic + SQLAlchemy, select heads",
             [*py, "-c", BARE_SELECT, solo.url], solo.here, runs),
+        Row("alembic_current_nocache", "alembic current, no bytecode cache (as issue 6 measured)",
+            [*py, "-m", "alembic", "current"], solo.here, runs,
+            before=drop_bytecode(solo.version_dirs, solo.root),
+            env=without_bytecode_writes(env)),
     ], env)
 
 
@@ -433,6 +511,11 @@ class Target:
     best: str = ""  # the best any tool could measure here: a floor measured in the same run
 
 
+# Alembic's rows are measured under two conditions: (key suffix, how the report names it).
+CONDITIONS = (("_nocache", "no bytecode cache, as issue 6 measured"),
+              ("", "migrations' bytecode cached"))
+
+
 def targets(main: dict[str, Sample], solo: dict[str, Sample],
             scaled: dict[int, dict[str, Sample]]) -> list[Target]:
     found: list[Target] = []
@@ -446,19 +529,30 @@ def targets(main: dict[str, Sample], solo: dict[str, Sample],
                         r <= 1.5, best=f"≥ {walk:.2f}× (one stat per file, in C)"))
     r = ratio(main["find_cold"].median_ms, main["cat_all"].median_ms)
     found.append(Target("Cold `find` ≤ 3× `cat` of every file", r, "≤ 3×", r <= 3))
-    ceiling = ratio(main["script_directory"].median_ms, main["bare_select"].median_ms)
+    # Alembic's rows under both conditions; a run written before the uncached rows existed
+    # has only the cached ones, and its report shows only those lines.
     for key, label in (("check_warm", "check"), ("dry_run_warm", "upgrade --dry-run")):
-        r = ratio(main["script_directory"].median_ms, main[key].median_ms)
-        found.append(Target(f"Warm `{label}` ≥ 10× faster than ScriptDirectory on the fleet",
-                            r, "≥ 10×", r >= 10,
-                            best=f"≤ {ceiling:.2f}× (the bare select alone)"))
+        for alembic, condition in CONDITIONS:
+            directory = main.get(f"script_directory{alembic}")
+            if directory is None:
+                continue
+            r = ratio(directory.median_ms, main[key].median_ms)
+            ceiling = ratio(directory.median_ms, main["bare_select"].median_ms)
+            found.append(Target(
+                f"Warm `{label}` ≥ 10× faster than ScriptDirectory on the fleet ({condition})",
+                r, "≥ 10×", r >= 10, best=f"≤ {ceiling:.2f}× (the bare select alone)"))
     r = ratio(solo["check"].median_ms, solo["bare_select"].median_ms)
     found.append(Target("`check`, nothing to do ≤ 1.3× the bare select script", r, "≤ 1.3×",
                         r <= 1.3, best="≥ 1.00× (the bare select itself)"))
-    r = ratio(solo["alembic_current"].median_ms, solo["check"].median_ms)
-    ceiling = ratio(solo["alembic_current"].median_ms, solo["bare_select"].median_ms)
-    found.append(Target("`check`, nothing to do ≥ 2× faster than `alembic current`", r,
-                        "≥ 2×", r >= 2, best=f"≤ {ceiling:.2f}× (the bare select alone)"))
+    for alembic, condition in CONDITIONS:
+        current = solo.get(f"alembic_current{alembic}")
+        if current is None:
+            continue
+        r = ratio(current.median_ms, solo["check"].median_ms)
+        ceiling = ratio(current.median_ms, solo["bare_select"].median_ms)
+        found.append(Target(
+            f"`check`, nothing to do ≥ 2× faster than `alembic current` ({condition})", r,
+            "≥ 2×", r >= 2, best=f"≤ {ceiling:.2f}× (the bare select alone)"))
     peak = max(s.peak_kib for s in main.values() if s.ours) / 1024
     found.append(Target("Peak memory of ours < 150 MB on the 20 × 1,000 fleet", None,
                         "< 150 MB", peak < 150, f"{peak:.0f} MB"))
@@ -543,6 +637,12 @@ def render(args: argparse.Namespace, written: str, machine_lines: list[str],
         "is deleted before each run); whole processes, wall clock. Rows compared with one "
         "another are run in alternation (A B C, A B C, ...), so a change of load affects "
         "them alike.",
+        "- Alembic's own rows (`alembic current`, `ScriptDirectory`) run under two conditions, "
+        "both judged in the targets: \"no bytecode cache (as issue 6 measured)\" "
+        "(`PYTHONDONTWRITEBYTECODE=1`, every `__pycache__` of the version folders removed "
+        "before each run, so every migration is compiled) and \"bytecode cached\" (the "
+        "caches a plain shell leaves behind, checked present before each run). Ours never "
+        "imports a migration file, so it has one condition.",
         "",
         "## The fleet",
         "",
@@ -630,12 +730,33 @@ def measured_values(starts: dict[str, Sample], scaled: dict[int, dict[str, Sampl
             return "?"
         return f"{medians[a] - medians[b]:.0f}"
 
+    def reach(a: str, b: str, limit: float) -> str:
+        """Whether the floor leaves room for ``limit``: the notes must not claim it does not
+        in a run where it does."""
+        if a not in medians or b not in medians or medians[b] == 0:
+            return "?"
+        if medians[a] / medians[b] < limit:
+            return (f"below {limit:g}×, so the target fails there for any tool that reads the "
+                    "heads through env.py")
+        return f"not below {limit:g}×, so the target is within reach there"
+
     values["walk_over_name"] = ratio("x1_stat_walk", "x1_name_find")
     values["python_walk_over_name"] = ratio("x1_py_stat_walk", "x1_name_find")
     values["directory_over_bare"] = ratio("x1_script_directory", "x1_bare_select")
+    values["directory_nocache_over_bare"] = ratio("x1_script_directory_nocache",
+                                                  "x1_bare_select")
+    values["directory_cached_reach"] = reach("x1_script_directory", "x1_bare_select", 10)
+    values["directory_nocache_over_check"] = ratio("x1_script_directory_nocache",
+                                                   "x1_check_warm")
+    values["directory_nocache_over_dry_run"] = ratio("x1_script_directory_nocache",
+                                                     "x1_dry_run_warm")
     values["fleet_check_over_bare"] = difference("x1_check_warm", "x1_bare_select")
     values["fleet_find_over_python_walk"] = difference("x1_find_warm", "x1_py_stat_walk")
     values["current_over_bare"] = ratio("solo_alembic_current", "solo_bare_select")
+    values["current_nocache_over_bare"] = ratio("solo_alembic_current_nocache",
+                                                "solo_bare_select")
+    values["current_cached_reach"] = reach("solo_alembic_current", "solo_bare_select", 2)
+    values["current_nocache_over_check"] = ratio("solo_alembic_current_nocache", "solo_check")
     values["solo_check_over_bare"] = difference("solo_check", "solo_bare_select")
     for factor in scaled:
         if factor == 1:
