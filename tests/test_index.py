@@ -295,6 +295,105 @@ def test_a_listing_read_through_the_index_finds_what_a_plain_scan_finds(
         "dangling.py", "junk.py", "pipe.py", "to_folder.py"]
 
 
+# ------------------------------------------------------------------- parallel stat checks
+
+
+def _odd_folder(folder: Path, prefix: str) -> list[str]:
+    """Three migrations, one of each odd entry a worker must leave to the parent."""
+    ids = rev_ids(prefix, 4)
+    for down, rev in zip([None, *ids[:3]], ids[:3], strict=False):
+        write(folder, rev, down)
+    (folder / "junk.py").write_text("not a migration (\n", encoding="utf-8")
+    (folder / "sub.py").mkdir()
+    (folder / "link.py").symlink_to(f"{ids[0]}_step.py")
+    return ids
+
+
+def _as_comparable(results: list[tuple[list[str], set[str], list[object]]]) -> list[object]:
+    return [(kept, sorted(linked),
+             [facts.header.revision if isinstance(facts, ReadFile) else type(facts).__name__
+              for facts in found])
+            for kept, linked, found in results]
+
+
+def test_stat_checks_shared_with_worker_processes_agree_with_one_process(
+        tmp_path: Path, later_clock: None) -> None:
+    folders = [tmp_path / f"wt{n}" / "versions" for n in range(4)]
+    ids = [_odd_folder(folder, f"{n}") for n, folder in enumerate(folders)]
+    store = tmp_path / "index"
+
+    def jobs() -> list[tuple[str, list[str]]]:
+        return [(str(folder), sorted(os.listdir(folder))) for folder in folders]
+
+    cold = MigrationIndex(store)
+    cold.read_listings(jobs(), 1_000_000, workers=0)
+    assert cold.save()
+    # After indexing, in every folder (the workers' share included): an edit that keeps
+    # the size and the mtime, a new file, a file gone between listing and checking.
+    listed = jobs()
+    for folder, folder_ids in zip(folders, ids, strict=True):
+        edited = folder / f"{folder_ids[2]}_step.py"
+        before = edited.stat()
+        text = edited.read_text(encoding="utf-8")
+        edited.write_text(text.replace(f"step {folder_ids[2]}", f"STEP {folder_ids[2]}"),
+                          encoding="utf-8")
+        os.utime(edited, ns=(before.st_atime_ns, before.st_mtime_ns))
+        assert edited.stat().st_size == before.st_size
+        write(folder, folder_ids[3], folder_ids[2])
+        (folder / f"{folder_ids[0]}_step.py").rename(folder / "moved_away.txt")
+    for position, (folder, names) in enumerate(listed):
+        listed[position] = (folder, sorted({*names, f"{ids[position][3]}_step.py"}))
+
+    alone, shared = MigrationIndex(store), MigrationIndex(store)
+    done: list[str] = []
+    expected = alone.read_listings(listed, 1_000_000, workers=0)
+    got = shared.read_listings(listed, 1_000_000, done.append, workers=1)
+
+    assert shared.stats.workers == 1 and alone.stats.workers == 0
+    assert _as_comparable(got) == _as_comparable(expected)
+    assert sorted(done) == sorted(folder for folder, _ in listed)
+    assert (shared.stats.hits, shared.stats.reads) == (alone.stats.hits, alone.stats.reads)
+    for kept, _linked, found in got:
+        by_name = dict(zip(kept, found, strict=True))
+        edited = next(facts for name, facts in by_name.items()
+                      if isinstance(facts, ReadFile) and name.endswith("3_step.py")
+                      and facts.header.message and "STEP" in facts.header.message)
+        assert edited is not None  # the same-size, same-mtime edit was read again
+        assert "sub.py" not in kept  # a folder is no file
+        assert isinstance(by_name["link.py"], OSError)  # its target was moved away
+    assert shared.stats.hits == 4 * 1  # per folder only the untouched second step
+
+
+def test_worker_processes_are_forked_only_when_they_pay_and_it_is_safe(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv(index_module.PARALLEL_VARIABLE, raising=False)
+    big = index_module.PARALLEL_MIN_FILES
+    assert index_module.parallel_workers(big - 1, 20) == 0  # too few files to pay
+    assert index_module.parallel_workers(big, 1) == 0  # one folder: nothing to share
+    # This test process runs threads (pytest-xdist's), so it must never fork.
+    stop = threading.Event()
+    helper = threading.Thread(target=stop.wait)
+    helper.start()
+    try:
+        assert index_module.parallel_workers(big * 10, 20) == 0
+    finally:
+        stop.set()
+        helper.join()
+    # A single-threaded process forks one worker per spare core, three at most.
+    code = ("import os, sys; from alembic_autocopy import index; "
+            "print(index.parallel_workers(int(sys.argv[1]), 20))")
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    expected = max(0, min((cores or 1) - 1, index_module.MAX_WORKERS))
+
+    def workers_for(files: int, minimum: str) -> str:
+        return run([sys.executable, "-c", code, str(files)], cwd=tmp_path, check=True,
+                   env={index_module.PARALLEL_VARIABLE: minimum}).stdout.strip()
+
+    assert workers_for(10, "10") == str(expected)
+    assert workers_for(9, "10") == "0"
+    assert workers_for(big, "not a number") == str(expected)  # ignored: the default applies
+
+
 # -------------------------------------------------------------------------- one upgrade
 
 # Appended to env.py's online branch: one line per run, saying whether it only read.

@@ -77,6 +77,10 @@ TreeColumns = tuple[tuple[str, ...], tuple[str, ...]]
 ContentRow = tuple[str, tuple[str, ...], tuple[str, ...], tuple[str, ...], str | None, str, int]
 
 
+# What reading a folder gives for each file, in order: its facts, or why not.
+_Results = list["ReadFile | MigrationParseError | OSError"]
+
+
 @dataclass
 class IndexStats:
     """What the index saved this run (shown by ``-v`` and asserted by the tests)."""
@@ -85,6 +89,7 @@ class IndexStats:
     reads: int = 0  # files read (new, changed, or racily clean)
     parses: int = 0  # contents parsed (a content met twice is parsed once)
     saved: bool = False
+    workers: int = 0  # processes forked to share the stat checks (see read_listings)
     rebuilt: str | None = None  # why the file on disk was not used, when it was not
 
 
@@ -235,6 +240,121 @@ class MigrationIndex:
             if descriptor is not None:
                 os.close(descriptor)
         self.stats.hits += hits  # (read_file counted the symlinks' own)
+        return kept, linked, results
+
+    def read_listings(self, jobs: Sequence[tuple[str, list[str]]], max_bytes: int,
+                      done: Callable[[str], None] | None = None, workers: int | None = None
+                      ) -> list[tuple[list[str], set[str],
+                                      list[ReadFile | MigrationParseError | OSError]]]:
+        """``read_listed`` for each ``(folder, names)`` of ``jobs``, in order.
+
+        On a large fleet the one ``lstat`` per file, which is most of a warm run, is shared
+        with forked worker processes, one per spare core: each checks its folders' files
+        against the index (read-only, nothing but ``lstat``) and sends back one byte per
+        file; this process checks its own share meanwhile, then turns the workers' verdicts
+        into results and reads whatever they did not find unchanged. Threads cannot do this:
+        the per-file Python work holds the GIL. ``workers``: how many to fork (default:
+        ``parallel_workers`` decides); ``done(folder)`` is called as each folder is done.
+        """
+        if workers is None:
+            workers = parallel_workers(sum(len(names) for _, names in jobs), len(jobs))
+        shares = (_shares([len(names) for _, names in jobs], workers) if workers
+                  else [list(range(len(jobs)))])
+        children = [self._fork_checker([jobs[i] for i in share], max_bytes)
+                    for share in shares[1:]]
+        self.stats.workers += sum(child is not None for child in children)
+        results: dict[int, tuple[list[str], set[str],
+                                 list[ReadFile | MigrationParseError | OSError]]] = {}
+        own = shares[0]
+        for position in own:
+            folder, names = jobs[position]
+            results[position] = self.read_listed(folder, names, max_bytes)
+            if done is not None:
+                done(folder)
+        for share, child in zip(shares[1:], children, strict=True):
+            verdicts = _collect(child, len(share))
+            for position, folder_verdicts in zip(share, verdicts, strict=True):
+                folder, names = jobs[position]
+                if folder_verdicts is None or len(folder_verdicts) != len(names):
+                    results[position] = self.read_listed(folder, names, max_bytes)
+                else:
+                    results[position] = self._read_checked(folder, names, folder_verdicts,
+                                                            max_bytes)
+                if done is not None:
+                    done(folder)
+        return [results[position] for position in range(len(jobs))]
+
+    def _fork_checker(self, jobs: Sequence[tuple[str, list[str]]], max_bytes: int
+                      ) -> tuple[int, int] | None:
+        """Fork a process that checks ``jobs`` against the index (see ``_verdicts``) and
+        writes them to a pipe; (pid, read end), or None when no process could be made."""
+        try:
+            reading, writing = os.pipe()
+        except OSError:
+            return None
+        lookups = [self._lookup.get(folder) for folder, _ in jobs]
+        try:
+            pid = os.fork()
+        except OSError:
+            os.close(reading)
+            os.close(writing)
+            return None
+        if pid == 0:  # pragma: no cover - the child's coverage is not collected
+            code = 70
+            try:
+                os.close(reading)
+                gc.disable()  # short-lived: nothing to collect, no copy-on-write churn
+                payload = marshal.dumps([
+                    _verdicts(folder, names, lookup if lookup is not None
+                              else _rows(self._old_folders.get(folder)), max_bytes)
+                    for (folder, names), lookup in zip(jobs, lookups, strict=True)])
+                view = memoryview(payload)
+                while view:
+                    view = view[os.write(writing, view):]
+                code = 0
+            finally:
+                os._exit(code)
+        os.close(writing)
+        return pid, reading
+
+    def _read_checked(self, folder: str, names: Sequence[str], verdicts: bytes,
+                      max_bytes: int) -> tuple[list[str], set[str], _Results]:
+        """``read_listed`` for a folder whose files a worker already checked: an unchanged
+        file is answered from the index with no system call; anything else is looked at
+        here exactly as ``read_listed`` would (its ``lstat`` again, then read if need be)."""
+        kept: list[str] = []
+        linked: set[str] = set()
+        results: _Results = []
+        keep, append = kept.append, results.append
+        lookup = self._lookup.get(folder)
+        if lookup is None:
+            lookup = self._lookup[folder] = _rows(self._old_folders.get(folder))
+        seen = self._seen(folder)
+        facts_by_blob = self._facts
+        hits = 0
+        for name, verdict in zip(names, verdicts, strict=True):
+            if verdict == _UNCHANGED:
+                entry = lookup[name]
+                try:
+                    facts = facts_by_blob.get(entry[4]) or self._facts_for(entry[4])
+                except MigrationParseError as error:  # known not to be a migration
+                    seen[name] = entry
+                    keep(name)
+                    append(error)
+                    continue
+                if facts is not None:
+                    seen[name] = entry
+                    hits += 1
+                    keep(name)
+                    append(facts)
+                    continue
+            elif verdict == _FOLDER:
+                continue
+            one_kept, one_linked, one_result = self.read_listed(folder, [name], max_bytes)
+            kept += one_kept
+            linked |= one_linked
+            results += one_result
+        self.stats.hits += hits
         return kept, linked, results
 
     def _read(self, text: str, folder: str, name: str, max_bytes: int) -> ReadFile:
@@ -460,6 +580,119 @@ class MigrationIndex:
         failures = {blob: reason for blob, reason in
                     {**self._old_failures, **self._failures}.items() if blob in referenced}
         return folders, contents, failures, trees
+
+
+# One byte per file from a checking worker: look again here, unchanged, or a folder.
+_LOOK_AGAIN, _UNCHANGED, _FOLDER = 0, 1, 2
+# Below this many files a fork costs more than it saves (a fork and its pipe: ~1 ms here;
+# 1,000 stat checks: ~3 ms). ``ALEMBIC_AUTOCOPY_PARALLEL_MIN_FILES`` overrides it.
+PARALLEL_MIN_FILES = 4000
+PARALLEL_VARIABLE = "ALEMBIC_AUTOCOPY_PARALLEL_MIN_FILES"
+MAX_WORKERS = 3
+# What a file costs this process when it checks it itself (lstat and compare), and when a
+# worker did (the verdict turned into a result), relative to a worker's own check: the
+# shares are sized so that this process and its workers finish together.
+_OWN_COST, _COLLECT_COST = 1.0, 0.2
+
+
+def parallel_workers(files: int, folders: int) -> int:
+    """How many processes to fork for the stat checks of ``files`` files in ``folders``
+    folders: one per spare core when there are enough files to pay for it, the platform can
+    fork, and this process runs one thread (a fork copies only the calling thread: another
+    thread's locks would stay held in the child)."""
+    try:
+        minimum = int(os.environ.get(PARALLEL_VARIABLE, PARALLEL_MIN_FILES))
+    except ValueError:
+        minimum = PARALLEL_MIN_FILES
+    if folders < 2 or files < max(minimum, 1) or not hasattr(os, "fork"):
+        return 0
+    import threading
+
+    if threading.active_count() != 1:
+        return 0
+    cores = (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+             else os.cpu_count() or 1)
+    return max(0, min(cores - 1, MAX_WORKERS, folders - 1))
+
+
+def _shares(sizes: Sequence[int], workers: int) -> list[list[int]]:
+    """Folder positions for this process (first, maybe none) and for each worker (none
+    empty), in order, sized by file count so that all finish together: this process also
+    turns the workers' verdicts into results."""
+    total = sum(sizes)
+    # own * _OWN_COST + (total - own) * _COLLECT_COST == (total - own) / workers
+    own = total * (1 / workers - _COLLECT_COST) / (_OWN_COST - _COLLECT_COST + 1 / workers)
+    own = min(max(own, 0.0), float(total))
+    targets = [own] + [(total - own) / workers] * workers
+    shares: list[list[int]] = [[] for _ in targets]
+    bin_index, filled = 0, 0.0
+    for position, size in enumerate(sizes):
+        while bin_index < len(targets) - 1 and filled + size / 2 > targets[bin_index]:
+            bin_index, filled = bin_index + 1, 0.0
+        shares[bin_index].append(position)
+        filled += size
+    return [shares[0], *(share for share in shares[1:] if share)]
+
+
+def _verdicts(folder: str, names: Sequence[str], lookup: Mapping[str, FileEntry],
+              max_bytes: int) -> bytes:
+    """One byte per name: ``_UNCHANGED`` when the file is the regular file its entry
+    describes (size, mtime_ns, ctime_ns and inode all equal), ``_FOLDER`` for a folder
+    (Alembic loads no folder named x.py), else ``_LOOK_AGAIN``."""
+    verdicts = bytearray(len(names))
+    descriptor = _open_folder(folder)
+    if descriptor is None:
+        return bytes(verdicts)
+    lstat = os.lstat
+    kind_bits, folder_kind, file_kind = 0o170000, stat.S_IFDIR, stat.S_IFREG
+    try:
+        for position, name in enumerate(names):
+            try:
+                info = lstat(name, dir_fd=descriptor)
+            except OSError:
+                continue
+            kind = info.st_mode & kind_bits
+            if kind == file_kind:
+                entry = lookup.get(name)
+                if (entry is not None and entry[2] == info.st_ctime_ns
+                        and entry[1] == info.st_mtime_ns and entry[0] == info.st_size
+                        and entry[3] == info.st_ino and info.st_size <= max_bytes):
+                    verdicts[position] = _UNCHANGED
+            elif kind == folder_kind:
+                verdicts[position] = _FOLDER
+    finally:
+        os.close(descriptor)
+    return bytes(verdicts)
+
+
+def _collect(child: tuple[int, int] | None, folders: int) -> list[bytes | None]:
+    """A worker's verdicts, one ``bytes`` per folder; ``None`` for each folder when the
+    worker failed in any way (its folders are then checked here: only time is lost)."""
+    if child is None:
+        return [None] * folders
+    pid, reading = child
+    chunks = []
+    try:
+        while chunk := os.read(reading, 1 << 16):
+            chunks.append(chunk)
+    except OSError:
+        chunks = []
+    finally:
+        os.close(reading)
+    try:
+        _pid, status = os.waitpid(pid, 0)
+    except ChildProcessError:
+        status = 1
+    if status != 0:
+        return [None] * folders
+    try:
+        found: Any = marshal.loads(b"".join(chunks))
+    except (ValueError, EOFError, TypeError):
+        return [None] * folders
+    if (not isinstance(found, list) or len(found) != folders
+            or not all(isinstance(item, bytes) for item in found)):
+        return [None] * folders
+    return list(found)
 
 
 def _read_all(descriptor: int, limit: int) -> bytes:

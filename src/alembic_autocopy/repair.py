@@ -132,7 +132,8 @@ def inventory(project: ProjectConfig, options: Options, *,
                           wanted=_wanted(options), allow_untrusted=_allow_untrusted(project,
                                                                                     options),
                           here_only=here_only or options.closest_only,
-                          listing_reader=cache.read_listed)
+                          listing_reader=cache.read_listed,
+                          listings_reader=cache.read_listings)
     if here_only:
         cache.save()
         return found
@@ -159,7 +160,8 @@ def search_elsewhere(project: ProjectConfig, options: Options, found: scanning.I
         scanning.scan(project, cache.read_file, cache.committed_blobs, cache.read_folder,
                       wanted=_wanted(options, found),
                       allow_untrusted=_allow_untrusted(project, options), into=found,
-                      listing_reader=cache.read_listed)
+                      listing_reader=cache.read_listed,
+                      listings_reader=cache.read_listings)
     if git_objects:
         for extend in INVENTORY_EXTENSIONS:
             extend(project, found, options)

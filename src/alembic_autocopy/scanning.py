@@ -275,6 +275,11 @@ FolderReader = Callable[[str, list[str], int],
 ListingReader = Callable[[str, list[str], int],
                          tuple[list[str], set[str],
                                list["ReadFile | MigrationParseError | OSError"]]]
+# ``ListingReader`` for many folders at once (the index's read_listings, which shares the
+# stat checks of a large fleet with worker processes); calls ``done(folder)`` per folder.
+ListingsReader = Callable[
+    [list[tuple[str, list[str]]], int, Callable[[str], None]],
+    list[tuple[list[str], set[str], list["ReadFile | MigrationParseError | OSError"]]]]
 
 
 def scan(project: ProjectConfig, reader: FileReader = read_migration_file,
@@ -282,11 +287,13 @@ def scan(project: ProjectConfig, reader: FileReader = read_migration_file,
          wanted: Callable[[str], bool] | None = None,
          allow_untrusted: bool | None = None, *, here_only: bool = False,
          into: Inventory | None = None,
-         listing_reader: ListingReader | None = None) -> Inventory:
+         listing_reader: ListingReader | None = None,
+         listings_reader: ListingsReader | None = None) -> Inventory:
     """Read every source; never raises for a bad file (it is skipped with a reason).
 
     ``folder_reader``, when given, reads each folder instead of ``reader`` file by file;
-    ``listing_reader`` reads flat folders from a bare name listing (no ``DirEntry`` per file).
+    ``listing_reader`` reads flat folders from a bare name listing (no ``DirEntry`` per file),
+    and ``listings_reader``, when given, all of them at once (in parallel processes).
     ``wanted(revision)`` keeps only the candidates it accepts (``find`` builds a dozen
     candidates, not twenty thousand). Folders are read concurrently when the fleet is large
     (stat and read release the GIL). ``allow_untrusted`` (default: the configuration) keeps
@@ -319,7 +326,8 @@ def scan(project: ProjectConfig, reader: FileReader = read_migration_file,
         judge = TrustJudge()
     # Flat folders read through the index are listed by name only (the index's lstat tells
     # files, folders and symlinks apart); otherwise each entry is looked at while listing.
-    by_name = listing_reader is not None and not project.recursive_version_locations
+    by_name = ((listing_reader is not None or listings_reader is not None)
+               and not project.recursive_version_locations)
     jobs: list[tuple[Source, str, list[str], list[tuple[str, bool]]]] = []
     for source in sources:
         for folder, _ours in source.version_dirs:
@@ -345,7 +353,10 @@ def scan(project: ProjectConfig, reader: FileReader = read_migration_file,
         return read
 
     total = sum(len(names) + len(entries) for _, _, names, entries in jobs)
-    if (total >= PARALLEL_MIN_FILES and len(jobs) > 1
+    if by_name and listings_reader is not None:
+        results = listings_reader([(folder, names) for _, folder, names, _ in jobs],
+                                  max_bytes, tick)
+    elif (total >= PARALLEL_MIN_FILES and len(jobs) > 1
             and (os.cpu_count() or 1) >= PARALLEL_MIN_CORES):
         from concurrent.futures import ThreadPoolExecutor
 
