@@ -56,11 +56,32 @@ def test_no_database_command_imports_neither_alembic_nor_sqlalchemy(
     assert json.loads(stdout)["ok"] is True
 
 
+# What a read-only command that never touches the database has no use for (issue 6: it runs
+# in git hooks and at every dev-server start): the record table and its drift checks, with
+# socket and getpass (who applied a migration); the repair's event log; traceback (printed
+# only on a failure); the TOML parser (this project has only an alembic.ini).
+NOT_NEEDED_WITHOUT_DATABASE = frozenset({
+    "alembic_autocopy.records", "alembic_autocopy.drift", "alembic_autocopy.events",
+    "socket", "getpass", "traceback", "tomllib",
+})
+
+
+@pytest.mark.parametrize("command", [["find", "f00000000002"], ["list", "--no-db"]])
+def test_no_database_command_imports_nothing_it_does_not_use(
+        fleet: Worktree, command: list[str]) -> None:
+    cold, _ = modules_imported(fleet, *command, "--json")  # builds the index
+    warm, stdout = modules_imported(fleet, *command, "--json")  # an up-to-date index
+    assert json.loads(stdout)["ok"] is True
+    assert sorted(cold & NOT_NEEDED_WITHOUT_DATABASE) == []
+    assert sorted(warm & NOT_NEEDED_WITHOUT_DATABASE) == []
+
+
 def test_a_database_command_does_import_them(fleet: Worktree) -> None:
     # The wrapper's list is a real witness: the same wrapper sees them when they are used.
     modules, _ = modules_imported(fleet, "list", "--json")
     assert "alembic" in database_modules(modules)
     assert "sqlalchemy" in database_modules(modules)
+    assert "alembic_autocopy.records" in modules
 
 
 def test_check_with_nothing_to_do_imports_no_search_it_does_not_make(fleet: Worktree) -> None:

@@ -6,12 +6,9 @@ Imports stay light here: a command that needs no database never imports alembic.
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
 import importlib
 import os
 import sys
-import tempfile
-import traceback
 from collections.abc import Sequence
 
 from alembic_autocopy import __version__, progress
@@ -165,7 +162,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INTERRUPTED
     except AutocopyError as error:
         if args.traceback:
-            traceback.print_exc()
+            _print_traceback()
         if args.json:
             out.emit({"ok": False, "error": error.message, "hint": error.hint,
                       "exit_code": error.exit_code})
@@ -176,14 +173,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception:  # a bug: say so, keep the details
         log = _write_crash_log()
         if args.traceback:
-            traceback.print_exc()
+            _print_traceback()
         out.error(f"internal error in alembic-autocopy {__version__} "
                   f"(details in {log})",
                   hint="run again with --traceback and report it")
         return EXIT_INTERNAL
 
 
+# traceback, tempfile and datetime are imported only on the way out of a failure: a run that
+# succeeds (a git hook's `check`, every dev-server start) never pays for them.
+def _print_traceback() -> None:
+    import traceback
+
+    traceback.print_exc()
+
+
 def _write_crash_log() -> str:
+    import datetime as _dt
+    import tempfile
+    import traceback
+
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     path = os.path.join(tempfile.gettempdir(), f"alembic-autocopy-crash-{stamp}.log")
     try:

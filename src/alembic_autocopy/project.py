@@ -7,23 +7,22 @@ same files (see ``database.alembic_config``).
 
 from __future__ import annotations
 
-import configparser
-import glob
-import importlib.util
 import os
 import re
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from alembic_autocopy.errors import ConfigError
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on 3.10 only
-    import tomli as tomllib  # type: ignore[import-not-found,unused-ignore]
+TYPE_CHECKING = False  # typing's, without importing typing (~3 ms of every start)
+# The parsers (configparser, tomllib) are imported where a file of their kind is read, glob
+# and importlib.util where a setting needs them: most projects have one alembic.ini, and a
+# git hook should not pay for reading a format the project does not use.
+if TYPE_CHECKING:
+    import configparser
+    from typing import Any
 
 TOOL_SECTION = "alembic-autocopy"
 DEFAULT_MAX_FILE_BYTES = 1_000_000
@@ -69,6 +68,10 @@ class ProjectConfig:
     def search_folders(self) -> list[Path]:
         """Configured extra folders, globs expanded (``~`` too), existing folders only."""
         found: list[Path] = []
+        if not self.tool.search:
+            return found
+        import glob
+
         for pattern in self.tool.search:
             expanded = os.path.expanduser(pattern)
             if not os.path.isabs(expanded):
@@ -174,6 +177,8 @@ def load_project(config_args: Sequence[str] = (), section: str = "alembic",
 
 
 def _read_ini(path: Path) -> configparser.ConfigParser:
+    import configparser
+
     # Alembic passes {"here": ...} as ConfigParser defaults, so %(here)s works everywhere.
     parser = configparser.ConfigParser({"here": path.parent.absolute().as_posix()})
     try:
@@ -185,7 +190,17 @@ def _read_ini(path: Path) -> configparser.ConfigParser:
     return parser
 
 
+def _tomllib() -> Any:
+    """The TOML parser: the standard library's from 3.11, ``tomli`` before."""
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - exercised on 3.10 only
+        import tomli as tomllib  # type: ignore[import-not-found,unused-ignore]
+    return tomllib
+
+
 def _read_toml(path: Path) -> dict[str, Any]:
+    tomllib = _tomllib()
     try:
         with open(path, "rb") as handle:
             data: dict[str, Any] = tomllib.load(handle)
@@ -216,6 +231,8 @@ def _resource_path(value: str, cwd: Path) -> Path:
     if ":" in value and not os.path.isabs(value) and not re.match(r"^[A-Za-z]:[\\/]", value):
         package, _, resource = value.partition(":")
         try:
+            import importlib.util
+
             spec = importlib.util.find_spec(package)
         except (ImportError, ValueError):
             spec = None
@@ -233,11 +250,17 @@ def version_locations_from_text(text: str, *, toml: bool, section: str, here: Pa
     For another commit's copy of the project's config (the versions folder may have moved
     since); the same rules as ``load_project``. Raises ConfigError when the text is unreadable.
     """
+    import configparser
+
     parser: configparser.ConfigParser | None = None
     alembic_toml: dict[str, Any] = {}
     try:
         if toml:
-            alembic_toml = _table(tomllib.loads(text), "tool", "alembic")
+            tomllib = _tomllib()
+            try:
+                alembic_toml = _table(tomllib.loads(text), "tool", "alembic")
+            except tomllib.TOMLDecodeError as error:
+                raise ConfigError(f"cannot read the config text: {error}") from error
             script = _interpolate_toml(alembic_toml.get("script_location"), here)
         else:
             parser = configparser.ConfigParser({"here": here.as_posix()})
@@ -246,7 +269,7 @@ def version_locations_from_text(text: str, *, toml: bool, section: str, here: Pa
                 return ()
             script = parser.get(section, "script_location", fallback=None)
         locations = _version_locations(parser, section, alembic_toml, here, cwd)
-    except (configparser.Error, tomllib.TOMLDecodeError) as error:
+    except configparser.Error as error:
         raise ConfigError(f"cannot read the config text: {error}") from error
     if not locations and script:
         locations = (_resource_path(str(script), cwd) / "versions",)

@@ -23,12 +23,9 @@ Importing this module imports neither Alembic nor SQLAlchemy.
 
 from __future__ import annotations
 
-import datetime as _dt
 import functools
-import getpass
 import os
 import re
-import socket
 import weakref
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field, replace
@@ -36,7 +33,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from alembic_autocopy import git
-from alembic_autocopy.drift import Drift, Record, applied_revisions, detect
 from alembic_autocopy.errors import AutocopyError, GitError, MigrationParseError
 from alembic_autocopy.model import Candidate, Location, LocationKind, SkippedFile
 from alembic_autocopy.project import (
@@ -46,6 +42,8 @@ from alembic_autocopy.project import (
     load_project,
 )
 
+# Imported where used (`check` reads this module at every run): getpass, socket and datetime
+# where a migration is recorded (by whom, when), drift where records are read or compared.
 if TYPE_CHECKING:
     import sqlalchemy as sa
     from alembic.config import Config
@@ -53,6 +51,7 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
 
     from alembic_autocopy.database import DatabaseState
+    from alembic_autocopy.drift import Drift, Record
 
 DEFAULT_TABLE = "alembic_autocopy_scripts"
 _METADATA_COLUMNS = ("revision", "parents", "sha256", "filename", "applied_at", "applied_by",
@@ -108,6 +107,9 @@ class Origin:
 
 
 def user_at_host() -> str:
+    import getpass
+    import socket
+
     try:
         user = getpass.getuser()
     except (OSError, KeyError, ImportError):
@@ -116,6 +118,8 @@ def user_at_host() -> str:
 
 
 def this_host() -> str:
+    import socket
+
     return socket.gethostname()
 
 
@@ -138,6 +142,8 @@ def origin_of(folder: Path) -> Origin:
 
 
 def now_iso() -> str:
+    import datetime as _dt
+
     return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
 
 
@@ -191,6 +197,8 @@ class Recorder:
     def _record_upgrade(self, connection: Connection, run: _RunState,
                         step: MigrationInfo) -> None:
         from alembic.script.revision import Revision
+
+        from alembic_autocopy.drift import Record
 
         for script in step.up_revisions:
             path = getattr(script, "path", None)
@@ -261,7 +269,7 @@ def settings_for(ini: str | None, toml: str | None, section: str) -> ToolSetting
 
 # --- reading ---------------------------------------------------------------------------------
 
-ContentWanted = Callable[[Sequence[Record]], Collection[str]]
+ContentWanted = Callable[[Sequence["Record"]], Collection[str]]
 
 
 @dataclass
@@ -337,6 +345,8 @@ def read_records(connection: Connection, name: str, schema: str | None,
 
 
 def _record_from_row(row: tuple[Any, ...]) -> Record:
+    from alembic_autocopy.drift import Record
+
     revision, parents, sha256, filename, at, by, worktree, branch, commit = row
     return Record(
         revision=str(revision), parents=tuple(str(parents or "").split()),
@@ -466,6 +476,8 @@ def local_branches(root: Path) -> set[str] | None:
 def drift_of(local: Sequence[Candidate], others: Iterable[Candidate], recorded: RecordSet,
              heads: Sequence[str], root: Path | None) -> Drift:
     """Drift between this worktree's files and what the record table says was applied."""
+    from alembic_autocopy.drift import Drift, detect
+
     if not recorded.records:
         return Drift()
     host = this_host()
@@ -495,6 +507,8 @@ def unrecorded(recorded: RecordSet, heads: Sequence[str], local: Sequence[Candid
     """Applied revisions with a file here but no record (applied without recording)."""
     if not recorded.exists:
         return []
+    from alembic_autocopy.drift import applied_revisions
+
     headers = [c.header for c in local]
     applied = applied_revisions(heads, {r: x.parents for r, x in recorded.records.items()},
                                 headers)
@@ -521,6 +535,7 @@ def backfill(project: ProjectConfig, local: Sequence[Candidate],
     An existing record is never replaced: it says what really ran.
     """
     from alembic_autocopy import database
+    from alembic_autocopy.drift import applied_revisions
 
     report = BackfillReport(qualified(project.tool.record_table, None), dry_run=dry_run)
     by_revision = {candidate.revision: candidate for candidate in local}
@@ -565,6 +580,7 @@ def backfill(project: ProjectConfig, local: Sequence[Candidate],
 
 
 def _record_of_file(candidate: Candidate) -> tuple[Record, bytes]:
+    from alembic_autocopy.drift import Record
     from alembic_autocopy.parsing import sha256_hex
 
     assert candidate.location.path is not None

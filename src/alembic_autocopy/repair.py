@@ -6,27 +6,42 @@ placement). It returns data; commands and the Python API decide how to show it.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
-from alembic_autocopy import events, planning, records, scanning
-from alembic_autocopy.drift import Drift, applied_revisions
+from alembic_autocopy import planning, scanning
 from alembic_autocopy.errors import AutocopyError, PlacementError, PlanBlocked
 from alembic_autocopy.model import Candidate, LocationKind, ManifestEntry, Outcome, Plan
 from alembic_autocopy.project import ProjectConfig
 
-if TYPE_CHECKING:  # placement is imported where files are placed: `check` never is
-    from alembic_autocopy import placement
+TYPE_CHECKING = False  # typing's, without importing typing (~3 ms of every start)
+# placement is imported where files are placed (`check` never is), records and drift where
+# the database is read (`find` and `list --no-db` never are).
+if TYPE_CHECKING:
+    from typing import Any, TypeVar
+
+    from alembic_autocopy import placement, records
+    from alembic_autocopy.drift import Drift
+
+    F = TypeVar("F", bound=Callable[..., Any])
 
 ContentReader = Callable[[Candidate], bytes]
 
 # Readers for candidates that are not plain files (git objects, database records) register
 # here, keyed by location kind, so placement never needs to know where content comes from.
 CONTENT_READERS: dict[LocationKind, ContentReader] = {}
-CONTENT_READERS[LocationKind.DATABASE] = records.read_candidate_content
+
+
+def _read_database_record(candidate: Candidate) -> bytes:
+    from alembic_autocopy import records
+
+    return records.read_candidate_content(candidate)
+
+
+CONTENT_READERS[LocationKind.DATABASE] = _read_database_record
 
 # Extra sources (git objects, database records) register here: each adds candidates to the
 # inventory. They run after the file scan, in registration order.
@@ -76,6 +91,12 @@ class Options:
     closest_only: bool = False
 
 
+def _no_drift() -> Drift:
+    from alembic_autocopy.drift import Drift
+
+    return Drift()
+
+
 @dataclass
 class Situation:
     """Everything known before acting: sources, the database's heads, the plan."""
@@ -89,7 +110,7 @@ class Situation:
     recorded: records.RecordSet | None = None  # the record table (None: not read)
     # revisions the untrusted record table could have supplied (the message says so)
     held_by_database: tuple[Candidate, ...] = ()
-    drift: Drift = field(default_factory=Drift)
+    drift: Drift = field(default_factory=_no_drift)
     # the databases env.py reached (database.Endpoint): what the upgrade lock locks
     endpoints: tuple[Any, ...] = ()
 
@@ -201,6 +222,8 @@ def assess(project: ProjectConfig, options: Options, applied: Sequence[str] | No
     ``inventory()`` with every location for status and graph; an incomplete one
     (``here_only``) is completed here when needed.
     """
+    from alembic_autocopy import records
+
     found = found if found is not None else inventory(project, options, here_only=True)
     url = None
     recorded = None
@@ -235,7 +258,7 @@ def assess(project: ProjectConfig, options: Options, applied: Sequence[str] | No
     root = (found.here.repository if found.here is not None
             else scanning.this_worktree(project))
     drift = (records.drift_of(found.local, found.elsewhere, recorded, applied, root)
-             if recorded is not None else Drift())
+             if recorded is not None else _no_drift())
     if drift.branch_gone and (not found.complete or found.closest_only):
         # "Its branch is gone" only holds when no branch or worktree has the revision: a
         # partial inventory cannot say that, so ask every source before reporting it.
@@ -268,6 +291,8 @@ def _needs_more_sources(found: scanning.Inventory, applied: Sequence[str],
         return True
     if recorded is None or not recorded.records:
         return False
+    from alembic_autocopy.drift import applied_revisions
+
     headers = [*local, *(candidate.header for candidate in found.elsewhere)]
     known = {header.revision for header in headers}
     known.update(label for header in headers for label in header.branch_labels)
@@ -309,7 +334,24 @@ def ensure_plan_possible(situation: Situation) -> None:
         raise PlanBlocked(message, plan, hint)
 
 
-@events.recorded  # every repair, done or failed, is logged and notified
+def _recorded(function: F) -> F:
+    """``events.recorded``, applied on the first call: the event log and the notifications
+    are for runs that repair, so the commands that only read never import them."""
+    wrapped: Callable[..., Any] | None = None
+
+    @functools.wraps(function)
+    def first_use(*args: Any, **kwargs: Any) -> Any:
+        nonlocal wrapped
+        if wrapped is None:
+            from alembic_autocopy import events
+
+            wrapped = events.recorded(function)
+        return wrapped(*args, **kwargs)
+
+    return first_use  # type: ignore[return-value]
+
+
+@_recorded  # every repair, done or failed, is logged and notified
 def repair(project: ProjectConfig, target: str = "head", options: Options | None = None,
            on_version_apply: Sequence[Callable[..., None]] = (), *, upgrade: bool = True,
            situation: Situation | None = None,
@@ -404,6 +446,8 @@ def _carry_out(project: ProjectConfig, target: str, options: Options,
     if not upgrade:
         return report
     if project.tool.record:  # each applied file kept in the database, same transaction
+        from alembic_autocopy import records
+
         on_version_apply = (*on_version_apply, records.Recorder(project.tool.record_table))
     result = database.upgrade(project, report.target, on_version_apply)
     report.applied = result.applied
