@@ -43,13 +43,16 @@ import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from alembic_autocopy import __version__, git
 from alembic_autocopy.errors import MigrationParseError
 from alembic_autocopy.model import MigrationHeader
 from alembic_autocopy.project import ProjectConfig
 from alembic_autocopy.scanning import ReadFile
+
+TYPE_CHECKING = False  # typing's, without importing typing (see output.py)
+if TYPE_CHECKING:
+    from typing import Any
 
 SCHEMA = 2
 MAGIC = b"alembic-autocopy index\n"

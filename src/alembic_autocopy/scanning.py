@@ -15,7 +15,6 @@ import stat
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from alembic_autocopy import git, progress
 from alembic_autocopy.errors import GitError, MigrationParseError
@@ -28,6 +27,7 @@ from alembic_autocopy.model import (
 )
 from alembic_autocopy.project import ProjectConfig
 
+TYPE_CHECKING = False  # typing's, without importing typing (see output.py)
 if TYPE_CHECKING:
     from alembic_autocopy.trust import TrustJudge
 
