@@ -322,15 +322,15 @@ def test_stat_checks_shared_with_worker_processes_agree_with_one_process(
     ids = [_odd_folder(folder, f"{n}") for n, folder in enumerate(folders)]
     store = tmp_path / "index"
 
-    def jobs() -> list[tuple[str, list[str]]]:
-        return [(str(folder), sorted(os.listdir(folder))) for folder in folders]
+    def listing() -> dict[str, list[str]]:
+        return {str(folder): sorted(os.listdir(folder)) for folder in folders}
 
     cold = MigrationIndex(store)
-    cold.read_listings(jobs(), 1_000_000, workers=0)
+    cold.read_listings(list(listing()), 1_000_000, listing().get, workers=0)
     assert cold.save()
     # After indexing, in every folder (the workers' share included): an edit that keeps
     # the size and the mtime, a new file, a file gone between listing and checking.
-    listed = jobs()
+    listed = listing()
     for folder, folder_ids in zip(folders, ids, strict=True):
         edited = folder / f"{folder_ids[2]}_step.py"
         before = edited.stat()
@@ -341,19 +341,32 @@ def test_stat_checks_shared_with_worker_processes_agree_with_one_process(
         assert edited.stat().st_size == before.st_size
         write(folder, folder_ids[3], folder_ids[2])
         (folder / f"{folder_ids[0]}_step.py").rename(folder / "moved_away.txt")
-    for position, (folder, names) in enumerate(listed):
-        listed[position] = (folder, sorted({*names, f"{ids[position][3]}_step.py"}))
+        listed[str(folder)] = sorted({*listed[str(folder)], f"{folder_ids[3]}_step.py"})
+    # A folder that cannot be listed: its worker leaves it to this process, which says so.
+    unlisted = str(tmp_path / "unlisted")
+    reported: list[str] = []
 
+    def names_of(folder: str) -> list[str] | None:
+        if folder == unlisted:
+            reported.append(folder)
+            return None
+        return listed[folder]
+
+    order = [*listed, unlisted]
     alone, shared = MigrationIndex(store), MigrationIndex(store)
     done: list[str] = []
-    expected = alone.read_listings(listed, 1_000_000, workers=0)
-    got = shared.read_listings(listed, 1_000_000, done.append, workers=1)
+    expected = alone.read_listings(order, 1_000_000, names_of, workers=0)
+    got = shared.read_listings(order, 1_000_000, names_of, done.append, workers=1)
 
     assert shared.stats.workers == 1 and alone.stats.workers == 0
     assert _as_comparable(got) == _as_comparable(expected)
-    assert sorted(done) == sorted(folder for folder, _ in listed)
+    assert sorted(done) == sorted(order)
+    # Listed here once per run: alone, then again after the worker (whose own attempt
+    # happened in its own memory) gave the folder back.
+    assert reported == [unlisted, unlisted]
+    assert got[-1] == ([], set(), [])
     assert (shared.stats.hits, shared.stats.reads) == (alone.stats.hits, alone.stats.reads)
-    for kept, _linked, found in got:
+    for kept, _linked, found in got[:-1]:
         by_name = dict(zip(kept, found, strict=True))
         edited = next(facts for name, facts in by_name.items()
                       if isinstance(facts, ReadFile) and name.endswith("3_step.py")

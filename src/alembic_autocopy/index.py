@@ -245,57 +245,69 @@ class MigrationIndex:
         self.stats.hits += hits  # (read_file counted the symlinks' own)
         return kept, linked, results
 
-    def read_listings(self, jobs: Sequence[tuple[str, list[str]]], max_bytes: int,
+    def read_listings(self, folders: Sequence[str], max_bytes: int,
+                      names_of: Callable[[str], list[str] | None],
                       done: Callable[[str], None] | None = None, workers: int | None = None
-                      ) -> list[tuple[list[str], set[str],
-                                      list[ReadFile | MigrationParseError | OSError]]]:
-        """``read_listed`` for each ``(folder, names)`` of ``jobs``, in order.
+                      ) -> list[tuple[list[str], set[str], _Results]]:
+        """``read_listed(folder, names_of(folder))`` for each folder, in order.
 
-        On a large fleet the one ``lstat`` per file, which is most of a warm run, is shared
-        with forked worker processes, one per spare core: each checks its folders' files
-        against the index (read-only, nothing but ``lstat``) and sends back one byte per
-        file; this process checks its own share meanwhile, then turns the workers' verdicts
-        into results and reads whatever they did not find unchanged. Threads cannot do this:
-        the per-file Python work holds the GIL. ``workers``: how many to fork (default:
-        ``parallel_workers`` decides); ``done(folder)`` is called as each folder is done.
+        ``names_of(folder)`` lists a folder: the names to read, or None when it could not be
+        listed (it reports why itself). ``done(folder)`` is called as each folder is done.
+
+        On a large fleet the listing and the one ``lstat`` per file, which are most of a
+        warm run, are shared with forked worker processes, one per spare core: each lists
+        its folders and checks their files against the index (read-only: nothing but
+        ``listdir`` and ``lstat``), and sends back the names and one byte per file. This
+        process does its own share meanwhile, then turns the workers' verdicts into results
+        and reads whatever they did not find unchanged; a folder a worker could not list is
+        listed here again (so that its error is reported). Threads cannot do this: the
+        per-file Python work holds the GIL. ``workers``: how many to fork (default:
+        ``parallel_workers`` decides, from the files the index knows in these folders).
         """
         if workers is None:
-            workers = parallel_workers(sum(len(names) for _, names in jobs), len(jobs))
-        shares = (_shares([len(names) for _, names in jobs], workers) if workers
-                  else [list(range(len(jobs)))])
-        children = [self._fork_checker([jobs[i] for i in share], max_bytes)
+            workers = parallel_workers(self._known_files(folders), len(folders))
+        sizes = [self._known_files([folder]) for folder in folders]
+        shares = _shares(sizes, workers) if workers else [list(range(len(folders)))]
+        children = [self._fork_checker([folders[i] for i in share], max_bytes, names_of)
                     for share in shares[1:]]
         self.stats.workers += sum(child is not None for child in children)
-        results: dict[int, tuple[list[str], set[str],
-                                 list[ReadFile | MigrationParseError | OSError]]] = {}
-        own = shares[0]
-        for position in own:
-            folder, names = jobs[position]
-            results[position] = self.read_listed(folder, names, max_bytes)
+        results: dict[int, tuple[list[str], set[str], _Results]] = {}
+        for position in shares[0]:
+            folder = folders[position]
+            results[position] = self.read_listed(folder, names_of(folder) or [], max_bytes)
             if done is not None:
                 done(folder)
         for share, child in zip(shares[1:], children, strict=True):
-            verdicts = _collect(child, len(share))
-            for position, folder_verdicts in zip(share, verdicts, strict=True):
-                folder, names = jobs[position]
-                if folder_verdicts is None or len(folder_verdicts) != len(names):
-                    results[position] = self.read_listed(folder, names, max_bytes)
+            for position, checked in zip(share, _collect(child, len(share)), strict=True):
+                folder = folders[position]
+                if checked is None:
+                    results[position] = self.read_listed(folder, names_of(folder) or [],
+                                                         max_bytes)
                 else:
-                    results[position] = self._read_checked(folder, names, folder_verdicts,
-                                                            max_bytes)
+                    results[position] = self._read_checked(folder, *checked, max_bytes)
                 if done is not None:
                     done(folder)
-        return [results[position] for position in range(len(jobs))]
+        return [results[position] for position in range(len(folders))]
 
-    def _fork_checker(self, jobs: Sequence[tuple[str, list[str]]], max_bytes: int
-                      ) -> tuple[int, int] | None:
-        """Fork a process that checks ``jobs`` against the index (see ``_verdicts``) and
-        writes them to a pipe; (pid, read end), or None when no process could be made."""
+    def _known_files(self, folders: Sequence[str]) -> int:
+        """How many files the index holds for ``folders`` (what a warm run will check)."""
+        known = 0
+        for folder in folders:
+            columns = self._old_folders.get(folder)
+            if columns is not None:
+                known += len(columns[0])
+        return known
+
+    def _fork_checker(self, folders: Sequence[str], max_bytes: int,
+                      names_of: Callable[[str], list[str] | None]) -> tuple[int, int] | None:
+        """Fork a process that lists ``folders`` and checks their files against the index
+        (see ``_verdicts``), and writes, per folder, ``(names, verdicts)`` or None (could
+        not list it) to a pipe; (pid, read end), or None when no process could be made."""
         try:
             reading, writing = os.pipe()
         except OSError:
             return None
-        lookups = [self._lookup.get(folder) for folder, _ in jobs]
+        lookups = [self._lookup.get(folder) for folder in folders]
         try:
             pid = os.fork()
         except OSError:
@@ -307,11 +319,16 @@ class MigrationIndex:
             try:
                 os.close(reading)
                 gc.disable()  # short-lived: nothing to collect, no copy-on-write churn
-                payload = marshal.dumps([
-                    _verdicts(folder, names, lookup if lookup is not None
-                              else _rows(self._old_folders.get(folder)), max_bytes)
-                    for (folder, names), lookup in zip(jobs, lookups, strict=True)])
-                view = memoryview(payload)
+                checked: list[tuple[list[str], bytes] | None] = []
+                for folder, lookup in zip(folders, lookups, strict=True):
+                    names = names_of(folder)
+                    if names is None:
+                        checked.append(None)
+                        continue
+                    if lookup is None:
+                        lookup = _rows(self._old_folders.get(folder))
+                    checked.append((names, _verdicts(folder, names, lookup, max_bytes)))
+                view = memoryview(marshal.dumps(checked))
                 while view:
                     view = view[os.write(writing, view):]
                 code = 0
@@ -320,7 +337,7 @@ class MigrationIndex:
         os.close(writing)
         return pid, reading
 
-    def _read_checked(self, folder: str, names: Sequence[str], verdicts: bytes,
+    def _read_checked(self, folder: str, names: list[str], verdicts: bytes,
                       max_bytes: int) -> tuple[list[str], set[str], _Results]:
         """``read_listed`` for a folder whose files a worker already checked: an unchanged
         file is answered from the index with no system call; anything else is looked at
@@ -668,11 +685,14 @@ def _verdicts(folder: str, names: Sequence[str], lookup: Mapping[str, FileEntry]
     return bytes(verdicts)
 
 
-def _collect(child: tuple[int, int] | None, folders: int) -> list[bytes | None]:
-    """A worker's verdicts, one ``bytes`` per folder; ``None`` for each folder when the
-    worker failed in any way (its folders are then checked here: only time is lost)."""
+def _collect(child: tuple[int, int] | None, folders: int
+             ) -> list[tuple[list[str], bytes] | None]:
+    """A worker's ``(names, verdicts)`` per folder (None: not listed there); None for each
+    folder when the worker failed in any way (this process then does them: only time is
+    lost)."""
+    failed: list[tuple[list[str], bytes] | None] = [None] * folders
     if child is None:
-        return [None] * folders
+        return failed
     pid, reading = child
     chunks = []
     try:
@@ -687,15 +707,19 @@ def _collect(child: tuple[int, int] | None, folders: int) -> list[bytes | None]:
     except ChildProcessError:
         status = 1
     if status != 0:
-        return [None] * folders
+        return failed
     try:
         found: Any = marshal.loads(b"".join(chunks))
     except (ValueError, EOFError, TypeError):
-        return [None] * folders
-    if (not isinstance(found, list) or len(found) != folders
-            or not all(isinstance(item, bytes) for item in found)):
-        return [None] * folders
-    return list(found)
+        return failed
+    if not isinstance(found, list) or len(found) != folders:
+        return failed
+    for item in found:
+        if item is not None and not (
+                isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], list)
+                and isinstance(item[1], bytes) and len(item[0]) == len(item[1])):
+            return failed
+    return found
 
 
 def _read_all(descriptor: int, limit: int) -> bytes:

@@ -275,10 +275,12 @@ FolderReader = Callable[[str, list[str], int],
 ListingReader = Callable[[str, list[str], int],
                          tuple[list[str], set[str],
                                list["ReadFile | MigrationParseError | OSError"]]]
-# ``ListingReader`` for many folders at once (the index's read_listings, which shares the
-# stat checks of a large fleet with worker processes); calls ``done(folder)`` per folder.
+# ``ListingReader`` for many folders at once, listing them itself (the index's
+# read_listings, which shares a large fleet's listing and stat checks with worker
+# processes): (folders, max_bytes, names_of(folder), done(folder)) -> per folder what
+# ListingReader returns. ``names_of`` gives None for a folder it could not list (and said so).
 ListingsReader = Callable[
-    [list[tuple[str, list[str]]], int, Callable[[str], None]],
+    [list[str], int, Callable[[str], "list[str] | None"], Callable[[str], None]],
     list[tuple[list[str], set[str], list["ReadFile | MigrationParseError | OSError"]]]]
 
 
@@ -332,7 +334,9 @@ def scan(project: ProjectConfig, reader: FileReader = read_migration_file,
     for source in sources:
         for folder, _ours in source.version_dirs:
             text = os.fspath(folder)
-            if by_name:
+            if by_name and listings_reader is not None:
+                jobs.append((source, text, [], []))  # listed by listings_reader
+            elif by_name:
                 jobs.append((source, text, _names_in(text, inventory.skipped), []))
             else:
                 jobs.append((source, text, [], _list_folder(
@@ -354,8 +358,13 @@ def scan(project: ProjectConfig, reader: FileReader = read_migration_file,
 
     total = sum(len(names) + len(entries) for _, _, names, entries in jobs)
     if by_name and listings_reader is not None:
-        results = listings_reader([(folder, names) for _, folder, names, _ in jobs],
-                                  max_bytes, tick)
+        def names_of(folder: str) -> list[str] | None:
+            reported = len(inventory.skipped)
+            names = _names_in(folder, inventory.skipped)
+            return None if len(inventory.skipped) != reported else names
+
+        results = listings_reader([folder for _, folder, _, _ in jobs], max_bytes, names_of,
+                                  tick)
     elif (total >= PARALLEL_MIN_FILES and len(jobs) > 1
             and (os.cpu_count() or 1) >= PARALLEL_MIN_CORES):
         from concurrent.futures import ThreadPoolExecutor
