@@ -612,7 +612,7 @@ MAX_WORKERS = 3
 # What a file costs this process when it checks it itself (lstat and compare), and when a
 # worker did (the verdict turned into a result), relative to a worker's own check: the
 # shares are sized so that this process and its workers finish together.
-_OWN_COST, _COLLECT_COST = 1.0, 0.2
+_OWN_COST, _COLLECT_COST = 1.0, 0.12
 
 
 def parallel_workers(files: int, folders: int) -> int:
