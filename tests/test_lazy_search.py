@@ -6,7 +6,9 @@ find and list still show every location. Real repositories, real git, real SQLit
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -235,3 +237,42 @@ def test_the_prefix_and_closest_only_reach_git_objects(sqlite_db: Database,
     assert kinds(repair.Options()) == [
         (BASE_REV, "here"), (BASE_REV, "worktree"), (BASE_REV, "branch"),
         (BASE_REV, "branch"), ("d10000000001", "worktree"), ("d10000000001", "branch")]
+
+
+def test_verbose_says_what_was_searched_and_what_the_index_saved(sqlite_db: Database,
+                                                                  tmp_path: Path) -> None:
+    repo = make_repo(tmp_path, sqlite_db)
+    repo.main.alembic("upgrade", "head", check=True)
+    feature = repo.add_worktree("feature")
+    ids = feature.chain(3, BASE_REV, "fv")
+    feature.commit("three steps")
+
+    nothing_to_do = repo.main.autocopy("check", "-v", check=True).stdout
+    assert "searched this worktree only (nothing was needed from elsewhere)" in nothing_to_do
+
+    # find looks everywhere. Files written a moment ago are read every time (the index
+    # does not trust them yet), so the counts are reads, then the same reads again.
+    first = repo.main.autocopy("find", ids[0], "-v", check=True).stdout
+    assert "searched this worktree and 1 other worktree(s) or folder(s), " in first
+    assert " git ref(s); index: " in first and " parsed" in first
+
+    # Once the files are older than the racy window, a run records them and the next one
+    # answers from the index.
+    time.sleep(index.RACY_WINDOW_NS / 1e9 + 0.2)
+    repo.main.autocopy("find", ids[0], check=True)
+    warm = repo.main.autocopy("find", ids[0], "-v", check=True).stdout
+    assert " 0 read, 0 parsed" in warm
+    assert warm.splitlines()[1:] == first.splitlines()[1:]
+
+    # Forced past its threshold, a single-threaded process shares the stat checks with a
+    # worker per spare core, and finds the same.
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    workers = max(0, min((cores or 1) - 1, index.MAX_WORKERS))
+    shared = repo.main.autocopy("find", ids[0], "-v", check=True,
+                                env={index.PARALLEL_VARIABLE: "1"}).stdout
+    if workers:
+        assert f"stat checks shared with {workers} worker process(es)" in shared
+    assert shared.splitlines()[1:] == warm.splitlines()[1:]
+    alone = repo.main.autocopy("find", ids[0], "-v", check=True,
+                               env={index.PARALLEL_VARIABLE: "1000000000"}).stdout
+    assert "worker process" not in alone

@@ -969,6 +969,7 @@ def extend_inventory(project: ProjectConfig, inventory: scanning.Inventory,
     fetch = options.fetch if options.fetch is not None else project.tool.fetch
     found = search(project, fetch=fetch, wanted=wanted_by(options, inventory))
     inventory.elsewhere.extend(found.candidates)
+    inventory.refs_searched = (inventory.refs_searched or 0) + found.stats.refs
     # A file that is no migration in a worktree is usually one at the refs too: say it once.
     already = {Path(skipped.path).as_posix() for skipped in inventory.skipped}
     for skipped in found.skipped:

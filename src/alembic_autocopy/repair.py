@@ -155,6 +155,7 @@ def inventory(project: ProjectConfig, options: Options, *,
                           here_only=here_only or options.closest_only,
                           listing_reader=cache.read_listed,
                           listings_reader=cache.read_listings)
+    found.index_stats = cache.stats
     if here_only:
         cache.save()
         return found

@@ -29,6 +29,8 @@ from alembic_autocopy.project import ProjectConfig
 
 TYPE_CHECKING = False  # typing's, without importing typing (see output.py)
 if TYPE_CHECKING:
+    from typing import Any
+
     from alembic_autocopy.trust import TrustJudge
 
 # Same as alembic.script.base._only_source_rev_file.
@@ -56,6 +58,9 @@ class Inventory:
     skipped: list[SkippedFile] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     searched: list[str] = field(default_factory=list)  # roots of the other sources read
+    refs_searched: int | None = None  # git refs read (None: git objects were not searched)
+    # what the persistent index saved (index.IndexStats), for ``-v``
+    index_stats: Any = field(default=None, repr=False)
     # files refused by trust.py (others could have written them), with the reason
     untrusted: list[tuple[Candidate, str]] = field(default_factory=list)
     # False while only this worktree was read (``scan(here_only=True)``): repair.assess reads

@@ -11,3 +11,21 @@ def show_inventory_warnings(inventory: Inventory, out: Output) -> None:
         out.warn(f"skipped {skipped.path}: {skipped.reason}")
     for note in inventory.notes:
         out.warn(note)
+    out.detail(search_summary(inventory))
+
+
+def search_summary(inventory: Inventory) -> str:
+    """What was searched and what the index saved (``-v``): why a run was fast or slow."""
+    if inventory.pending is not None:  # the other sources were never listed
+        where = "this worktree only (nothing was needed from elsewhere)"
+    else:
+        where = f"this worktree and {len(inventory.searched)} other worktree(s) or folder(s)"
+        where += (f", {inventory.refs_searched} git ref(s)" if inventory.refs_searched is not None
+                  else ", no git ref")
+    stats = inventory.index_stats
+    if stats is None:
+        return f"searched {where}"
+    shared = (f"; stat checks shared with {stats.workers} worker process(es)"
+              if stats.workers else "")
+    return (f"searched {where}; index: {stats.hits:,} file(s) unchanged, {stats.reads:,} "
+            f"read, {stats.parses:,} parsed{shared}")
