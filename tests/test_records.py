@@ -373,6 +373,11 @@ def test_drift_follows_what_was_applied() -> None:
                             committed={"c"}).branch_gone
     # Nothing applied: nothing drifted.
     assert not drift.detect(local, records, [], headers, {"main"}, "box")
+    # Another worktree's copy of the skipped revision, with other parents, does not
+    # override this worktree's file (headers come local first, as drift_of gives them).
+    elsewhere = MigrationHeader("n", ("x",))
+    again = drift.detect(local, records, ["c"], [*headers, elsewhere], {"main"}, "box")
+    assert again.reparented[0].skipped_parents == (("a",),)
 
 
 def test_integration_options_chain_the_projects_own_hooks() -> None:

@@ -126,7 +126,9 @@ def detect(local: Sequence[Candidate], records: Iterable[Record], heads: Iterabl
     """
     by_revision = {record.revision: record for record in records}
     header_list = list(headers)
-    parents_of = {header.revision: header.down_revisions for header in header_list}
+    parents_of: dict[str, tuple[str, ...]] = {}
+    for header in header_list:  # the first header of a revision wins: this worktree's
+        parents_of.setdefault(header.revision, header.down_revisions)  # (as applied_revisions)
     applied = applied_revisions(heads, {r: rec.parents for r, rec in by_revision.items()},
                                 header_list)
     edited: list[EditedAfterApply] = []
