@@ -162,6 +162,46 @@ def test_stats_counts_the_repairs_of_a_session(tmp_path: Path, sqlite_db: Databa
     assert LOST in failure_text
 
 
+def test_a_failure_met_again_is_logged_but_posted_once_an_hour(
+        tmp_path: Path, sqlite_db: Database, webhook: Webhook) -> None:
+    # A hook with --auto-upgrade and a broken database fails on every checkout: the chat
+    # channel hears about it once, the log keeps every occurrence.
+    _a, b, _ids = pair(tmp_path, sqlite_db)
+    sqlite_db.execute(f"INSERT INTO alembic_version (version_num) VALUES ('{LOST}')")
+    for _ in range(3):
+        assert b.autocopy("upgrade", "--notify-url", webhook.url, env=NO_PROXY).returncode == 1
+    assert len(webhook.received) == 1
+    assert [event["outcome"] for event in log_of(b)] == ["failed"] * 3
+
+    # Another error is news: posted.
+    sqlite_db.execute(f"INSERT INTO alembic_version (version_num) VALUES ('{LOST[:-1]}e')")
+    assert b.autocopy("upgrade", "--notify-url", webhook.url, env=NO_PROXY).returncode == 1
+    assert len(webhook.received) == 2
+
+
+def test_repeated_failure_is_judged_by_worktree_error_and_time() -> None:
+    failed = {"outcome": "failed", "worktree": "/w", "error": "boom",
+              "time": "2026-01-01T10:00:00+00:00"}
+    at_ten = 1767261600.0  # 2026-01-01T10:00:00Z
+    assert events.repeated_failure(failed, [failed], at_ten + 3599)
+    assert not events.repeated_failure(failed, [failed], at_ten + 3601)  # an hour later
+    assert not events.repeated_failure(failed, [{**failed, "worktree": "/v"}], at_ten + 1)
+    assert not events.repeated_failure(failed, [{**failed, "error": "other"}], at_ten + 1)
+    assert not events.repeated_failure(failed, [{**failed, "time": "garbage"}], at_ten + 1)
+    assert not events.repeated_failure({**failed, "outcome": "repaired"}, [failed], at_ten)
+    assert not events.repeated_failure(failed, [], at_ten)
+
+
+def test_recent_reads_only_the_end_of_a_long_log(tmp_path: Path) -> None:
+    log = tmp_path / "events.jsonl"
+    assert events.recent(log) == []
+    for number in range(200):
+        events.append(log, {"n": number, "pad": "x" * 100})
+    tail = events.recent(log, size=1000)
+    assert tail and tail[-1]["n"] == 199 and len(tail) < 10
+    assert [event["n"] for event in tail] == list(range(200 - len(tail), 200))
+
+
 def test_concurrent_appends_keep_every_line_whole(tmp_path: Path) -> None:
     log = tmp_path / "common" / events.LOG_NAME
     padding = "x" * 3000  # bigger than a pipe's atomic size: O_APPEND still keeps it whole

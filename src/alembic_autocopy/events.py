@@ -30,6 +30,12 @@ if TYPE_CHECKING:
     from alembic_autocopy.repair import RepairReport
 
 LOG_NAME = "alembic-autocopy/events.jsonl"
+# A failure already notified for the same worktree with the same error within this many
+# seconds is logged but not posted again: a hook with --auto-upgrade and a database down
+# would otherwise post on every checkout. A success, or a different error, always posts.
+REPEAT_FAILURE_SECONDS = 3600
+# How much of the log's end is read to find that earlier failure.
+RECENT_LOG_BYTES = 256 * 1024
 EVENT_REPAIR = "repair"
 REPAIRED = "repaired"
 FAILED = "failed"
@@ -171,17 +177,69 @@ def after_repair(project: ProjectConfig | None, options: Any, report: RepairRepo
     if event is None:
         return []
     warnings: list[str] = []
+    url = getattr(options, "notify_url", None) or project.tool.notify_url
+    earlier: list[dict[str, Any]] = []
     if root is not None:
         try:
-            append(log_path(root), event)
+            path = log_path(root)
+            if url and event["outcome"] == FAILED:
+                earlier = recent(path)
+            append(path, event)
         except (OSError, AutocopyError) as problem:
             warnings.append(f"could not log the repair: {problem}")
-    url = getattr(options, "notify_url", None) or project.tool.notify_url
-    if url:
+    if url and not repeated_failure(event, earlier, time.time()):
         problem_text = notify.post(url, notify.message(event))
         if problem_text:
             warnings.append(problem_text)
     return warnings
+
+
+def repeated_failure(event: Mapping[str, Any], earlier: Iterable[Mapping[str, Any]],
+                     now: float, window: float = REPEAT_FAILURE_SECONDS) -> bool:
+    """Pure. Is ``event`` a failure the log shows was already met (same worktree, same
+    error) less than ``window`` seconds before ``now``? Then it was notified then."""
+    if event.get("outcome") != FAILED:
+        return False
+    for previous in earlier:
+        if (previous.get("outcome") == FAILED
+                and previous.get("worktree") == event.get("worktree")
+                and previous.get("error") == event.get("error")):
+            when = _epoch(previous.get("time"))
+            if when is not None and 0 <= now - when < window:
+                return True
+    return False
+
+
+def _epoch(text: Any) -> float | None:
+    try:
+        return _dt.datetime.fromisoformat(str(text)).timestamp()
+    except ValueError:
+        return None
+
+
+def recent(path: Path, size: int = RECENT_LOG_BYTES) -> list[dict[str, Any]]:
+    """The events in the last ``size`` bytes of the log (the first, maybe cut, line is
+    left out); a missing log has none."""
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            start = max(0, handle.tell() - size)
+            handle.seek(start)
+            raw = handle.read()
+    except FileNotFoundError:
+        return []
+    lines = raw.splitlines()
+    if start > 0 and lines:
+        lines = lines[1:]
+    found: list[dict[str, Any]] = []
+    for line in lines:
+        try:
+            value = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(value, dict):
+            found.append(value)
+    return found
 
 
 def _where(project: ProjectConfig, report: RepairReport | None) -> tuple[Path | None,
