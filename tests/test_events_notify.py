@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.server
 import json
 import socket
+import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -177,6 +178,17 @@ def test_a_failure_met_again_is_logged_but_posted_once_an_hour(
     sqlite_db.execute(f"INSERT INTO alembic_version (version_num) VALUES ('{LOST[:-1]}e')")
     assert b.autocopy("upgrade", "--notify-url", webhook.url, env=NO_PROXY).returncode == 1
     assert len(webhook.received) == 2
+
+
+def test_run_takes_the_notify_url_too(tmp_path: Path, sqlite_db: Database,
+                                      webhook: Webhook) -> None:
+    _a, b, ids = pair(tmp_path, sqlite_db)
+    result = b.autocopy("run", "--notify-url", webhook.url, "--", sys.executable, "-m",
+                        "alembic", "current", env=NO_PROXY)
+    assert result.returncode == 0, result.stdout + result.stderr
+    (post,) = webhook.received
+    assert all(rev in json.loads(post[2])["text"] for rev in ids)
+    assert "--notify-url" in b.autocopy("sync", "--help", check=True).stdout
 
 
 def test_repeated_failure_is_judged_by_worktree_error_and_time() -> None:

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Any
 
-from alembic_autocopy.commands import add_prefer, options_from
+from alembic_autocopy.commands import add_notify_url, add_prefer, options_from
 from alembic_autocopy.errors import AutocopyError, UsageError
 from alembic_autocopy.output import Output
 from alembic_autocopy.project import ProjectConfig, load_project
@@ -51,6 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-attempts", type=int, default=3, metavar="N",
                         help="run CMD at most N times in all (default: 3)")
     add_prefer(parser)
+    add_notify_url(parser)
     parser.add_argument("command", nargs=argparse.REMAINDER, metavar="-- CMD ...",
                         help="the command to run, after --")
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from alembic_autocopy import git, placement, scanning
-from alembic_autocopy.commands import add_prefer, options_from, project_from
+from alembic_autocopy.commands import add_notify_url, add_prefer, options_from, project_from
 from alembic_autocopy.commands.common import show_inventory_warnings
 from alembic_autocopy.errors import (
     AutocopyError,
@@ -56,6 +56,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dry-run", action="store_true",
                         help="say what would be fetched, rebased and repaired; change nothing")
     add_prefer(parser)
+    add_notify_url(parser)
 
 
 @dataclass(frozen=True)
