@@ -474,12 +474,12 @@ def local_branches(root: Path) -> set[str] | None:
 
 
 def drift_of(local: Sequence[Candidate], others: Iterable[Candidate], recorded: RecordSet,
-             heads: Sequence[str], root: Path | None) -> Drift:
-    """Drift between this worktree's files and what the record table says was applied."""
-    from alembic_autocopy.drift import Drift, detect
-
+             heads: Sequence[str], root: Path | None) -> Drift | None:
+    """Drift between this worktree's files and what the record table says was applied;
+    None when the table holds nothing to compare with (drift.py is not even imported)."""
     if not recorded.records:
-        return Drift()
+        return None
+    from alembic_autocopy.drift import detect
     host = this_host()
     branches = None
     if root is not None and any(r.branch for r in recorded.records.values()):

@@ -91,12 +91,6 @@ class Options:
     closest_only: bool = False
 
 
-def _no_drift() -> Drift:
-    from alembic_autocopy.drift import Drift
-
-    return Drift()
-
-
 @dataclass
 class Situation:
     """Everything known before acting: sources, the database's heads, the plan."""
@@ -110,7 +104,8 @@ class Situation:
     recorded: records.RecordSet | None = None  # the record table (None: not read)
     # revisions the untrusted record table could have supplied (the message says so)
     held_by_database: tuple[Candidate, ...] = ()
-    drift: Drift = field(default_factory=_no_drift)
+    # what the record table says drifted (None: no record to compare with)
+    drift: Drift | None = None
     # the databases env.py reached (database.Endpoint): what the upgrade lock locks
     endpoints: tuple[Any, ...] = ()
 
@@ -259,8 +254,9 @@ def assess(project: ProjectConfig, options: Options, applied: Sequence[str] | No
     root = (found.here.repository if found.here is not None
             else scanning.this_worktree(project))
     drift = (records.drift_of(found.local, found.elsewhere, recorded, applied, root)
-             if recorded is not None else _no_drift())
-    if drift.branch_gone and (not found.complete or found.closest_only):
+             if recorded is not None else None)
+    if drift is not None and drift.branch_gone and (not found.complete
+                                                    or found.closest_only):
         # "Its branch is gone" only holds when no branch or worktree has the revision: a
         # partial inventory cannot say that, so ask every source before reporting it.
         full = inventory(project, replace(options, closest_only=False))

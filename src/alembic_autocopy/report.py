@@ -166,9 +166,13 @@ def with_record_notes(message: str, hint: str, situation: Situation) -> tuple[st
     return "; ".join(parts), "; ".join(hints)
 
 
-def drift_lines(drift: Drift, diffs: Mapping[str, list[str]] | None = None) -> list[str]:
-    """Warnings, one paragraph per drifted revision; ``diffs`` by revision (``--diff``)."""
+def drift_lines(drift: Drift | None, diffs: Mapping[str, list[str]] | None = None
+                ) -> list[str]:
+    """Warnings, one paragraph per drifted revision; ``diffs`` by revision (``--diff``).
+    ``drift`` None: nothing was compared (no record table, or an empty one)."""
     lines: list[str] = []
+    if drift is None:
+        return lines
     for edited in drift.edited:
         lines.append(f"revision {edited.revision}: {edited.path} was edited after it was "
                      f"applied (applied sha256 {edited.recorded_sha256[:12]}, file "
@@ -202,7 +206,10 @@ def drift_lines(drift: Drift, diffs: Mapping[str, list[str]] | None = None) -> l
     return lines
 
 
-def drift_json(drift: Drift, diffs: Mapping[str, list[str]] | None = None) -> dict[str, Any]:
+def drift_json(drift: Drift | None, diffs: Mapping[str, list[str]] | None = None
+               ) -> dict[str, Any]:
+    if drift is None:
+        return {"edited_after_apply": [], "reparented_after_apply": [], "branch_gone": []}
     return {
         "edited_after_apply": [
             {"revision": e.revision, "path": e.path, "applied_sha256": e.recorded_sha256,

@@ -64,13 +64,13 @@ def run(args: argparse.Namespace, out: Output) -> int:
 # --- shared by check, upgrade and list -------------------------------------------------------
 
 def show_records(out: Output, project: ProjectConfig, recorded: RecordSet | None,
-                 drift: Drift, heads: Sequence[str], local: Sequence[Candidate],
+                 drift: Drift | None, heads: Sequence[str], local: Sequence[Candidate],
                  diff: bool) -> dict[str, Any]:
     """Print drift and record-table notes as warnings; return them for ``--json``."""
     from alembic_autocopy import records
     from alembic_autocopy.report import drift_json, drift_lines
 
-    diffs = diffs_of(drift) if diff else None
+    diffs = diffs_of(drift) if diff and drift is not None else None
     for line in drift_lines(drift, diffs):
         if line.startswith("    "):
             out.line(line)  # a diff line: output, not a warning
