@@ -348,6 +348,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         line = f"{PREFIX} hook failed: {type(error).__name__}: {error}"
     if line:
         print(line, flush=True)
+    if argv is None:  # a git hook's process ends here: as main.ending_process, without
+        import gc  # importing main.py (argparse) on the hook's fast path
+
+        gc.freeze()
     return 0
 
 

@@ -145,7 +145,27 @@ def make_output(args: argparse.Namespace) -> Output:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    arguments = list(sys.argv[1:] if argv is None else argv)
+    """The command line. ``argv`` None: this process's own arguments, as the console script
+    and ``python -m alembic_autocopy`` call it; the process then ends with the command, and
+    is spared the garbage collector's last passes (``ending_process``)."""
+    code = _main(list(sys.argv[1:] if argv is None else argv))
+    if argv is None:
+        ending_process()
+    return code
+
+
+def ending_process() -> None:
+    """Called when a command is all this process does: hide every object left from the
+    cyclic garbage collector (``gc.freeze``), whose passes at interpreter exit would walk
+    all that Alembic, SQLAlchemy and env.py created (~60 ms of a nothing-to-do `check`, a
+    sixth of it). Everything else of a normal exit still happens: atexit handlers, threads
+    joined, files flushed and closed, objects freed as their references go."""
+    import gc
+
+    gc.freeze()
+
+
+def _main(arguments: list[str]) -> int:
     parser = build_parser(only=chosen_verb(arguments))
     args = parser.parse_args(arguments)
     _merge_defaults(args)
