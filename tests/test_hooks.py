@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
+import shutil
 import sys
 from pathlib import Path
 
 import pytest
 
-from support import BASE_REV, Database, make_repo, run
+from support import BASE_REV, Database, Repo, Worktree, make_repo, run
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 LEGACY_CHECKOUT = """#!/bin/sh
@@ -148,6 +150,7 @@ def test_pre_commit_framework_manifest_and_entry(sqlite_db: Database, tmp_path: 
     for hook in manifest:
         assert hook["stages"] == ["post-checkout", "post-merge", "post-rewrite"]
         assert hook["always_run"] is True and hook["pass_filenames"] is False
+        assert hook["verbose"] is True  # pre-commit shows a passing hook's line
     repo = make_repo(tmp_path, sqlite_db)
     head = repo.main.git("rev-parse", "HEAD").stdout.strip()
     entry = manifest[0]["entry"].split()
@@ -160,3 +163,139 @@ def test_pre_commit_framework_manifest_and_entry(sqlite_db: Database, tmp_path: 
                         env={**environ, "PRE_COMMIT_CHECKOUT_TYPE": "0"})
     assert file_checkout.stdout == ""
     assert os.environ.get("PRE_COMMIT_CHECKOUT_TYPE") is None  # nothing leaked into the tests
+
+
+# --- the real pre-commit framework -----------------------------------------------------------
+
+#: pip's words when it reached no package index (offline, index down): not this project's bug.
+_INDEX_UNREACHABLE = ("(from versions: none)", "No matching distribution found")
+ONLY_IN_A = "a00000000001"
+LACKS_ONLY_IN_A = (f"{OURS} the database holds 1 revision(s) this worktree lacks "
+                   f"({ONLY_IN_A}): run `alembic-autocopy upgrade`")
+KNOWS_ONLY_IN_A = (f"{OURS} OK, this worktree knows every revision the database applied "
+                   f"({ONLY_IN_A})")
+
+
+def _unavailable(reason: str) -> None:
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason} (CI is set: this must work)", pytrace=False)
+    pytest.skip(f"{reason} (set CI=1 to make this a failure)")
+
+
+def _require_pre_commit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    if importlib.util.find_spec("pre_commit") is None:
+        _unavailable("pre-commit is not installed (the test extra has it)")
+    # its clones and environments, otherwise in ~/.cache/pre-commit
+    monkeypatch.setenv("PRE_COMMIT_HOME", str(tmp_path / "pre-commit-home"))
+
+
+def _hooks_repository(tmp_path: Path, *, with_package: bool) -> tuple[Path, str]:
+    """A git repository of this checkout's files as they are now (committed or not): the
+    manifest, and with ``with_package`` what `pip install .` needs. Returns its path (the
+    ``repo:`` URL) and its commit (the ``rev:``)."""
+    hooks_repo = tmp_path / "hooks-repo"
+    hooks_repo.mkdir()
+    tracked = run(["git", "ls-files", "-z"], cwd=REPO_ROOT, check=True).stdout.split("\0")
+    package = [name for name in tracked
+               if name.startswith("src/") or name in ("pyproject.toml", "README.md")]
+    wanted = [".pre-commit-hooks.yaml", *(package if with_package else [])]
+    for name in wanted:
+        if not (REPO_ROOT / name).is_file():
+            continue  # deleted in the working tree, not yet committed
+        (hooks_repo / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(REPO_ROOT / name, hooks_repo / name)
+    run(["git", "init", "--quiet"], cwd=hooks_repo, check=True)
+    run(["git", "add", "-A"], cwd=hooks_repo, check=True)
+    run(["git", "commit", "--quiet", "-m", "this checkout"], cwd=hooks_repo, check=True)
+    head = run(["git", "rev-parse", "HEAD"], cwd=hooks_repo, check=True).stdout.strip()
+    return hooks_repo, head
+
+
+def _project_using_pre_commit(tmp_path: Path, db: Database, hook_id: str,
+                              *, with_package: bool = False) -> tuple[Repo, Worktree, Worktree]:
+    """The project commits a .pre-commit-config.yaml (the one docs/workflow.md shows) naming
+    ``hook_id``; worktree a applied a migration the others lack. Returns (repo, a, b)."""
+    hooks_repo, hooks_rev = _hooks_repository(tmp_path, with_package=with_package)
+    repo = make_repo(tmp_path, db)
+    (repo.root / ".pre-commit-config.yaml").write_text(
+        "default_install_hook_types: [pre-commit, post-checkout, post-merge, post-rewrite]\n"
+        "repos:\n"
+        f"  - repo: {hooks_repo}\n"
+        f"    rev: {hooks_rev}\n"
+        "    hooks:\n"
+        f"      - id: {hook_id}\n", encoding="utf-8")
+    # committed: pre-commit refuses to run with an unstaged config, and the checkouts below
+    # must find it
+    repo.main.commit("pre-commit configuration")
+    a = repo.add_worktree("a")
+    b = repo.add_worktree("b")
+    a.write_migration(ONLY_IN_A, down=BASE_REV, message="only in a")
+    a.commit("a: one migration")
+    a.alembic("upgrade", "head", check=True)
+    return repo, a, b
+
+
+def test_the_real_pre_commit_framework_runs_the_system_hook(sqlite_db: Database,
+                                                            tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch
+                                                            ) -> None:
+    """`pre-commit install` with the documented config; real checkout, merge and rebase."""
+    _require_pre_commit(tmp_path, monkeypatch)
+    # `language: system` runs `python` from PATH, i.e. the project's activated environment:
+    # here the interpreter running the tests (PYTHONPATH already points at this src/).
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    _write_hook(bin_dir / "python", f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    repo, a, b = _project_using_pre_commit(tmp_path, sqlite_db, "alembic-autocopy-system")
+
+    run([sys.executable, "-m", "pre_commit", "install"], cwd=repo.root, check=True)
+
+    hooks_dir = repo.root / ".git" / "hooks"  # the common folder: every worktree runs them
+    for name in ("pre-commit", "post-checkout", "post-merge", "post-rewrite"):
+        assert "pre-commit" in (hooks_dir / name).read_text("utf-8")
+
+    # checkout in worktree a (post-checkout): the branch lacks the migration the database holds
+    switched = a.git("checkout", "--quiet", "-b", "side", "main")  # check=True: git succeeds
+    assert "alembic-autocopy check (project environment)....." in switched.stderr
+    assert _our_lines(switched.stderr) == [LACKS_ONLY_IN_A]  # shown: the manifest's verbose
+
+    # merge in worktree b (post-merge): brings the migration
+    merged = b.git("merge", "--no-edit", "a")
+    assert _our_lines(merged.stdout + merged.stderr) == [KNOWS_ONLY_IN_A]
+
+    # rebase in the main worktree (post-rewrite): its own commit, made through pre-commit's
+    # pre-commit hook (nothing to run there), replayed onto a
+    (repo.main.path / "NOTES").write_text("main\n", encoding="utf-8")
+    repo.main.commit("main: notes")
+    rebased = repo.main.git("rebase", "a")
+    assert _our_lines(rebased.stdout + rebased.stderr) == [KNOWS_ONLY_IN_A]
+
+    # a checkout that changes no migration
+    quiet = b.git("checkout", "--quiet", "-b", "elsewhere")
+    assert _our_lines(quiet.stderr) == [f"{OURS} no migration changed; nothing to check"]
+
+
+@pytest.mark.slow
+def test_the_real_pre_commit_framework_installs_and_runs_the_python_hook(
+        sqlite_db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`language: python`: pre-commit builds a virtualenv and pip-installs this checkout from
+    the package index (about 10 s), then the hook runs with that environment alone."""
+    _require_pre_commit(tmp_path, monkeypatch)
+    repo, a, _ = _project_using_pre_commit(tmp_path, sqlite_db, "alembic-autocopy",
+                                           with_package=True)
+    monkeypatch.delenv("PYTHONPATH")  # the hook must import the copy pip installed
+    run([sys.executable, "-m", "pre_commit", "install"], cwd=repo.root, check=True)
+
+    built = run([sys.executable, "-m", "pre_commit", "install-hooks"], cwd=repo.root,
+                check=False, timeout=600)
+
+    log = built.stdout + built.stderr
+    unreachable = [line.strip() for line in log.splitlines()
+                   if any(words in line for words in _INDEX_UNREACHABLE)]
+    if built.returncode != 0 and unreachable:
+        _unavailable(f"pre-commit's pip reached no package index: {unreachable[-1]}")
+    assert built.returncode == 0, log
+    switched = a.git("checkout", "--quiet", "-b", "side", "main")  # check=True: git succeeds
+    assert "alembic-autocopy check....." in switched.stderr
+    assert _our_lines(switched.stderr) == [LACKS_ONLY_IN_A]
