@@ -320,10 +320,13 @@ def test_stat_checks_shared_with_worker_processes_agree_with_one_process(
         tmp_path: Path, later_clock: None) -> None:
     folders = [tmp_path / f"wt{n}" / "versions" for n in range(4)]
     ids = [_odd_folder(folder, f"{n}") for n, folder in enumerate(folders)]
+    # Indexed now, unlistable later (a worker's share: the index knows it).
+    unlistable = tmp_path / "wt4" / "versions"
+    write(unlistable, rev_ids("4", 1)[0])
     store = tmp_path / "index"
 
     def listing() -> dict[str, list[str]]:
-        return {str(folder): sorted(os.listdir(folder)) for folder in folders}
+        return {str(folder): sorted(os.listdir(folder)) for folder in [*folders, unlistable]}
 
     cold = MigrationIndex(store)
     cold.read_listings(list(listing()), 1_000_000, listing().get, workers=0)
@@ -342,31 +345,36 @@ def test_stat_checks_shared_with_worker_processes_agree_with_one_process(
         write(folder, folder_ids[3], folder_ids[2])
         (folder / f"{folder_ids[0]}_step.py").rename(folder / "moved_away.txt")
         listed[str(folder)] = sorted({*listed[str(folder)], f"{folder_ids[3]}_step.py"})
-    # A folder that cannot be listed: its worker leaves it to this process, which says so.
+    # Folders that cannot be listed: one the index knows (its worker leaves it to this
+    # process, which says so) and one it does not (listed here first, to size it: once).
     unlisted = str(tmp_path / "unlisted")
+    listed.pop(str(unlistable))
     reported: list[str] = []
 
     def names_of(folder: str) -> list[str] | None:
-        if folder == unlisted:
+        if folder in (unlisted, str(unlistable)):
             reported.append(folder)
             return None
         return listed[folder]
 
-    order = [*listed, unlisted]
+    order = [*listed, str(unlistable), unlisted]
     alone, shared = MigrationIndex(store), MigrationIndex(store)
     done: list[str] = []
     expected = alone.read_listings(order, 1_000_000, names_of, workers=0)
+    alone_reported = reported[:]
     got = shared.read_listings(order, 1_000_000, names_of, done.append, workers=1)
 
     assert shared.stats.workers == 1 and alone.stats.workers == 0
     assert _as_comparable(got) == _as_comparable(expected)
     assert sorted(done) == sorted(order)
-    # Listed here once per run: alone, then again after the worker (whose own attempt
-    # happened in its own memory) gave the folder back.
-    assert reported == [unlisted, unlisted]
-    assert got[-1] == ([], set(), [])
-    assert (shared.stats.hits, shared.stats.reads) == (alone.stats.hits, alone.stats.reads)
-    for kept, _linked, found in got[:-1]:
+    # Each reported once per run (the worker's own attempt happened in its own memory).
+    assert sorted(alone_reported) == sorted(reported[len(alone_reported):]) == sorted(
+        [unlisted, str(unlistable)])
+    assert got[-2:] == [([], set(), []), ([], set(), [])]
+    assert (shared.stats.hits, shared.stats.reads, shared.stats.parses) == (
+        alone.stats.hits, alone.stats.reads, alone.stats.parses)
+    assert shared.stats.worker_reads > 0  # the edited and new files of its share
+    for kept, _linked, found in got[:-2]:
         by_name = dict(zip(kept, found, strict=True))
         edited = next(facts for name, facts in by_name.items()
                       if isinstance(facts, ReadFile) and name.endswith("3_step.py")
@@ -375,6 +383,75 @@ def test_stat_checks_shared_with_worker_processes_agree_with_one_process(
         assert "sub.py" not in kept  # a folder is no file
         assert isinstance(by_name["link.py"], OSError)  # its target was moved away
     assert shared.stats.hits == 4 * 1  # per folder only the untouched second step
+
+
+def _exactly(results: list[tuple[list[str], set[str], list[object]]]) -> list[object]:
+    """Everything a reading gives, errors by type and message."""
+    return [(kept, sorted(linked),
+             [facts if isinstance(facts, ReadFile) else (type(facts).__name__, str(facts))
+              for facts in found])
+            for kept, linked, found in results]
+
+
+def _stats(index: MigrationIndex) -> tuple[int, int, int]:
+    return index.stats.hits, index.stats.reads, index.stats.parses
+
+
+@pytest.mark.parametrize("later", [True, False], ids=["settled", "racily-clean"])
+def test_a_cold_reading_shared_with_worker_processes_agrees_with_one_process(
+        tmp_path: Path, request: pytest.FixtureRequest, later: bool) -> None:
+    # No index yet: the workers read and parse (this process records what they read). Every
+    # odd entry, in every folder, so that each side meets each one.
+    if later:
+        request.getfixturevalue("later_clock")
+    max_bytes = 4000
+    folders = [tmp_path / f"wt{n}" / "versions" for n in range(4)]
+    for n, folder in enumerate(folders):
+        ids = _odd_folder(folder, f"{n}")
+        # The same file in every folder: one content, parsed once.
+        write(folder, "eeee00000001", None, name="shared_step.py")
+        os.mkfifo(folder / "pipe.py")
+        big = write(folder, ids[3], ids[2], name="big.py")
+        big.write_text(big.read_text(encoding="utf-8") + "#" * max_bytes, encoding="utf-8")
+        broken = write(folder, f"bad{n}00000001", ids[2], name="broken.py")
+        broken.write_text(broken.read_text(encoding="utf-8") + "def broken(:\n",
+                          encoding="utf-8")
+    listed = {str(folder): sorted(os.listdir(folder)) for folder in folders}
+    order = list(listed)
+
+    outcomes = []
+    for workers in (0, 1):
+        store = tmp_path / f"index-{workers}"
+        cold = MigrationIndex(store)
+        found = cold.read_listings(order, max_bytes, listed.get, workers=workers)
+        cold_stats = _stats(cold)
+        saved = cold.save()
+        tables = index_module.decode(store.read_bytes())
+        assert not isinstance(tables, str)
+        files = {folder: index_module._rows(columns) for folder, columns in tables[0].items()}
+        warm = MigrationIndex(store)
+        warm_found = warm.read_listings(order, max_bytes, listed.get, workers=workers)
+        outcomes.append((_exactly(found), cold_stats, saved, files, tables[1], tables[2],
+                         _exactly(warm_found), _stats(warm)))
+        assert cold.stats.workers == workers
+        if workers:
+            assert cold.stats.worker_reads > 0  # the workers did read, not only check
+
+    assert outcomes[1] == outcomes[0]
+    found, (hits, reads, parses), saved, files, contents, failures, _, warm_stats = outcomes[0]
+    migrations = 3 + 1 + 1  # per folder: the chain, the shared one, broken.py's header
+    kinds = [[type(facts).__name__ for facts in results] for _kept, _linked, results in found]
+    assert all(kind.count("ReadFile") == migrations + 1 for kind in kinds)  # link.py too
+    assert (hits, parses) == (0, 4 * 3 + 1 + 4 + 1)  # junk.py's content: once, too
+    assert saved  # contents learnt, whether or not any file could be trusted
+    assert len(contents) == parses - 1 and len(failures) == 1
+    if later:
+        # Every regular file recorded but the FIFO and the one larger than max_bytes.
+        assert sorted(len(entries) for entries in files.values()) == [7, 7, 7, 7]
+        assert warm_stats == (4 * 6, 4 * 2, 0)  # junk.py: known as no migration, no hit
+    else:
+        assert files == {}  # all racily clean: none recorded, all read again
+        assert warm_stats == (0, reads, 0)
 
 
 def test_worker_processes_are_forked_only_when_they_pay_and_it_is_safe(

@@ -92,7 +92,8 @@ class IndexStats:
     reads: int = 0  # files read (new, changed, or racily clean)
     parses: int = 0  # contents parsed (a content met twice is parsed once)
     saved: bool = False
-    workers: int = 0  # processes forked to share the stat checks (see read_listings)
+    workers: int = 0  # processes forked to share the checks and reads (see read_listings)
+    worker_reads: int = 0  # of the reads, files a worker read and parsed
     rebuilt: str | None = None  # why the file on disk was not used, when it was not
 
 
@@ -254,39 +255,101 @@ class MigrationIndex:
         ``names_of(folder)`` lists a folder: the names to read, or None when it could not be
         listed (it reports why itself). ``done(folder)`` is called as each folder is done.
 
-        On a large fleet the listing and the one ``lstat`` per file, which are most of a
-        warm run, are shared with forked worker processes, one per spare core: each lists
-        its folders and checks their files against the index (read-only: nothing but
-        ``listdir`` and ``lstat``), and sends back the names and one byte per file. This
-        process does its own share meanwhile, then turns the workers' verdicts into results
-        and reads whatever they did not find unchanged; a folder a worker could not list is
+        On a large fleet the work is shared with forked worker processes, one per spare
+        core. Each takes its share of the folders, lists those it was not given listed, checks
+        every file against the index with one ``lstat`` (all of a warm run), and reads and
+        parses the regular files it did not find unchanged (all of a cold run); it writes
+        nothing anywhere but sends back, per folder, the names, one verdict byte per file and
+        what it read. This process does its own share meanwhile, then turns the workers'
+        verdicts into results with the same bookkeeping as its own reads (it alone decides
+        what is recorded, by its own clock) and reads itself whatever they left to it
+        (symlinks, odd entries, anything that failed); a folder a worker could not list is
         listed here again (so that its error is reported). Threads cannot do this: the
-        per-file Python work holds the GIL. ``workers``: how many to fork (default:
-        ``parallel_workers`` decides, from the files the index knows in these folders).
+        per-file Python work holds the GIL.
+
+        A folder the index knows no file of is listed here first, so that the share it
+        costs can be sized (on a cold run: every folder; listing is cheap next to reading)
+        and it is never listed twice. ``workers``: how many to fork (default:
+        ``parallel_workers`` decides, from the files known or listed in these folders).
         """
+        known = [self._known_files([folder]) for folder in folders]
+        listed: dict[int, list[str] | None] = {
+            position: names_of(folder) for position, folder in enumerate(folders)
+            if not known[position]}
+        files = [len(listed[position] or ()) if position in listed else known[position]
+                 for position in range(len(folders))]
         if workers is None:
-            workers = parallel_workers(self._known_files(folders), len(folders))
-        sizes = [self._known_files([folder]) for folder in folders]
-        shares = _shares(sizes, workers) if workers else [list(range(len(folders)))]
-        children = [self._fork_checker([folders[i] for i in share], max_bytes, names_of)
+            workers = parallel_workers(sum(files), len(folders))
+        results: dict[int, tuple[list[str], set[str], _Results]] = {}
+        # A folder that could not be listed here has nothing to share.
+        shared = [position for position in range(len(folders))
+                  if position not in listed or listed[position] is not None]
+        if workers:
+            # Each folder's cost for a worker, and what it costs here instead, in stat checks.
+            work, own, collect = [], 0.0, 0.0
+            for position in shared:
+                cost = _COSTS_READ if position in listed else _COSTS_CHECK
+                work.append(files[position] * cost[0])
+                own += files[position] * cost[1]
+                collect += files[position] * cost[2]
+            total = max(sum(work), 1.0)
+            shares = [[shared[i] for i in share]
+                      for share in _shares(work, workers, own / total, collect / total)]
+        else:
+            shares = [shared]
+        if len(shares) > 1 and listed:
+            # Imported once here rather than in each worker: this process reads too.
+            import alembic_autocopy.parsing  # noqa: F401
+        # Before any worker reads: a file is trusted only if its ctime was old by then.
+        now = clock()
+        children = [self._fork_worker([(folders[i], listed.get(i)) for i in share], max_bytes,
+                                      names_of)
                     for share in shares[1:]]
         self.stats.workers += sum(child is not None for child in children)
-        results: dict[int, tuple[list[str], set[str], _Results]] = {}
+
+        def names(position: int) -> list[str]:
+            if position in listed:
+                return listed[position] or []
+            return names_of(folders[position]) or []
+
+        for position in range(len(folders)):
+            if position not in shared:
+                results[position] = ([], set(), [])
+                if done is not None:
+                    done(folders[position])
+        # This process's own folders to read (listed here: unknown to the index) are read
+        # as a worker reads them, but recorded after the workers' results: a content a
+        # worker parsed is not parsed here again (a fleet's worktrees share most contents).
+        own_reads: dict[int, tuple[list[str], bytes, list[_WorkerRead]]] = {}
+        own_outcomes: dict[str, tuple[str, ContentRow | str | bytes | None]] = {}
         for position in shares[0]:
             folder = folders[position]
-            results[position] = self.read_listed(folder, names_of(folder) or [], max_bytes)
+            if len(shares) > 1 and position in listed:
+                own_names = listed[position] or []
+                own_reads[position] = (own_names, *_check_and_read(
+                    folder, own_names, self._lookup.get(folder) or {}, max_bytes,
+                    self._knows_content, own_outcomes, parse=False))
+                continue
+            results[position] = self.read_listed(folder, names(position), max_bytes)
             if done is not None:
                 done(folder)
         for share, child in zip(shares[1:], children, strict=True):
-            for position, checked in zip(share, _collect(child, len(share)), strict=True):
+            given = [listed.get(position) for position in share]
+            for position, checked in zip(share, _collect(child, given), strict=True):
                 folder = folders[position]
                 if checked is None:
-                    results[position] = self.read_listed(folder, names_of(folder) or [],
-                                                         max_bytes)
+                    results[position] = self.read_listed(folder, names(position), max_bytes)
                 else:
-                    results[position] = self._read_checked(folder, *checked, max_bytes)
+                    results[position] = self._read_checked(folder, *checked, max_bytes,
+                                                           now, by_worker=True)
                 if done is not None:
                     done(folder)
+        for position, checked in own_reads.items():
+            folder = folders[position]
+            results[position] = self._read_checked(folder, *checked, max_bytes, now,
+                                                   by_worker=False)
+            if done is not None:
+                done(folder)
         return [results[position] for position in range(len(folders))]
 
     def _known_files(self, folders: Sequence[str]) -> int:
@@ -298,16 +361,17 @@ class MigrationIndex:
                 known += len(columns[0])
         return known
 
-    def _fork_checker(self, folders: Sequence[str], max_bytes: int,
-                      names_of: Callable[[str], list[str] | None]) -> tuple[int, int] | None:
-        """Fork a process that lists ``folders`` and checks their files against the index
-        (see ``_verdicts``), and writes, per folder, ``(names, verdicts)`` or None (could
-        not list it) to a pipe; (pid, read end), or None when no process could be made."""
+    def _fork_worker(self, folders: Sequence[tuple[str, list[str] | None]], max_bytes: int,
+                     names_of: Callable[[str], list[str] | None]) -> tuple[int, int] | None:
+        """Fork a process that lists the folders given without names, checks and reads their
+        files (see ``_check_and_read``) and writes, per folder, ``(names, verdicts, read)``
+        (names None when they were given) or None (could not list it) to a pipe; (pid,
+        read end), or None when no process could be made."""
         try:
             reading, writing = os.pipe()
         except OSError:
             return None
-        lookups = [self._lookup.get(folder) for folder in folders]
+        lookups = [self._lookup.get(folder) for folder, _names in folders]
         try:
             pid = os.fork()
         except OSError:
@@ -319,15 +383,18 @@ class MigrationIndex:
             try:
                 os.close(reading)
                 gc.disable()  # short-lived: nothing to collect, no copy-on-write churn
-                checked: list[tuple[list[str], bytes] | None] = []
-                for folder, lookup in zip(folders, lookups, strict=True):
-                    names = names_of(folder)
+                checked: list[_Checked | None] = []
+                outcomes: dict[str, tuple[str, ContentRow | str | bytes | None]] = {}
+                for (folder, given), lookup in zip(folders, lookups, strict=True):
+                    names = names_of(folder) if given is None else given
                     if names is None:
                         checked.append(None)
                         continue
                     if lookup is None:
                         lookup = _rows(self._old_folders.get(folder))
-                    checked.append((names, _verdicts(folder, names, lookup, max_bytes)))
+                    verdicts, read = _check_and_read(folder, names, lookup, max_bytes,
+                                                     self._knows_content, outcomes)
+                    checked.append((names if given is None else None, verdicts, read))
                 view = memoryview(marshal.dumps(checked))
                 while view:
                     view = view[os.write(writing, view):]
@@ -338,10 +405,14 @@ class MigrationIndex:
         return pid, reading
 
     def _read_checked(self, folder: str, names: list[str], verdicts: bytes,
-                      max_bytes: int) -> tuple[list[str], set[str], _Results]:
-        """``read_listed`` for a folder whose files a worker already checked: an unchanged
-        file is answered from the index with no system call; anything else is looked at
-        here exactly as ``read_listed`` would (its ``lstat`` again, then read if need be)."""
+                      read: list[_WorkerRead], max_bytes: int, now: int, by_worker: bool
+                      ) -> tuple[list[str], set[str], _Results]:
+        """``read_listed`` for a folder whose files a worker already checked, and read when
+        not unchanged: an unchanged file is answered from the index and a file the worker
+        read is recorded as ``_read`` would (``now``: this process's clock before the worker
+        was forked), with no system call; anything else is looked at here exactly as
+        ``read_listed`` would (its ``lstat`` again, then read if need be). ``by_worker``:
+        a worker read them (``stats.worker_reads``), not this process (see read_listings)."""
         kept: list[str] = []
         linked: set[str] = set()
         results: _Results = []
@@ -351,7 +422,8 @@ class MigrationIndex:
             lookup = self._lookup[folder] = _rows(self._old_folders.get(folder))
         seen = self._seen(folder)
         facts_by_blob = self._facts
-        hits = 0
+        hits = reads = 0
+        next_read = iter(read).__next__
         for name, verdict in zip(names, verdicts, strict=True):
             if verdict == _UNCHANGED:
                 entry = lookup[name]
@@ -368,6 +440,19 @@ class MigrationIndex:
                     keep(name)
                     append(facts)
                     continue
+            elif verdict == _READ:
+                size, mtime, ctime, inode, length, blob, outcome = next_read()
+                if outcome is None:  # the index knew this content when the worker forked
+                    outcome = self._known_outcome(blob)
+                if outcome is not None:
+                    reads += 1
+                    keep(name)
+                    try:
+                        append(self._learn(folder, name, (size, mtime, ctime, inode), length,
+                                           blob, now, outcome))
+                    except MigrationParseError as error:
+                        append(error)
+                    continue
             elif verdict == _FOLDER:
                 continue
             one_kept, one_linked, one_result = self.read_listed(folder, [name], max_bytes)
@@ -375,45 +460,51 @@ class MigrationIndex:
             linked |= one_linked
             results += one_result
         self.stats.hits += hits
+        self.stats.reads += reads
+        if by_worker:
+            self.stats.worker_reads += reads
         return kept, linked, results
 
     def _read(self, text: str, folder: str, name: str, max_bytes: int) -> ReadFile:
         self.stats.reads += 1
         now = clock()
-        # os-level calls, and a buffer of the file's size (not max_bytes): a cold run reads
-        # every file of the fleet. O_NONBLOCK: a FIFO named x.py never blocks the open.
-        descriptor = os.open(text, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)
-                             | getattr(os, "O_BINARY", 0))
-        try:
-            info = os.fstat(descriptor)
-            if not stat.S_ISREG(info.st_mode):
-                raise MigrationParseError("not a regular file")
-            if info.st_size > max_bytes:
-                raise MigrationParseError(f"larger than {max_bytes} bytes")
-            content = _read_all(descriptor, min(info.st_size, max_bytes) + 1)
-        finally:
-            os.close(descriptor)
-        if len(content) > max_bytes:
-            raise MigrationParseError(f"larger than {max_bytes} bytes")
-        blob = git.blob_id(content)
-        trusted = info.st_ctime_ns < now - RACY_WINDOW_NS and len(content) == info.st_size
+        info, content = _read_content(text, max_bytes)
+        return self._learn(folder, name,
+                           (info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_ino),
+                           len(content), git.blob_id(content), now, content)
+
+    def _learn(self, folder: str, name: str, info: tuple[int, int, int, int], length: int,
+               blob: str, now: int, content: bytes | ContentRow | str) -> ReadFile:
+        """What a file just read gives (raises MigrationParseError when it is no migration),
+        and its entry recorded unless it may be racily clean.
+
+        ``info``: (size, mtime_ns, ctime_ns, inode) of the open file; ``length``: the bytes
+        read; ``blob``: their git blob id; ``now``: the clock before they were read;
+        ``content``: the bytes (parsed unless the content is known), or the outcome of a
+        worker's parse (``_parse_content``). By this process or a worker, one rule.
+        """
+        trusted = info[2] < now - RACY_WINDOW_NS and length == info[0]
         if not trusted:
             self._seen(folder).pop(name, None)
             self._dirty = self._dirty or self._entry(folder, name) is not None
-            return self.parse_blob(blob, content)
+            return self._content_facts(blob, content)
         try:
-            facts = self.parse_blob(blob, content)
+            facts: ReadFile | None = self._content_facts(blob, content)
         except MigrationParseError:
             facts = None
         # facts.blob is the one shared string of this content: stored once on disk.
-        entry = (info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_ino,
-                 facts.blob if facts is not None else blob)
+        entry = (*info, facts.blob if facts is not None else blob)
         if self._entry(folder, name) != entry:
             self._dirty = True
         self._seen(folder)[name] = entry
         if facts is None:
             raise MigrationParseError(self._failures[blob])
         return facts
+
+    def _content_facts(self, blob: str, content: bytes | ContentRow | str) -> ReadFile:
+        if isinstance(content, bytes):
+            return self.parse_blob(blob, content)
+        return self._facts_for(blob) or self._learn_content(blob, content)
 
     def _seen(self, folder: str) -> dict[str, FileEntry]:
         seen = self._folders.get(folder)
@@ -439,23 +530,30 @@ class MigrationIndex:
         known = self._facts_for(blob_id)
         if known is not None:
             return known
+        return self._learn_content(blob_id, _parse_content(content))
+
+    def _learn_content(self, blob_id: str, outcome: ContentRow | str) -> ReadFile:
+        """Remember a content newly parsed, here or by a worker: its row, or why it is no
+        migration (then raise MigrationParseError)."""
         self.stats.parses += 1
         self._dirty = True
-        # Imported here: a warm run, which parses nothing, never pays for the parser.
-        from alembic_autocopy.parsing import parse_migration, sha256_hex
-
-        try:
-            header = parse_migration(content)
-        except MigrationParseError as error:
-            self._failures[blob_id] = str(error)
-            raise
-        row: ContentRow = (header.revision, header.down_revisions, header.branch_labels,
-                           header.depends_on, header.message, sha256_hex(content),
-                           len(content))
-        self._contents[blob_id] = row
-        facts = ReadFile(header, row[5], row[6], blob_id)
-        self._facts[blob_id] = facts
+        if isinstance(outcome, str):
+            self._failures[blob_id] = outcome
+            raise MigrationParseError(outcome)
+        self._contents[blob_id] = outcome
+        header = MigrationHeader(outcome[0], outcome[1], outcome[2], outcome[3], outcome[4])
+        facts = self._facts[blob_id] = ReadFile(header, outcome[5], outcome[6], blob_id)
         return facts
+
+    def _knows_content(self, blob_id: str) -> bool:
+        return (blob_id in self._facts or blob_id in self._contents
+                or blob_id in self._failures or blob_id in self._old_contents
+                or blob_id in self._old_failures)
+
+    def _known_outcome(self, blob_id: str) -> ContentRow | str | None:
+        """What the index knows of a content: its row, why it is no migration, or None."""
+        return (self._contents.get(blob_id) or self._old_contents.get(blob_id)
+                or self._failures.get(blob_id) or self._old_failures.get(blob_id))
 
     def _facts_for(self, blob_id: str) -> ReadFile | None:
         facts = self._facts.get(blob_id)
@@ -602,17 +700,31 @@ class MigrationIndex:
         return folders, contents, failures, trees
 
 
-# One byte per file from a checking worker: look again here, unchanged, or a folder.
-_LOOK_AGAIN, _UNCHANGED, _FOLDER = 0, 1, 2
+# One byte per file from a worker: look again here, unchanged, a folder, or read (what it
+# read follows, in order).
+_LOOK_AGAIN, _UNCHANGED, _FOLDER, _READ = 0, 1, 2, 3
 # Below this many files a fork costs more than it saves (a fork and its pipe: ~1 ms here;
 # 1,000 stat checks: ~3 ms). ``ALEMBIC_AUTOCOPY_PARALLEL_MIN_FILES`` overrides it.
 PARALLEL_MIN_FILES = 4000
 PARALLEL_VARIABLE = "ALEMBIC_AUTOCOPY_PARALLEL_MIN_FILES"
 MAX_WORKERS = 3
-# What a file costs this process when it checks it itself (lstat and compare), and when a
-# worker did (the verdict turned into a result), relative to a worker's own check: the
-# shares are sized so that this process and its workers finish together.
-_OWN_COST, _COLLECT_COST = 1.0, 0.12
+# What a file costs, in a worker's stat checks (~3 µs here), when it is checked against the
+# index and when it is read: (done by a worker, done here, collected here after a worker did
+# it). A check here is one too; collecting its verdict is a dict lookup. A worker's read is an
+# lstat, the read, the blob id and its share of the parses (each content new to that
+# worker); one read here is parsed only if no worker parsed that content (see read_listings)
+# and recorded like a worker's. The shares are sized so that this process and its workers
+# finish together (measured on the benchmark fleet, docs/performance.md).
+_COSTS_CHECK = (1.0, 1.0, 0.12)
+_COSTS_READ = (6.5, 4.5, 0.6)
+
+# What a worker read of one file: size, mtime_ns, ctime_ns, inode (of the open file), bytes
+# read, blob id, and the parse's outcome (None: the index knew that content; bytes: not
+# parsed yet, see ``_check_and_read``).
+_WorkerRead = tuple[int, int, int, int, int, str, "ContentRow | str | bytes | None"]
+# A worker's answer for one folder: the names it listed (None: it was given them), one
+# verdict byte per name, and what it read, in order.
+_Checked = tuple["list[str] | None", bytes, list[_WorkerRead]]
 
 
 def parallel_workers(files: int, folders: int) -> int:
@@ -635,13 +747,15 @@ def parallel_workers(files: int, folders: int) -> int:
     return max(0, min(cores - 1, MAX_WORKERS, folders - 1))
 
 
-def _shares(sizes: Sequence[int], workers: int) -> list[list[int]]:
+def _shares(sizes: Sequence[float], workers: int, own_cost: float = _COSTS_CHECK[1],
+            collect_cost: float = _COSTS_CHECK[2]) -> list[list[int]]:
     """Folder positions for this process (first, maybe none) and for each worker (none
-    empty), in order, sized by file count so that all finish together: this process also
-    turns the workers' verdicts into results."""
+    empty), in order, sized so that all finish together: ``sizes`` is each folder's cost
+    for a worker; this process does its own at ``own_cost`` times that, and collects the
+    workers' results at ``collect_cost`` times the cost each saved it."""
     total = sum(sizes)
-    # own * _OWN_COST + (total - own) * _COLLECT_COST == (total - own) / workers
-    own = total * (1 / workers - _COLLECT_COST) / (_OWN_COST - _COLLECT_COST + 1 / workers)
+    # own * own_cost + (total - own) * collect_cost == (total - own) / workers
+    own = total * (1 / workers - collect_cost) / (own_cost - collect_cost + 1 / workers)
     own = min(max(own, 0.0), float(total))
     targets = [own] + [(total - own) / workers] * workers
     shares: list[list[int]] = [[] for _ in targets]
@@ -654,15 +768,26 @@ def _shares(sizes: Sequence[int], workers: int) -> list[list[int]]:
     return [shares[0], *(share for share in shares[1:] if share)]
 
 
-def _verdicts(folder: str, names: Sequence[str], lookup: Mapping[str, FileEntry],
-              max_bytes: int) -> bytes:
-    """One byte per name: ``_UNCHANGED`` when the file is the regular file its entry
-    describes (size, mtime_ns, ctime_ns and inode all equal), ``_FOLDER`` for a folder
-    (Alembic loads no folder named x.py), else ``_LOOK_AGAIN``."""
+def _check_and_read(folder: str, names: Sequence[str], lookup: Mapping[str, FileEntry],
+                    max_bytes: int, knows: Callable[[str], bool],
+                    outcomes: dict[str, tuple[str, ContentRow | str | bytes | None]],
+                    parse: bool = True) -> tuple[bytes, list[_WorkerRead]]:
+    """A worker's work on one folder: one verdict byte per name, and what it read.
+
+    ``_UNCHANGED`` when the file is the regular file its entry describes (size, mtime_ns,
+    ctime_ns and inode all equal), ``_FOLDER`` for a folder (Alembic loads no folder named
+    x.py), ``_READ`` for any other regular file, read as ``_read`` reads it, its blob id
+    computed and its content parsed unless ``knows`` it or this worker parsed it already
+    (``outcomes``: by blob id, one shared string and outcome each, which marshal then
+    writes once); not ``parse``: its bytes instead, to be parsed later (unless a worker did).
+    Anything else, and any file whose reading failed in any way, is ``_LOOK_AGAIN``: this
+    process looks at it again.
+    """
     verdicts = bytearray(len(names))
+    read: list[_WorkerRead] = []
     descriptor = _open_folder(folder)
     if descriptor is None:
-        return bytes(verdicts)
+        return bytes(verdicts), read
     lstat = os.lstat
     kind_bits, folder_kind, file_kind = 0o170000, stat.S_IFDIR, stat.S_IFREG
     try:
@@ -678,19 +803,33 @@ def _verdicts(folder: str, names: Sequence[str], lookup: Mapping[str, FileEntry]
                         and entry[1] == info.st_mtime_ns and entry[0] == info.st_size
                         and entry[3] == info.st_ino and info.st_size <= max_bytes):
                     verdicts[position] = _UNCHANGED
+                    continue
+                try:
+                    opened, content = _read_content(name, max_bytes, descriptor)
+                    blob = git.blob_id(content)
+                    known = outcomes.get(blob)
+                    if known is None:
+                        outcome = (None if knows(blob) else
+                                   _parse_content(content) if parse else content)
+                        known = outcomes[blob] = (blob, outcome)
+                    read.append((opened.st_size, opened.st_mtime_ns, opened.st_ctime_ns,
+                                 opened.st_ino, len(content), *known))
+                except Exception:  # whatever it is, this process looks at it again
+                    continue
+                verdicts[position] = _READ
             elif kind == folder_kind:
                 verdicts[position] = _FOLDER
     finally:
         os.close(descriptor)
-    return bytes(verdicts)
+    return bytes(verdicts), read
 
 
-def _collect(child: tuple[int, int] | None, folders: int
-             ) -> list[tuple[list[str], bytes] | None]:
-    """A worker's ``(names, verdicts)`` per folder (None: not listed there); None for each
-    folder when the worker failed in any way (this process then does them: only time is
-    lost)."""
-    failed: list[tuple[list[str], bytes] | None] = [None] * folders
+def _collect(child: tuple[int, int] | None, given: Sequence[list[str] | None]
+             ) -> list[tuple[list[str], bytes, list[_WorkerRead]] | None]:
+    """A worker's ``(names, verdicts, read)`` per folder (None: not listed there; the
+    names are ``given``'s when the worker was given them); None for each folder when the
+    worker failed in any way (this process then does them: only time is lost)."""
+    failed: list[tuple[list[str], bytes, list[_WorkerRead]] | None] = [None] * len(given)
     if child is None:
         return failed
     pid, reading = child
@@ -712,14 +851,59 @@ def _collect(child: tuple[int, int] | None, folders: int
         found: Any = marshal.loads(b"".join(chunks))
     except (ValueError, EOFError, TypeError):
         return failed
-    if not isinstance(found, list) or len(found) != folders:
+    if not isinstance(found, list) or len(found) != len(given):
         return failed
-    for item in found:
-        if item is not None and not (
-                isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], list)
-                and isinstance(item[1], bytes) and len(item[0]) == len(item[1])):
+    collected: list[tuple[list[str], bytes, list[_WorkerRead]] | None] = []
+    for item, names in zip(found, given, strict=True):
+        if item is None:
+            if names is not None:
+                return failed
+            collected.append(None)
+            continue
+        if not (isinstance(item, tuple) and len(item) == 3 and isinstance(item[1], bytes)
+                and isinstance(item[2], list) and item[1].count(_READ) == len(item[2])):
             return failed
-    return found
+        listed = item[0] if names is None else names
+        if not (isinstance(listed, list) and len(listed) == len(item[1])):
+            return failed
+        collected.append((listed, item[1], item[2]))
+    return collected
+
+
+def _read_content(path: str, max_bytes: int, folder: int | None = None
+                  ) -> tuple[os.stat_result, bytes]:
+    """The open file's stat and its bytes (``path`` relative to the folder descriptor
+    ``folder`` if given); raises MigrationParseError (not a regular file, too large) or
+    OSError."""
+    # os-level calls, and a buffer of the file's size (not max_bytes): a cold run reads
+    # every file of the fleet. O_NONBLOCK: a FIFO named x.py never blocks the open.
+    descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)
+                         | getattr(os, "O_BINARY", 0), dir_fd=folder)
+    try:
+        info = os.fstat(descriptor)
+        if not stat.S_ISREG(info.st_mode):
+            raise MigrationParseError("not a regular file")
+        if info.st_size > max_bytes:
+            raise MigrationParseError(f"larger than {max_bytes} bytes")
+        content = _read_all(descriptor, min(info.st_size, max_bytes) + 1)
+    finally:
+        os.close(descriptor)
+    if len(content) > max_bytes:
+        raise MigrationParseError(f"larger than {max_bytes} bytes")
+    return info, content
+
+
+def _parse_content(content: bytes) -> ContentRow | str:
+    """What the index keeps of a content: its row, or why it is no migration."""
+    # Imported here: a warm run, which parses nothing, never pays for the parser.
+    from alembic_autocopy.parsing import parse_migration, sha256_hex
+
+    try:
+        header = parse_migration(content)
+    except MigrationParseError as error:
+        return str(error)
+    return (header.revision, header.down_revisions, header.branch_labels, header.depends_on,
+            header.message, sha256_hex(content), len(content))
 
 
 def _read_all(descriptor: int, limit: int) -> bytes:
