@@ -746,6 +746,10 @@ def measured_values(starts: dict[str, Sample], scaled: dict[int, dict[str, Sampl
     values["directory_nocache_over_bare"] = ratio("x1_script_directory_nocache",
                                                   "x1_bare_select")
     values["directory_cached_reach"] = reach("x1_script_directory", "x1_bare_select", 10)
+    needed = ("x1_script_directory", "x1_bare_select", "x1_stat_walk")
+    if all(key in medians for key in needed):
+        floor = medians["x1_bare_select"] + medians["x1_stat_walk"]
+        values["directory_over_bare_and_walk"] = f"{medians['x1_script_directory'] / floor:.2f}"
     values["directory_nocache_over_check"] = ratio("x1_script_directory_nocache",
                                                    "x1_check_warm")
     values["directory_nocache_over_dry_run"] = ratio("x1_script_directory_nocache",
