@@ -149,9 +149,7 @@ class MigrationIndex:
         """
         results: list[ReadFile | MigrationParseError | OSError] = []
         append = results.append
-        lookup = self._lookup.get(folder)
-        if lookup is None:
-            lookup = self._lookup[folder] = _rows(self._old_folders.get(folder))
+        lookup = self._lookup_of(folder)
         seen = self._seen(folder)
         facts_by_blob = self._facts
         prefix = folder + os.sep
@@ -197,9 +195,7 @@ class MigrationIndex:
         linked: set[str] = set()
         results: list[ReadFile | MigrationParseError | OSError] = []
         keep, append = kept.append, results.append
-        lookup = self._lookup.get(folder)
-        if lookup is None:
-            lookup = self._lookup[folder] = _rows(self._old_folders.get(folder))
+        lookup = self._lookup_of(folder)
         seen = self._seen(folder)
         facts_by_blob = self._facts
         prefix = folder + os.sep
@@ -417,9 +413,7 @@ class MigrationIndex:
         linked: set[str] = set()
         results: _Results = []
         keep, append = kept.append, results.append
-        lookup = self._lookup.get(folder)
-        if lookup is None:
-            lookup = self._lookup[folder] = _rows(self._old_folders.get(folder))
+        lookup = self._lookup_of(folder)
         seen = self._seen(folder)
         facts_by_blob = self._facts
         hits = reads = 0
@@ -512,11 +506,15 @@ class MigrationIndex:
             seen = self._folders[folder] = {}
         return seen
 
-    def _entry(self, folder: str, name: str) -> FileEntry | None:
+    def _lookup_of(self, folder: str) -> dict[str, FileEntry]:
+        """The index's entries of ``folder`` by name (built once per run from its columns)."""
         lookup = self._lookup.get(folder)
         if lookup is None:
             lookup = self._lookup[folder] = _rows(self._old_folders.get(folder))
-        return lookup.get(name)
+        return lookup
+
+    def _entry(self, folder: str, name: str) -> FileEntry | None:
+        return self._lookup_of(folder).get(name)
 
     # ----------------------------------------------------------------------------- contents
 
