@@ -121,3 +121,13 @@ def test_git_objects_that_disagree_without_a_file_conflict() -> None:
     one = found(h, where="/repo", sha="one", kind=LocationKind.BRANCH)
     two = found(h, where="/repo", sha="two", kind=LocationKind.REMOTE)
     assert plan_repair([BASE], ["c1"], [one, two]).outcome is Outcome.CONFLICT
+
+
+def test_reachable_walks_parents_through_gaps() -> None:
+    from alembic_autocopy.model import reachable
+
+    parents = {"d": ["c", "x"], "c": ["b"], "b": ["a"], "x": ["gone"]}
+    assert reachable(["d"], parents) == {"d", "c", "b", "a", "x", "gone"}
+    assert reachable(["c", ""], parents) == {"c", "b", "a"}  # an empty head is no revision
+    assert reachable([], parents) == set()
+    assert reachable(["a", "a"], {"a": ["a"]}) == {"a"}  # a loop ends

@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from alembic_autocopy.model import Candidate, MigrationHeader
+from alembic_autocopy.model import Candidate, MigrationHeader, reachable
 
 
 @dataclass(frozen=True)
@@ -103,15 +103,7 @@ def applied_revisions(heads: Iterable[str], recorded_parents: Mapping[str, Seque
         depends_on.setdefault(header.revision, header.depends_on)
     for revision, parents in recorded_parents.items():
         needs[revision] = (*parents, *depends_on.get(revision, ()))
-    applied: set[str] = set()
-    stack = [head for head in heads if head]
-    while stack:
-        revision = stack.pop()
-        if revision in applied:
-            continue
-        applied.add(revision)
-        stack.extend(needs.get(revision, ()))
-    return applied
+    return reachable(heads, needs)
 
 
 def detect(local: Sequence[Candidate], records: Iterable[Record], heads: Iterable[str],

@@ -15,7 +15,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from alembic_autocopy.model import Candidate, Location, LocationKind, short_ref
+from alembic_autocopy.model import Candidate, Location, LocationKind, reachable, short_ref
 
 
 class Residence(enum.Enum):
@@ -228,15 +228,7 @@ def _ancestry(tips: Iterable[str], edges: Sequence[Edge]) -> set[str]:
     parents: dict[str, list[str]] = {}
     for edge in edges:
         parents.setdefault(edge.child, []).append(edge.parent)
-    seen: set[str] = set()
-    stack = list(tips)
-    while stack:
-        revision = stack.pop()
-        if revision in seen:
-            continue
-        seen.add(revision)
-        stack.extend(parents.get(revision, ()))
-    return seen
+    return reachable(tips, parents)
 
 
 def _parents_first(nodes: Mapping[str, Node], edges: Sequence[Edge]) -> list[str]:

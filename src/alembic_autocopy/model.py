@@ -7,6 +7,7 @@ parsing, scanning, planning and placement hand to each other.
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 
@@ -103,6 +104,21 @@ def short_ref(ref: str) -> str:
         if ref.startswith(prefix):
             return ref[len(prefix):]
     return ref
+
+
+def reachable(tips: Iterable[str], parents: Mapping[str, Iterable[str]]) -> set[str]:
+    """Every revision at or below ``tips`` following ``parents``, gaps tolerated: a parent
+    nobody holds is kept and its own parents are simply unknown (Alembic's RevisionMap
+    refuses such a graph; drift reports and drawings must still cover it)."""
+    seen: set[str] = set()
+    stack = [tip for tip in tips if tip]
+    while stack:
+        revision = stack.pop()
+        if revision in seen:
+            continue
+        seen.add(revision)
+        stack.extend(parents.get(revision, ()))
+    return seen
 
 
 @dataclass(frozen=True)
