@@ -125,3 +125,29 @@ def test_failures_raise_one_typed_error(sqlite_db: Database, tmp_path: Path) -> 
     assert "missing.ini" in config["message"]
     assert document["dry_run"] is not None  # a blocked plan fails a dry run too
     assert sqlite_db.versions() == {"dead00000000"}  # nothing was changed
+
+
+def test_an_application_is_not_left_with_git_processes(sqlite_db: Database,
+                                                        tmp_path: Path) -> None:
+    # The revisions now live only on a's branch (its worktree was removed): the search reads
+    # git objects through a long-lived `git cat-file --batch`, which a command-line run keeps
+    # to its end but an application, which goes on after start-up, must not inherit.
+    repo = make_repo(tmp_path, sqlite_db)
+    b, ids, _own = _diverged(repo)
+    a = repo.worktrees["a"]
+    repo.main.git("worktree", "remove", "--force", str(a.path))
+    assert not a.path.exists()
+
+    document = _script(b, """
+        import alembic_autocopy
+        report = alembic_autocopy.ensure_database_current("alembic.ini")
+        from alembic_autocopy import gitobjects
+        assert all("branch a" in item.source for item in report.brought_in), report
+        pid = os.getpid()
+        children = open(f"/proc/{pid}/task/{pid}/children").read().split()
+        print(json.dumps({**json.loads(as_json(report)), "readers": len(gitobjects._READERS),
+                          "children": children}))
+    """)
+
+    assert document["brought_in"] == ids  # from the branch
+    assert document["readers"] == 0 and document["children"] == []

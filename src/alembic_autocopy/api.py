@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,6 +68,15 @@ class DatabaseReport:
         return bool(self.brought_in or self.applied) and not self.dry_run
 
 
+def _stop_git_readers() -> None:
+    """An application goes on after start-up: the `git cat-file` processes a search of git
+    objects started are not left running until it exits (a command-line run keeps them to
+    its end)."""
+    gitobjects = sys.modules.get("alembic_autocopy.gitobjects")
+    if gitobjects is not None:
+        gitobjects.close_readers()
+
+
 def ensure_database_current(
     config: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] = "alembic.ini",
     *,
@@ -106,6 +116,8 @@ def ensure_database_current(
         raise AutocopyFailed(f"internal error in alembic-autocopy: {type(error).__name__}: "
                              f"{error}", "please report it with the traceback of `cause`",
                              cause=error) from error
+    finally:
+        _stop_git_readers()
     placed = {entry.revision: entry.path for entry in result.placed}
     brought = tuple(BroughtIn(c.revision, c.location.describe(), placed.get(c.revision))
                     for c in result.situation.plan.bring)
