@@ -879,6 +879,8 @@ def _read_content(path: str, max_bytes: int, folder: int | None = None
                          | getattr(os, "O_BINARY", 0), dir_fd=folder)
     try:
         info = os.fstat(descriptor)
+        if stat.S_ISDIR(info.st_mode):  # (a symlink to a folder) said as open() says it
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), path)
         if not stat.S_ISREG(info.st_mode):
             raise MigrationParseError("not a regular file")
         if info.st_size > max_bytes:
