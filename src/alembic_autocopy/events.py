@@ -10,6 +10,7 @@ event (a hook running on every checkout would drown the log).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import functools
 import inspect
@@ -110,9 +111,14 @@ def read(path: Path) -> tuple[list[dict[str, Any]], int]:
         raw = path.read_bytes()
     except FileNotFoundError:
         return [], 0
+    return _parse_lines(raw.splitlines())
+
+
+def _parse_lines(lines: Iterable[bytes]) -> tuple[list[dict[str, Any]], int]:
+    """The events among ``lines``, and how many non-blank lines are not one."""
     found: list[dict[str, Any]] = []
     unreadable = 0
-    for line in raw.splitlines():
+    for line in lines:
         if not line.strip():
             continue
         try:
@@ -183,7 +189,9 @@ def after_repair(project: ProjectConfig | None, options: Any, report: RepairRepo
         try:
             path = log_path(root)
             if url and event["outcome"] == FAILED:
-                earlier = recent(path)
+                # Unreadable, the log only costs the check for a repeat: posted anyway.
+                with contextlib.suppress(OSError):
+                    earlier = recent(path)
             append(path, event)
         except (OSError, AutocopyError) as problem:
             warnings.append(f"could not log the repair: {problem}")
@@ -231,15 +239,7 @@ def recent(path: Path, size: int = RECENT_LOG_BYTES) -> list[dict[str, Any]]:
     lines = raw.splitlines()
     if start > 0 and lines:
         lines = lines[1:]
-    found: list[dict[str, Any]] = []
-    for line in lines:
-        try:
-            value = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(value, dict):
-            found.append(value)
-    return found
+    return _parse_lines(lines)[0]
 
 
 def _where(project: ProjectConfig, report: RepairReport | None) -> tuple[Path | None,

@@ -52,7 +52,7 @@ from alembic_autocopy.scanning import ReadFile
 
 TYPE_CHECKING = False  # typing's, without importing typing (see output.py)
 if TYPE_CHECKING:
-    from typing import Any
+    from typing import Any, TypeGuard
 
 SCHEMA = 2
 MAGIC = b"alembic-autocopy index\n"
@@ -129,8 +129,7 @@ class MigrationIndex:
         folder, name = os.path.split(text)
         info = os.stat(text)
         entry = self._entry(folder, name)
-        if (entry is not None and entry[0] == info.st_size and entry[1] == info.st_mtime_ns
-                and entry[2] == info.st_ctime_ns and entry[3] == info.st_ino):
+        if unchanged(entry, info):
             if info.st_size > max_bytes:
                 raise MigrationParseError(f"larger than {max_bytes} bytes")
             self._seen(folder)[name] = entry
@@ -164,9 +163,7 @@ class MigrationIndex:
                     else:
                         info = stat_at(prefix + name)
                     entry = lookup.get(name)
-                    if (entry is not None and entry[2] == info.st_ctime_ns
-                            and entry[1] == info.st_mtime_ns and entry[0] == info.st_size
-                            and entry[3] == info.st_ino and info.st_size <= max_bytes):
+                    if unchanged(entry, info) and info.st_size <= max_bytes:
                         seen[name] = entry
                         facts = facts_by_blob.get(entry[4]) or self._facts_for(entry[4])
                         if facts is not None:
@@ -224,9 +221,7 @@ class MigrationIndex:
                         append(self.read_file(prefix + name, max_bytes))
                         continue
                     entry = lookup.get(name)
-                    if (entry is not None and entry[2] == info.st_ctime_ns
-                            and entry[1] == info.st_mtime_ns and entry[0] == info.st_size
-                            and entry[3] == info.st_ino and info.st_size <= max_bytes):
+                    if unchanged(entry, info) and info.st_size <= max_bytes:
                         seen[name] = entry
                         facts = facts_by_blob.get(entry[4]) or self._facts_for(entry[4])
                         if facts is not None:
@@ -796,10 +791,7 @@ def _check_and_read(folder: str, names: Sequence[str], lookup: Mapping[str, File
                 continue
             kind = info.st_mode & kind_bits
             if kind == file_kind:
-                entry = lookup.get(name)
-                if (entry is not None and entry[2] == info.st_ctime_ns
-                        and entry[1] == info.st_mtime_ns and entry[0] == info.st_size
-                        and entry[3] == info.st_ino and info.st_size <= max_bytes):
+                if unchanged(lookup.get(name), info) and info.st_size <= max_bytes:
                     verdicts[position] = _UNCHANGED
                     continue
                 try:
@@ -904,6 +896,15 @@ def _parse_content(content: bytes) -> ContentRow | str:
         return str(error)
     return (header.revision, header.down_revisions, header.branch_labels, header.depends_on,
             header.message, sha256_hex(content), len(content))
+
+
+def unchanged(entry: FileEntry | None, info: os.stat_result) -> TypeGuard[FileEntry]:
+    """The index's exactness rule, in one place: an entry answers for a file only when its
+    size, mtime_ns, ctime_ns and inode all match the file's stat (ctime first: every write
+    moves it, and nobody can set it back)."""
+    return (entry is not None and entry[2] == info.st_ctime_ns
+            and entry[1] == info.st_mtime_ns and entry[0] == info.st_size
+            and entry[3] == info.st_ino)
 
 
 def _read_all(descriptor: int, limit: int) -> bytes:
