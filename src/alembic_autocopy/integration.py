@@ -13,7 +13,9 @@ passes this module's callback to ``context.configure``::
     )
 
 ``options()`` adds the recording callback (``on_version_apply``) and keeps the record table
-out of autogenerate (``include_name`` and ``include_object``); give it your own hooks, if
+out of autogenerate (``include_name`` and ``include_object``), as well as the tables, columns,
+indexes and constraints that other worktrees' applied revisions created (``include_object``,
+see ownership.py); give it your own hooks, if
 env.py already passes some, and it chains them::
 
     **alembic_autocopy.integration.options(include_object=my_include_object)
@@ -57,8 +59,14 @@ def record_table_names() -> set[str]:
 
 def include_object(object_: Any, name: str | None, type_: str, reflected: bool,
                    compare_to: Any) -> bool:
-    """Alembic's ``include_object`` hook: False for the record table, True otherwise."""
-    return not (type_ == "table" and name in record_table_names())
+    """Alembic's ``include_object`` hook: False for the record table, and for the objects
+    that revisions foreign to this worktree's lineage created in the shared database
+    (ownership.py: one log line per object left out); True otherwise."""
+    if type_ == "table" and name in record_table_names():
+        return False
+    from alembic_autocopy import ownership
+
+    return ownership.include_object(object_, name, type_, reflected, compare_to)
 
 
 def include_name(name: str | None, type_: str, parent_names: dict[str, str | None]) -> bool:

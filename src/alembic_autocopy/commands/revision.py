@@ -260,6 +260,7 @@ class _Generated:
     scripts: list[Any] = field(default_factory=list)
     database_heads: tuple[str, ...] | None = None
     alembic_output: str = ""
+    left_out: list[str] = field(default_factory=list)  # objects of foreign revisions
 
 
 def run(args: argparse.Namespace, out: Output) -> int:
@@ -308,6 +309,7 @@ def run(args: argparse.Namespace, out: Output) -> int:
                        "down_revisions": list(_as_tuple(s.down_revision))} for s in scripts],
         "foreign_drops": [{"path": p, "drops": d.what, "created_by": d.revision}
                           for p, d in drops],
+        "left_out": generated.left_out,
     })
     return 0
 
@@ -331,6 +333,11 @@ def _generate(project: Any, args: argparse.Namespace, head: str,
 
     def remember_heads(context: Any, revision: Any, directives: Any) -> None:
         generated.database_heads = tuple(_as_tuple(revision))
+        if args.autogenerate:  # the env.py integration's filter, with or without env.py's line
+            from alembic_autocopy import ownership
+
+            generated.left_out = [
+                left.what for left in ownership.filter_directives(context, directives)]
 
     def generate() -> None:
         with contextlib.redirect_stdout(buffer):
