@@ -18,7 +18,7 @@ from alembic_autocopy.drift import Record
 from alembic_autocopy.model import Candidate, Location, LocationKind, MigrationHeader
 from alembic_autocopy.project import load_project
 from alembic_autocopy.records import RecordSet
-from support import BASE_REV, Database, Repo, make_repo
+from support import BASE_REV, Database, Repo, integrate_env_py, make_repo
 
 JUNK = "this is not a migration (\n"
 
@@ -125,6 +125,7 @@ def test_planning_keeps_the_closest_copy_while_find_lists_every_location(
 def test_a_branch_gone_is_reported_only_when_no_source_holds_the_revision(
         sqlite_db: Database, tmp_path: Path) -> None:
     repo = make_repo(tmp_path, sqlite_db)
+    integrate_env_py(repo)  # the record table is created only with env.py's line
     a = repo.add_worktree("a")
     (rev,) = a.chain(1, BASE_REV, "a1")
     a.commit("one step")

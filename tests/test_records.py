@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 from alembic_autocopy import drift, integration
 from alembic_autocopy.model import Candidate, Location, LocationKind, MigrationHeader
-from support import BASE_REV, Database, Repo, Worktree, make_repo, rev_id
+from support import BASE_REV, Database, Repo, Worktree, integrate_env_py, make_repo, rev_id
 from support.databases import Backend
 
 TABLE = "alembic_autocopy_scripts"
@@ -51,20 +51,6 @@ def json_of(result: subprocess.CompletedProcess[str]) -> dict[str, Any]:
     return document
 
 
-def integrate_env_py(repo: Repo, metadata_code: str | None = None) -> None:
-    """The one-line integration in the project's env.py (committed: every worktree has it)."""
-    env_py = repo.main.path / "migrations" / "env.py"
-    text = env_py.read_text(encoding="utf-8")
-    marker = "target_metadata=target_metadata"
-    assert text.count(marker) == 2, "Alembic's env.py template changed shape"
-    text = text.replace(marker, f"{marker}, **alembic_autocopy.integration.options()")
-    text = "import alembic_autocopy.integration\n" + text
-    if metadata_code is not None:
-        text = text.replace("target_metadata = None\n", metadata_code, 1)
-    env_py.write_text(text, encoding="utf-8")
-    repo.main.commit("record migrations applied by plain alembic")
-
-
 def fail_on_upgrade(path: Path) -> None:
     """Make a migration raise after its CREATE TABLE."""
     text = path.read_text(encoding="utf-8")
@@ -78,6 +64,7 @@ def applied_then_gone(tmp_path: Path, db: Database) -> tuple[Repo, list[str]]:
     """Worktree A applies 3 uncommitted migrations with alembic-autocopy, then A's worktree
     and branch are deleted: only the database still knows them."""
     repo = make_repo(tmp_path, db)
+    integrate_env_py(repo)  # the record table is opt-in: env.py's line
     a = repo.add_worktree("a")
     ids = a.chain(3, BASE_REV, "a")
     a.autocopy("upgrade", check=True)
@@ -168,6 +155,7 @@ def test_a_migration_that_fails_midway_leaves_no_record(
     tmp_path: Path, postgresql_db: Database
 ) -> None:
     repo = make_repo(tmp_path, postgresql_db)
+    integrate_env_py(repo)
     good, bad = repo.main.chain(2, BASE_REV, "f")
     fail_on_upgrade(file_of(repo.main, bad))
 
@@ -191,6 +179,7 @@ def test_table_beside_the_version_table_with_its_configured_name(
 ) -> None:
     repo = make_repo(tmp_path, postgresql_db, env="custom_version_table")
     assert repo.version_table_schema == "alembic_meta"
+    integrate_env_py(repo)
     ini = repo.main.path / "alembic.ini"
     ini.write_text(ini.read_text("utf-8") + "\n[alembic-autocopy]\nrecord_table = my_records\n",
                    encoding="utf-8")
@@ -239,6 +228,7 @@ def test_edited_and_reparented_after_apply_are_reported(
     tmp_path: Path, any_db: Database
 ) -> None:
     repo = make_repo(tmp_path, any_db)
+    integrate_env_py(repo)
     main = repo.main
     first, second, third = main.chain(3, BASE_REV, "d")
     main.autocopy("upgrade", check=True)
@@ -291,7 +281,13 @@ def test_record_backfills_and_check_notices_unrecorded(
     main = repo.main
     ids = main.chain(2, BASE_REV, "b")
     main.alembic("upgrade", "head", check=True)  # plain alembic, no integration
-    assert record_rows(sqlite_db) == {}
+    main.autocopy("upgrade", check=True)  # nor alembic-autocopy: no env.py line, no table
+    assert TABLE not in sqlite_db.tables()
+    refused = main.autocopy("record")
+    assert refused.returncode == 1
+    assert "**alembic_autocopy.integration.options()," in refused.stderr
+    assert TABLE not in sqlite_db.tables()
+    integrate_env_py(repo)
 
     first = json_of(main.autocopy("record", "--json"))
 
@@ -301,13 +297,19 @@ def test_record_backfills_and_check_notices_unrecorded(
     assert rows[ids[1]]["parents"] == ids[0]
     again = json_of(main.autocopy("record", "--json"))
     assert again["recorded"] == [] and len(again["already_recorded"]) == 3
-    # A later plain `alembic upgrade` without the env.py integration: check says so.
+    # The line removed again, a later plain `alembic upgrade`: check says so, with the line.
+    env_py = main.path / "migrations" / "env.py"
+    env_py.write_text(env_py.read_text("utf-8").replace(
+        ", **alembic_autocopy.integration.options()", "").replace(
+        "import alembic_autocopy.integration\n", ""), "utf-8")
     later = main.write_migration(rev_id("later"), down=ids[1], message="later")
     main.alembic("upgrade", "head", check=True)
     check = main.autocopy("check")
     assert check.returncode == 0
-    assert f"applied but not recorded in {TABLE}: {rev_id('later')}" in check.stderr
-    assert "alembic_autocopy.integration.record_applied" in check.stderr
+    assert f"the record table {TABLE} exists but env.py does not have" in check.stderr
+    assert f"applied but not recorded: {rev_id('later')}" in check.stderr
+    assert ("`import alembic_autocopy.integration` at the top of env.py and "
+            "`**alembic_autocopy.integration.options(),`") in check.stderr
     assert later.exists()
 
 

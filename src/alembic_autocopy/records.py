@@ -9,8 +9,10 @@ table (same database, same schema; name from ``record_table``, default
 * Writing: ``Recorder`` is an ``on_version_apply`` callback. Alembic calls it inside the
   migration's own transaction, right after the version table moved, so on a backend with
   transactional DDL (PostgreSQL) a migration that fails leaves no record. The table is
-  created on first use. ``alembic-autocopy upgrade`` adds it; plain ``alembic`` runs get it
-  through the env.py integration (``alembic_autocopy.integration``).
+  created on first use, and only once env.py has the integration line
+  (``alembic_autocopy.integration.options()``), which also keeps it out of autogenerate:
+  a project without the line never gets a migration touching it. ``alembic-autocopy
+  upgrade`` then adds the callback too; plain ``alembic`` runs get it through env.py.
 * Reading happens on the connection env.py opens (``database.read_state``'s extra
   collector), so it works wherever the project's env.py works, async included. Content is
   fetched only for the revisions that need it (missing here, or different here).
@@ -492,8 +494,16 @@ def drift_of(local: Sequence[Candidate], others: Iterable[Candidate], recorded: 
                   branches, host, committed)
 
 
+#: The env.py line, as every piece of advice prints it in full.
+ENV_PY_LINE = ("`import alembic_autocopy.integration` at the top of env.py and "
+               "`**alembic_autocopy.integration.options(),` in its `context.configure(...)` "
+               "call")
+
+
 def env_py_records(project: ProjectConfig) -> bool:
-    """Does env.py use the integration (so plain ``alembic`` runs are recorded too)?"""
+    """Does env.py use the integration (so plain ``alembic`` runs are recorded too, and
+    autogenerate leaves the record table out)? The record table is created only then: a
+    project without the line never sees it in ``alembic revision --autogenerate``."""
     try:
         text = (project.script_location / "env.py").read_text(encoding="utf-8",
                                                                errors="replace")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from support.databases import Database
 from support.process import CommandFailed, run
-from support.project import Repo, Worktree, make_repo
+from support.project import Repo, Worktree, integrate_env_py, make_repo
 from support.revisions import BASE_REV, rev_id, rev_ids
 
 __all__ = [
@@ -18,6 +18,7 @@ __all__ = [
     "Database",
     "Repo",
     "Worktree",
+    "integrate_env_py",
     "make_repo",
     "rev_id",
     "rev_ids",

@@ -254,3 +254,19 @@ def _write_env_py(migrations: Path, env: EnvKind, schema: str | None) -> None:
         # Migrations keep the generic shape (upgrade() without engine_name).
         mako = alembic_template("generic", "script.py.mako")
         (migrations / "script.py.mako").write_text(mako, encoding="utf-8")
+
+
+def integrate_env_py(repo: Repo, metadata_code: str | None = None) -> None:
+    """alembic-autocopy's env.py line (``**alembic_autocopy.integration.options()``),
+    committed on main: every worktree made afterwards has it. The record table is created
+    only with it. ``metadata_code`` replaces the template's ``target_metadata = None``."""
+    env_py = repo.main.path / "migrations" / "env.py"
+    text = env_py.read_text(encoding="utf-8")
+    marker = "target_metadata=target_metadata"
+    assert text.count(marker) == 2, "Alembic's env.py template changed shape"
+    text = text.replace(marker, f"{marker}, **alembic_autocopy.integration.options()")
+    text = "import alembic_autocopy.integration\n" + text
+    if metadata_code is not None:
+        text = text.replace("target_metadata = None\n", metadata_code, 1)
+    env_py.write_text(text, encoding="utf-8")
+    repo.main.commit("record migrations applied by plain alembic")

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from alembic_autocopy.commands import project_from
+from alembic_autocopy.errors import AutocopyError
 from alembic_autocopy.output import Output
 
 if TYPE_CHECKING:
@@ -24,8 +25,9 @@ Store in the database's record table (default alembic_autocopy_scripts, created 
 beside the version table) every applied revision whose file is in this worktree and that has
 no record yet: the database then remembers them even after the files are gone. An existing
 record is never replaced (it says what really ran); a file that differs from its record is
-reported as drift. Needed once for revisions applied before alembic-autocopy recorded them,
-or by plain `alembic` without the env.py integration.
+reported as drift. Needed once for revisions applied before alembic-autocopy recorded them.
+Needs alembic-autocopy's env.py line (the record table is created only with it, since the
+line keeps the table out of `alembic revision --autogenerate`).
 """
 
 
@@ -39,6 +41,12 @@ def run(args: argparse.Namespace, out: Output) -> int:
     from alembic_autocopy.commands.common import show_inventory_warnings
 
     project = project_from(args)
+    if not records.env_py_records(project):
+        raise AutocopyError(
+            f"env.py does not have alembic-autocopy's line: the record table "
+            f"{project.tool.record_table} is created only with it (otherwise `alembic "
+            "revision --autogenerate` would propose to drop it); nothing was recorded",
+            hint=f"add {records.ENV_PY_LINE}, then run `alembic-autocopy record` again")
     found = scanning.scan(project)
     show_inventory_warnings(found, out)
     report = records.backfill(project, found.local, dry_run=args.dry_run)
@@ -81,11 +89,13 @@ def show_records(out: Output, project: ProjectConfig, recorded: RecordSet | None
         return document
     missing = records.unrecorded(recorded, heads, local)
     integrated = records.env_py_records(project)
-    if missing and not integrated:
-        out.warn(f"applied but not recorded in {recorded.name}: {', '.join(missing)}; plain "
-                 "`alembic` runs are not recorded: add the env.py integration "
-                 "(on_version_apply=alembic_autocopy.integration.record_applied) or run "
-                 "`alembic-autocopy record`")
+    if recorded.exists and not integrated:
+        unrecorded_note = (f"; applied but not recorded: {', '.join(missing)}"
+                           if missing else "")
+        out.warn(f"the record table {recorded.name} exists but env.py does not have "
+                 "alembic-autocopy's line: `alembic revision --autogenerate` proposes to "
+                 f"drop it and plain `alembic` runs are not recorded{unrecorded_note}; add "
+                 f"{records.ENV_PY_LINE}")
     document["record_table"] = {
         "name": recorded.name, "exists": recorded.exists, "records": len(recorded.records),
         "unrecorded": missing, "env_py_integration": integrated,
