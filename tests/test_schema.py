@@ -13,6 +13,14 @@ from pathlib import Path
 
 import pytest
 
+from alembic_autocopy.foreign_objects import ForeignRevision, read_effects
+from alembic_autocopy.schema_check import (
+    ColumnShape,
+    TableShape,
+    TypeShape,
+    compare,
+    narrowed,
+)
 from support import BASE_REV, Database, Repo, Worktree, make_repo
 from support.templates import migration_filename
 
@@ -30,6 +38,10 @@ users = sa.Table(
     sa.Column("name", sa.String(50)),
     sa.Column("legacy", sa.String(20)),
 )
+# (end of the users table: changes above and additions below merge cleanly)
+
+
+# (additions below)
 """
 
 
@@ -183,3 +195,98 @@ def test_upgrade_without_the_env_py_line_leaves_autogenerate_clean(
     text = next(main.versions.glob("c00000000002_*.py")).read_text("utf-8")
     assert "op.drop_table('orders')" in text  # autogenerate did compare (A's table)
     assert TABLE not in text
+
+
+A_BREAKS = """
+    with op.batch_alter_table("users", recreate="always") as batch_op:
+        batch_op.drop_column("legacy")
+        batch_op.add_column(sa.Column("age", sa.Integer(), nullable=False))
+"""
+
+
+def test_check_schema_names_what_a_foreign_revision_broke(tmp_path: Path,
+                                                           sqlite_db: Database) -> None:
+    repo = make_repo(tmp_path, sqlite_db)
+    integrate(repo)
+    a = repo.add_worktree("a")
+    b = repo.add_worktree("b")
+    write_revision(a, "a00000000001", USERS_REV, A_BREAKS, "a breaks")
+    models = a.path / "models.py"
+    models.write_text(models.read_text("utf-8").replace(
+        'sa.Column("legacy", sa.String(20))', 'sa.Column("age", sa.Integer(), nullable=False)'),
+        "utf-8")
+    a.commit("A drops legacy, adds a required age")
+    a.alembic("upgrade", "head", check=True)
+    write_revision(b, "b00000000001", USERS_REV,
+                   'op.create_table("notes", sa.Column("id", sa.Integer(), primary_key=True))',
+                   "notes")
+    add_models(b, """
+        sa.Table("notes", target_metadata, sa.Column("id", sa.Integer(), primary_key=True))
+    """)
+    b.commit("B's notes")
+    b.autocopy("upgrade", check=True)
+
+    result = b.autocopy("check", "--schema", "--json")
+
+    assert result.returncode == 1, result.stdout + result.stderr
+    report = json.loads(result.stdout)
+    assert report["ok"] is False
+    findings = {(f["kind"], f["table"], f["column"]): f for f in report["schema"]["findings"]}
+    assert set(findings) == {("missing_column", "users", "legacy"),
+                             ("required_column_unknown", "users", "age")}
+    for finding in findings.values():
+        (who,) = finding["responsible"]
+        assert who["revision"] == "a00000000001" and who["branch"] == "a"
+        assert str(a.path) in who["source"]
+    assert findings[("missing_column", "users", "legacy")]["responsible"][0][
+        "operation"] == "drop_column users.legacy"
+    text = b.autocopy("check", "--schema")
+    assert text.returncode == 1
+    assert ("column users.legacy, used by this worktree's models, is missing from the "
+            "database; by revision a00000000001") in text.stderr
+    assert ("column users.age is NOT NULL without a server default and this worktree's "
+            "models do not know it: inserts into users will fail") in text.stderr
+    assert "branch a:" in text.stderr
+    assert "merge the branch(es) responsible (a)" in text.stdout
+
+    b.git("merge", "--quiet", "--no-edit", "a")  # B takes A's branch: models match again
+
+    merged = b.autocopy("check", "--schema", "--json")
+    assert merged.returncode == 0, merged.stdout + merged.stderr
+    assert json.loads(merged.stdout)["schema"]["findings"] == []
+
+
+def test_narrowed_types_and_who_narrowed_them() -> None:
+    assert narrowed(TypeShape("string", 100), TypeShape("string", 50))
+    assert not narrowed(TypeShape("string", 50), TypeShape("string", 100))
+    assert narrowed(TypeShape("text"), TypeShape("string", 255))
+    assert not narrowed(TypeShape("string", 10), TypeShape("text"))
+    assert narrowed(TypeShape("integer", 8), TypeShape("integer", 4))
+    assert narrowed(TypeShape("numeric", 12, 4), TypeShape("numeric", 10, 2))
+    assert not narrowed(TypeShape("boolean"), TypeShape("integer", 4))
+    foreign = [ForeignRevision("x1", "branch x", "x", read_effects('''
+def upgrade():
+    op.alter_column("users", "email", type_=sa.String(50), existing_nullable=True)
+    op.alter_column("users", "name", nullable=False)
+    op.rename_table("teams", "squads")
+'''))]
+    models = [TableShape("users", None, (
+        ColumnShape("id", TypeShape("integer", 4), False, False, True),
+        ColumnShape("email", TypeShape("string", 100)),
+        ColumnShape("name", TypeShape("string", 20)))),
+        TableShape("teams", None, (ColumnShape("id", TypeShape("integer", 4)),))]
+    database = {(None, "users"): TableShape("users", None, (
+        ColumnShape("id", TypeShape("integer", 4), False, True, True),
+        ColumnShape("email", TypeShape("string", 50)),
+        ColumnShape("name", TypeShape("string", 20), nullable=False)))}
+
+    found = {(f.kind, f.table, f.column): f for f in compare(models, database, foreign)}
+
+    assert set(found) == {("type_narrowed", "users", "email"),
+                          ("made_not_null", "users", "name"),
+                          ("missing_table", "teams", None)}
+    assert [r.what for r in found[("type_narrowed", "users", "email")].responsible] == [
+        "alter_column users.email type_=sa.String(50)"]
+    assert [r.what for r in found[("missing_table", "teams", None)].responsible] == [
+        "rename_table teams -> squads"]
+    assert found[("made_not_null", "users", "name")].responsible[0].revision == "x1"

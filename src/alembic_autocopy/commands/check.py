@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING, Any
 
 from alembic_autocopy.commands import (
     add_allow_untrusted_source,
@@ -19,10 +20,15 @@ from alembic_autocopy.model import Outcome
 from alembic_autocopy.output import Output
 from alembic_autocopy.report import blocked_hint, blocked_message, plan_json, plan_lines
 
+if TYPE_CHECKING:
+    from alembic_autocopy.project import ProjectConfig
+    from alembic_autocopy.schema_check import SchemaReport
+
 DESCRIPTION = """\
 Change nothing. Exit 0 when every revision the database has applied is known to this
 worktree; exit 1 when it is not, printing the plan `alembic-autocopy upgrade` would carry out
-(or why it could not). Meant for scripts and git hooks.
+(or why it could not). Meant for scripts and git hooks. With --schema, also compare this
+worktree's models with the database and exit 1 when the code would break on it.
 """
 
 
@@ -32,6 +38,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_diff(parser)
     add_search_options(parser)
     add_allow_untrusted_source(parser)
+    parser.add_argument(
+        "--schema", action="store_true",
+        help="also compare this worktree's models (env.py's target_metadata) with the "
+             "database: tables and columns they use that are missing, NOT NULL columns "
+             "they do not know, narrowed types, each with the foreign revision responsible; "
+             "exit 1 when something would break")
 
 
 def run(args: argparse.Namespace, out: Output) -> int:
@@ -57,10 +69,41 @@ def run(args: argparse.Namespace, out: Output) -> int:
             out.line(text)
     else:
         out.error(*with_record_notes(blocked_message(plan), blocked_hint(plan), situation))
-    out.emit({"ok": outcome is Outcome.NOTHING_TO_DO, "database_heads": list(situation.applied),
+    schema = _check_schema(project, out) if getattr(args, "schema", False) else None
+    ok = outcome is Outcome.NOTHING_TO_DO and (schema is None or schema.ok)
+    out.emit({"ok": ok, "database_heads": list(situation.applied),
               "plan": plan_json(plan),
               **recorded,
               "held_by_database": [c.revision for c in situation.held_by_database],
               "skipped": [{"path": s.path, "reason": s.reason}
-                          for s in situation.inventory.skipped]})
-    return 0 if outcome is Outcome.NOTHING_TO_DO else 1
+                          for s in situation.inventory.skipped],
+              **({"schema": _schema_json(schema)} if schema is not None else {})})
+    return 0 if ok else 1
+
+
+def _check_schema(project: ProjectConfig, out: Output) -> SchemaReport:
+    from alembic_autocopy import schema_check
+
+    report = schema_check.read_schema(project)
+    for line in report.unknown:
+        out.warn(line)
+    for finding in report.findings:
+        out.error(finding.text())
+    if report.ok:
+        out.result(f"OK: the database fits this worktree's models ({report.tables_compared} "
+                   "table(s) compared).")
+    else:
+        branches = sorted({r.branch for f in report.findings for r in f.responsible
+                           if r.branch})
+        step = (f"merge the branch(es) responsible ({', '.join(branches)}) or adapt the "
+                "models" if branches else "apply this worktree's migrations or adapt the "
+                "models")
+        out.result(f"The database breaks this worktree's models: {len(report.findings)} "
+                   f"finding(s); {step}.")
+    return report
+
+
+def _schema_json(report: SchemaReport) -> dict[str, Any]:
+    return {"ok": report.ok, "tables_compared": report.tables_compared,
+            "findings": [finding.as_json() for finding in report.findings],
+            "foreign_revisions": report.foreign_revisions, "objects_unknown": report.unknown}
