@@ -257,8 +257,10 @@ class ForeignFilter:
 
     def include(self, object_: Any, name: str | None, type_: str, reflected: bool,
                 compare_to: Any) -> bool:
-        if not reflected:
-            return True  # only in the models: this worktree's own (or a re-creation, below)
+        if not reflected and compare_to is None:
+            return True  # only in the models: this worktree's own
+        # In the database (or in the models and the database alike: comparing would alter or
+        # re-create it): left out when a foreign revision created it.
         owner = owner_of_object(self.foreign, object_, name, type_)
         if owner is None:
             return True
@@ -276,7 +278,14 @@ def filter_for(context: MigrationContext) -> ForeignFilter:
     existing = _FILTERS.get(context)
     if existing is not None:
         return existing
-    made = ForeignFilter(ForeignObjects(_foreign_for_context(context)))
+    try:
+        revisions = _foreign_for_context(context)
+    except (AutocopyError, OSError) as error:  # never break the user's autogenerate
+        logging.getLogger(LOGGER_NAME).warning(
+            "alembic-autocopy: cannot tell which objects other worktrees' revisions created "
+            "(%s): nothing is left out of autogenerate", error)
+        revisions = []
+    made = ForeignFilter(ForeignObjects(revisions))
     _FILTERS[context] = made
     made.start()
     return made
