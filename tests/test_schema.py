@@ -116,9 +116,8 @@ A_CREATES = """
 """
 
 
-def test_autogenerate_in_b_leaves_a_s_objects_alone(tmp_path: Path,
-                                                     sqlite_db: Database) -> None:
-    repo = make_repo(tmp_path, sqlite_db)
+def test_autogenerate_in_b_leaves_a_s_objects_alone(tmp_path: Path, any_db: Database) -> None:
+    repo = make_repo(tmp_path, any_db)
     integrate(repo)
     a = repo.add_worktree("a")
     b = repo.add_worktree("b")
@@ -155,6 +154,8 @@ def test_autogenerate_in_b_leaves_a_s_objects_alone(tmp_path: Path,
     assert f"({a.path}" in log or "(a)" in log  # where A's revision comes from
     assert "op.execute at line" in log and "objects unknown" in log
 
+    if any_db.backend != "sqlite":
+        return  # the rest reads the same on every backend: once is enough
     # `alembic check` with the line: B's migration applied, nothing else to do.
     b.alembic("upgrade", "heads", check=True)
     checked = b.alembic("check")
