@@ -155,3 +155,33 @@ def test_lookup_by_name_by_columns_and_through_the_table() -> None:
     assert foreign.owner_of(UNIQUE, "users", None, ("nickname",)) is not None  # foreign column
     owner = foreign.owner_of_column("orders", "code")
     assert owner is not None and owner.revision == "a1"
+
+
+def test_foreign_means_applied_but_not_in_this_worktree_s_own_lineage() -> None:
+    from alembic_autocopy.model import Candidate, Location, LocationKind, MigrationHeader
+    from alembic_autocopy.ownership import split_lineage
+
+    def here(rev: str, parents: tuple[str, ...], committed: bool = True) -> Candidate:
+        return Candidate(MigrationHeader(rev, parents), "s" + rev, 1, f"{rev}.py",
+                         Location(LocationKind.HERE, path=f"/b/{rev}.py", committed=committed))
+
+    def sibling(rev: str, parents: tuple[str, ...]) -> Candidate:
+        return Candidate(MigrationHeader(rev, parents), "s" + rev, 1, f"{rev}.py",
+                         Location(LocationKind.WORKTREE, path=f"/a/{rev}.py", worktree="/a",
+                                  branch="a", committed=True))
+
+    local = [here("base", ()), here("b1", ("base",), committed=False),
+             here("a1", ("base",), committed=False)]  # a1: a copy placed here
+    elsewhere = [sibling("base", ()), sibling("a1", ("base",)), sibling("a2", ("a1",))]
+
+    lineage = split_lineage(local, elsewhere, ["/b/a1.py"], ["a2", "b1"])
+
+    assert lineage.own == {"base", "b1"}
+    assert lineage.foreign == ["a1", "a2"]  # a2: applied, no copy here yet
+    assert lineage.readable["a1"].location.kind is LocationKind.HERE  # closest to read
+    assert lineage.sources["a1"].location.worktree == "/a"  # named by its owner
+    assert lineage.readable["a2"].location.path == "/a/a2.py"
+    # After merging A's branch, its revisions are this worktree's own: nothing foreign.
+    merged = [here("base", ()), here("b1", ("base",)), here("a1", ("base",)),
+              here("a2", ("a1",))]
+    assert split_lineage(merged, elsewhere, [], ["a2", "b1"]).foreign == []

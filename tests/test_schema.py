@@ -298,3 +298,23 @@ def upgrade():
     assert [r.what for r in found[("missing_table", "teams", None)].responsible] == [
         "rename_table teams -> squads"]
     assert found[("made_not_null", "users", "name")].responsible[0].revision == "x1"
+
+
+def test_check_schema_through_an_async_env_py(tmp_path: Path, sqlite_db: Database) -> None:
+    repo = make_repo(tmp_path, sqlite_db, env="async")  # aiosqlite: env.py's own driver
+    integrate(repo)
+    a = repo.add_worktree("a")
+    write_revision(a, "a00000000001", USERS_REV, 'op.rename_table("users", "people")',
+                   "rename users")
+    a.commit("A renames users")
+    a.alembic("upgrade", "head", check=True)
+    repo.main.autocopy("upgrade", check=True)
+
+    result = repo.main.autocopy("check", "--schema", "--json")
+
+    assert result.returncode == 1, result.stdout + result.stderr
+    (finding,) = json.loads(result.stdout)["schema"]["findings"]
+    assert (finding["kind"], finding["table"]) == ("missing_table", "users")
+    (who,) = finding["responsible"]
+    assert (who["revision"], who["branch"], who["operation"]) == (
+        "a00000000001", "a", "rename_table users -> people")
