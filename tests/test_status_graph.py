@@ -18,7 +18,7 @@ import pytest
 
 from alembic_autocopy import graphing, progress
 from alembic_autocopy.model import Candidate, Location, LocationKind, MigrationHeader
-from support import BASE_REV, Database, Worktree, make_repo
+from support import BASE_REV, Database, Worktree, integrate_env_py, make_repo
 from support.databases import temporary_database
 
 LOST = "f0000000dead"  # in the version table, in no file, branch or record
@@ -44,6 +44,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     tmp_path = tmp_path_factory.mktemp("fleet")
     with temporary_database("sqlite", tmp_path) as db:
         repo = make_repo(tmp_path, db)
+        integrate_env_py(repo)  # the record table is opt-in (env.py's line)
         b = repo.main
         a = repo.add_worktree("a")
         chain_a = a.chain(2, BASE_REV, "a")
