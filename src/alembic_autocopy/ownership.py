@@ -58,14 +58,15 @@ class Lineage:
 def split_lineage(local: Sequence[Candidate], elsewhere: Sequence[Candidate],
                   managed: Sequence[str], heads: Sequence[str]) -> Lineage:
     """Pure. ``managed``: paths of the copies this tool placed here (the manifest)."""
-    from alembic_autocopy.commands.revision import _heads_among, foreign_revisions
+    from alembic_autocopy.commands.revision import foreign_revisions  # the same rule
 
     copies = foreign_revisions(local, elsewhere, managed)
     own_files = [c for c in local if c.revision not in copies]
     parents: dict[str, tuple[str, ...]] = {}
     for candidate in [*local, *elsewhere]:
         parents.setdefault(candidate.revision, candidate.header.needs)
-    own = reachable(_heads_among(own_files), parents)
+    revised = {parent for c in own_files for parent in c.header.down_revisions}
+    own = reachable({c.revision for c in own_files} - revised, parents)
     applied = reachable(heads, parents)
     foreign = sorted(applied - own)
     lineage = Lineage(applied, own, foreign)
