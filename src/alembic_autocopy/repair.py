@@ -442,12 +442,14 @@ def _carry_out(project: ProjectConfig, target: str, options: Options,
                                         scratch if root is not None else None)
     if not upgrade:
         return report
-    from alembic_autocopy import records
+    if project.tool.record:  # each applied file kept in the database, same transaction
+        from alembic_autocopy import records
 
-    # Each applied file kept in the database, same transaction; only once env.py has the
-    # integration line, which keeps the table out of autogenerate (opt-in, issue 12).
-    if project.tool.record and records.env_py_records(project):
-        on_version_apply = (*on_version_apply, records.Recorder(project.tool.record_table))
+        # Only once env.py has the integration line, which keeps the table out of
+        # autogenerate: a project without it never sees the table (opt-in, issue 12).
+        if records.env_py_records(project):
+            on_version_apply = (*on_version_apply,
+                                records.Recorder(project.tool.record_table))
     result = database.upgrade(project, report.target, on_version_apply)
     report.applied = result.applied
     report.heads_before = result.before
