@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from alembic_autocopy.errors import AutocopyError, ConfigError, DatabaseError
 from alembic_autocopy.project import ProjectConfig
-from alembic_autocopy.redaction import mask_passwords
+from alembic_autocopy.redaction import mask_passwords, mask_url, remember_url
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -75,7 +75,19 @@ def alembic_config(project: ProjectConfig, stdout: Any = None) -> Config:
         kwargs["stdout"] = stdout
     if "toml_file" in inspect.signature(Config.__init__).parameters:
         kwargs["toml_file"] = str(project.toml_path) if project.toml_path else None
-    return Config(str(project.ini_path) if project.ini_path else None, **kwargs)
+    config = Config(str(project.ini_path) if project.ini_path else None, **kwargs)
+    # Its password is masked in everything printed or logged from now on, even where a
+    # driver's message quotes it.
+    remember_url(_main_url(config))
+    return config
+
+
+def _main_url(config: Config) -> str | None:
+    try:
+        url = config.get_main_option("sqlalchemy.url")
+    except Exception:  # an unreadable config is reported elsewhere
+        return None
+    return url if isinstance(url, str) else None
 
 
 def script_directory(config: Config) -> ScriptDirectory:
@@ -169,10 +181,30 @@ def _remember_context(details: dict[str, Any], context: MigrationContext) -> Non
     details["dialect"] = context.dialect.name if context.dialect is not None else None
     connection = context.connection
     if connection is not None:
-        details["url"] = connection.engine.url.render_as_string(hide_password=True)
+        details["url"] = mask_url(connection.engine.url)
         details.setdefault("endpoints", []).append(Endpoint(
             connection.engine.url, context.version_table, context.version_table_schema,
             connection.engine))
+
+
+@dataclass
+class MigrationProgress:
+    """Where an upgrade stands, to say what failed and what the database holds after it."""
+
+    steps: list[Any] = field(default_factory=list)  # Alembic's steps, in order (once handed)
+    done: set[str] = field(default_factory=set)  # revisions whose step completed
+    heads: tuple[str, ...] = ()  # the version table after the last completed step
+    dialect: str | None = None
+    transactional_ddl: bool = True
+    engine: Any = None  # to look at the database after a failure (sync engines)
+    tables: set[str] | None = None  # table names before the step now running
+
+    def running(self) -> Any:
+        """The step that was running when the upgrade failed, or None."""
+        for step in self.steps:
+            if not set(step.up_revision_ids) <= self.done:
+                return step
+        return None
 
 
 def upgrade(project: ProjectConfig, target: str,
@@ -181,18 +213,25 @@ def upgrade(project: ProjectConfig, target: str,
     config = alembic_config(project)
     result = UpgradeResult(before=(), after=(), target=target)
     current: dict[str, tuple[str, ...]] = {}
+    progress = MigrationProgress()
 
     def track(*, ctx: Any, step: Any, heads: set[str], run_args: Any) -> None:
         if step.is_upgrade:
             result.applied.extend(step.up_revision_ids)
-        current["heads"] = tuple(sorted(heads))
+            progress.done.update(step.up_revision_ids)
+        current["heads"] = progress.heads = tuple(sorted(heads))
+        if not progress.transactional_ddl:
+            progress.tables = _table_names(ctx.connection)
 
     def steps(rev: Sequence[str], context: MigrationContext) -> Any:
         result.before = tuple(rev)
         current.setdefault("heads", tuple(rev))
+        progress.heads = tuple(rev)
         context.on_version_apply_callbacks = (
             *context.on_version_apply_callbacks, track, *on_version_apply)
-        return script._upgrade_revs(target, rev)  # type: ignore[arg-type]
+        planned = script._upgrade_revs(target, rev)  # type: ignore[arg-type]
+        _remember_progress(progress, context, planned)
+        return planned
 
     script: ScriptDirectory
 
@@ -204,9 +243,46 @@ def upgrade(project: ProjectConfig, target: str,
         with EnvironmentContext(config, script, fn=steps, destination_rev=target):
             script.run_env()
 
-    guarded(run, project, during_upgrade=True)
+    guarded(run, project, during_upgrade=True, progress=progress)
     result.after = current.get("heads", result.before)
     return result
+
+
+def _remember_progress(progress: MigrationProgress, context: MigrationContext,
+                       planned: Sequence[Any]) -> None:
+    progress.steps = list(planned)
+    progress.done = set()
+    dialect = context.dialect
+    progress.dialect = _dialect_label(dialect)
+    progress.transactional_ddl = bool(getattr(context.impl, "transactional_ddl", True))
+    connection = context.connection
+    progress.engine = connection.engine if connection is not None else None
+    if not progress.transactional_ddl and planned:
+        # Without transactional DDL a failed migration leaves what it did: list the
+        # tables before each step, to name what the failing one left.
+        progress.tables = _table_names(connection)
+
+
+def _dialect_label(dialect: Any) -> str | None:
+    if dialect is None:
+        return None
+    if getattr(dialect, "is_mariadb", False):
+        return "MariaDB"
+    name = str(dialect.name)
+    return {"postgresql": "PostgreSQL", "mysql": "MySQL", "sqlite": "SQLite",
+            "mssql": "SQL Server", "oracle": "Oracle"}.get(name, name)
+
+
+def _table_names(connection: Any) -> set[str] | None:
+    """The tables of the connection's database (default schema), or None if unknown."""
+    if connection is None:
+        return None
+    try:
+        from sqlalchemy import inspect as sa_inspect
+
+        return set(sa_inspect(connection).get_table_names())
+    except Exception:  # an async engine outside its loop, a connection gone: unknown
+        return None
 
 
 # libpq's connect timeout when neither the URL nor the environment sets one: an unreachable
@@ -215,7 +291,7 @@ DEFAULT_CONNECT_TIMEOUT = "10"
 
 
 def guarded(run: Callable[[], None], project: ProjectConfig,
-            during_upgrade: bool = False) -> None:
+            during_upgrade: bool = False, progress: MigrationProgress | None = None) -> None:
     """Run env.py; turn the expected failures into one clear error (never a traceback)."""
     os.environ.setdefault("PGCONNECT_TIMEOUT", DEFAULT_CONNECT_TIMEOUT)
     try:
@@ -223,15 +299,19 @@ def guarded(run: Callable[[], None], project: ProjectConfig,
     except AutocopyError:
         raise
     except Exception as error:
-        raise translate_error(error, project, during_upgrade) from error
+        raise translate_error(error, project, during_upgrade, progress) from error
 
 
 def translate_error(error: BaseException, project: ProjectConfig,
-                    during_upgrade: bool = False) -> AutocopyError:
-    """One user-facing error for what env.py, SQLAlchemy or Alembic raised."""
+                    during_upgrade: bool = False,
+                    progress: MigrationProgress | None = None) -> AutocopyError:
+    """One user-facing error for what env.py, SQLAlchemy or Alembic raised: what really
+    happened (refused, login refused, no such database, locked, a migration that failed),
+    with the URL env.py really used, its secrets masked."""
     from alembic.util import CommandError
     from sqlalchemy import exc as sa_exc
 
+    used = used_url(error)
     text = mask_passwords(_first_line(error))
     where = project.ini_path or project.toml_path or project.cwd
     if isinstance(error, (sa_exc.ArgumentError, sa_exc.NoSuchModuleError)):
@@ -245,35 +325,168 @@ def translate_error(error: BaseException, project: ProjectConfig,
             f"{mask_passwords(_first_line(original))}",
             hint="what the database committed stays, the rest was rolled back; run "
                  "`alembic-autocopy upgrade` again to finish")
-    if isinstance(error, (sa_exc.DBAPIError, ConnectionError, TimeoutError)):
+    running = progress.running() if progress is not None else None
+    locked = any(word in text.lower() for word in _LOCKED)
+    if running is not None and not locked and not isinstance(error, (ConnectionError,
+                                                                       TimeoutError)):
+        assert progress is not None
+        return failed_migration(error, running, progress, project)
+    if isinstance(error, FileNotFoundError):
+        return ConfigError(f"{text}", hint=f"check script_location in {where}")
+    if isinstance(error, (sa_exc.DBAPIError, ConnectionError, TimeoutError)) or (
+            type(error) is OSError):  # asyncpg: "Multiple exceptions: ... Connect call failed"
         original = getattr(error, "orig", None) or error
-        message = mask_passwords(_first_line(original))
-        if not during_upgrade:
-            message = f"{_configured_url(project)}{message}"
-        return DatabaseError(
-            f"cannot use the database: {message}",
-            hint="check that the database server runs and that sqlalchemy.url "
-                 f"in {where} (or the URL env.py uses) is right")
+        detail = mask_passwords(_first_line(original))
+        return connection_error(detail, _database_named(used, project), where)
     if isinstance(error, ModuleNotFoundError):
         return DatabaseError(
             f"env.py needs a module that is not installed: {error.name}",
             hint=f"install it in this environment (pip install {error.name})")
     if isinstance(error, CommandError):
         return AutocopyError(f"alembic: {text}")
-    if isinstance(error, FileNotFoundError):
-        return ConfigError(f"{text}", hint=f"check script_location in {where}")
     kind = type(error).__name__
     return AutocopyError(f"env.py failed: {kind}: {text}",
                          hint="run again with --traceback to see where")
 
 
-def _configured_url(project: ProjectConfig) -> str:
-    """``"<url, password masked>: "`` from sqlalchemy.url, or "" (env.py may build its own)."""
+# What drivers say (lower-case), by what happened. PostgreSQL (psycopg, asyncpg), MariaDB and
+# MySQL (PyMySQL, mysqlclient, aiomysql, asyncmy: error numbers), SQLite.
+_REFUSED = ("connection refused", "connect call failed", "(2003,", "can't connect to mysql",
+            "can't connect to server", "errno 111")
+_UNREACHABLE = ("timeout expired", "timed out", "no route to host", "network is unreachable",
+                "could not translate host name", "name or service not known",
+                "nodename nor servname", "temporary failure in name resolution",
+                "unknown mysql server host", "(2005,")
+_LOGIN = ("password authentication failed", "access denied for user", "(1045,",
+          "authentication failed", "no password supplied", "fe_sendauth", "(1698,",
+          "pg_hba.conf", "invalidpassword", "invalid password")
+_NO_DATABASE = ("unknown database", "(1049,")
+_LOCKED = ("database is locked", "database table is locked")
+
+
+def connection_error(detail: str, url: str, where: object) -> DatabaseError:
+    """The error for a database that could not be used, by what the driver said."""
+    lowered = detail.lower()
+    settings = f"sqlalchemy.url in {where} (or the URL env.py builds)"
+    if any(word in lowered for word in _LOCKED):
+        return DatabaseError(
+            f"the database {url} is locked: another connection holds a write transaction "
+            f"on it ({detail})",
+            hint="finish or close what holds it (a running app, a shell, a DB browser, "
+                 "another upgrade), then run again")
+    if any(word in lowered for word in _LOGIN) or (
+            "role" in lowered and "does not exist" in lowered):
+        return DatabaseError(
+            f"the database server refused the login to {url} (authentication failed): "
+            f"{detail}",
+            hint=f"check the user name and password of {settings}, or the variables "
+                 "env.py reads them from")
+    if any(word in lowered for word in _NO_DATABASE) or (
+            "database" in lowered and "does not exist" in lowered):
+        return DatabaseError(
+            f"the database named in {url} does not exist on its server: {detail}",
+            hint=f"create it, or fix the database name in {settings}")
+    if any(word in lowered for word in _REFUSED):
+        return DatabaseError(
+            f"cannot connect to {url}: the server refused the connection ({detail})",
+            hint=f"start the database server, or fix the host and port in {settings}")
+    if any(word in lowered for word in _UNREACHABLE):
+        return DatabaseError(
+            f"cannot reach the database server of {url}: {detail}",
+            hint=f"check the network and the host name in {settings}")
+    return DatabaseError(
+        f"cannot use the database {url}: {detail}",
+        hint=f"check that the database server runs and that {settings} is right")
+
+
+def failed_migration(error: BaseException, step: Any, progress: MigrationProgress,
+                     project: ProjectConfig) -> AutocopyError:
+    """A migration's upgrade() failed: name it, its file, and what the database holds now."""
+    original = getattr(error, "orig", None) or error
+    detail = mask_passwords(_first_line(original))
+    if getattr(error, "orig", None) is None:
+        detail = f"{type(error).__name__}: {detail}"
+    revision = ", ".join(step.up_revision_ids)
+    path = getattr(getattr(step, "revision", None), "path", None)
+    shown = _relative(path, project) if path else "file unknown"
+    heads = ", ".join(progress.heads) or "nothing applied"
+    dialect = progress.dialect or "the database"
+    message = f"migration {revision} ({shown}) failed: {detail}"
+    again = "fix the migration, then run `alembic-autocopy upgrade` again"
+    if progress.transactional_ddl:
+        return DatabaseError(
+            f"{message}; {dialect} rolled it back (transactional DDL): the database is still "
+            f"at {heads}", hint=again)
+    before = progress.tables
+    after = _table_names_after(progress.engine)
+    if before is None or after is None:
+        left = "what it did before failing stays (the tables could not be listed)"
+    else:
+        created, dropped = sorted(after - before), sorted(before - after)
+        parts = ([f"table(s) {', '.join(created)} created"] if created else []) + (
+            [f"table(s) {', '.join(dropped)} dropped"] if dropped else [])
+        left = ("it left " + " and ".join(parts)) if parts else "no table it created is left"
+    exists = "already exists" in detail.lower() or "(1050," in detail
+    if exists:
+        hint = ("an earlier run of this migration that failed or was interrupted left that "
+                "object behind: drop it (and undo the rest of that run by hand), then run "
+                "`alembic-autocopy upgrade` again")
+    else:
+        hint = ("undo by hand what it left (Alembic would run the whole migration again "
+                f"over it), {again}")
+    return DatabaseError(
+        f"{message}; {dialect} has no transactional DDL: the version table still says "
+        f"{heads}, and {left}", hint=hint)
+
+
+def _table_names_after(engine: Any) -> set[str] | None:
+    if engine is None:
+        return None
     try:
-        url = alembic_config(project).get_main_option("sqlalchemy.url")
-    except Exception:  # an unreadable config is reported elsewhere
-        return ""
-    return f"{mask_passwords(url)}: " if url else ""
+        with engine.connect() as connection:
+            return _table_names(connection)
+    except Exception:  # an async engine, a server gone: unknown
+        return None
+
+
+def _relative(path: str, project: ProjectConfig) -> str:
+    try:
+        return os.path.relpath(path, project.cwd)
+    except ValueError:  # another drive (Windows)
+        return path
+
+
+def used_url(error: BaseException) -> str | None:
+    """The URL of the engine env.py really used, masked, found in the failure's traceback
+    (the engine is a local of SQLAlchemy's connect frames, sync and async alike); None when
+    env.py failed before it made one. Its secrets are remembered for masking."""
+    from sqlalchemy.engine import Engine
+
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        found = None
+        frame = current.__traceback__
+        while frame is not None:  # outermost first: the last engine is the one connecting
+            for value in list(frame.tb_frame.f_locals.values()):
+                if isinstance(value, Engine):
+                    found = value
+            frame = frame.tb_next
+        if found is not None:
+            return mask_url(found.url)
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def _database_named(used: str | None, project: ProjectConfig) -> str:
+    if used is not None:
+        return used
+    url = _main_url(alembic_config(project))
+    if url:
+        where = project.ini_path or project.toml_path or project.cwd
+        return f"{mask_url(url)} (sqlalchemy.url in {where}; env.py may use another)"
+    return "the database env.py uses"
 
 
 def _first_line(error: BaseException) -> str:

@@ -64,7 +64,11 @@ def repair_event(*, time_iso: str, worktree: str, branch: str | None,
         plan = getattr(error, "plan", None) if isinstance(error, PlanBlocked) else None
         if plan is not None:
             wanted = list(getattr(plan, "unknown_applied", ()))
-        message = error.message if isinstance(error, AutocopyError) else str(error)
+        from alembic_autocopy.redaction import mask_passwords
+
+        # The log outlives the run and is read by `stats`: never a secret in it.
+        message = mask_passwords(error.message if isinstance(error, AutocopyError)
+                                 else str(error))
         event.update(outcome=FAILED, revisions=[], sources=[], applied=[], wanted=wanted,
                      error=message, error_type=type(error).__name__)
     elif report is None or report.dry_run or not report.placed:

@@ -191,7 +191,7 @@ def _main(arguments: list[str]) -> int:
     except BrokenPipeError:
         return EXIT_FAILED
     except Exception:  # a bug: say so, keep the details
-        log = _write_crash_log()
+        log = _write_crash_log(arguments)
         if args.traceback:
             _print_traceback()
         out.error(f"internal error in alembic-autocopy {__version__} "
@@ -205,21 +205,66 @@ def _main(arguments: list[str]) -> int:
 def _print_traceback() -> None:
     import traceback
 
-    traceback.print_exc()
+    from alembic_autocopy.redaction import mask_passwords
+
+    print(mask_passwords(traceback.format_exc()), end="", file=sys.stderr)
 
 
-def _write_crash_log() -> str:
+def masked_argv(argv: Sequence[str]) -> list[str]:
+    """``argv`` fit for a log: ``-x`` values hidden (env.py arguments often carry a URL or a
+    password), a webhook URL reduced to its host, every URL's secrets masked."""
+    from alembic_autocopy.redaction import MASK, mask_passwords
+
+    shown: list[str] = []
+    hide_next: str | None = None
+    for arg in argv:
+        if hide_next is not None:
+            shown.append(_hidden_value(hide_next, arg, MASK))
+            hide_next = None
+            continue
+        option, equals, value = arg.partition("=")
+        if arg == "-x" or arg == "--notify-url":
+            hide_next = arg
+        elif equals and option == "--notify-url":
+            shown.append(f"{option}={_hidden_value(option, value, MASK)}")
+            continue
+        elif arg.startswith("-x") and len(arg) > 2:
+            shown.append("-x" + _hidden_value("-x", arg[2:], MASK))
+            continue
+        shown.append(mask_passwords(arg))
+    return shown
+
+
+def _hidden_value(option: str, value: str, mask: str) -> str:
+    if option == "--notify-url":
+        from alembic_autocopy.notify import shown_url
+
+        return shown_url(value)
+    key, equals, _secret = value.partition("=")
+    return f"{key}={mask}" if equals else mask
+
+
+def _write_crash_log(arguments: Sequence[str]) -> str:
+    """Write the traceback to a new file only this user can read (mode 0600), created
+    exclusively under a name no one can predict (``mkstemp``: a planted file or symlink is
+    never followed). Secrets are masked, ``argv`` included."""
     import datetime as _dt
     import tempfile
     import traceback
 
+    from alembic_autocopy.redaction import mask_passwords
+
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    path = os.path.join(tempfile.gettempdir(), f"alembic-autocopy-crash-{stamp}.log")
     try:
-        with open(path, "w", encoding="utf-8") as handle:
+        descriptor, path = tempfile.mkstemp(prefix=f"alembic-autocopy-crash-{stamp}-",
+                                            suffix=".log")
+    except OSError:
+        return "(no crash log could be written)"
+    try:
+        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
             handle.write(f"alembic-autocopy {__version__}, Python {sys.version}\n")
-            handle.write(f"argv: {sys.argv}\n\n")
-            traceback.print_exc(file=handle)
+            handle.write(f"argv: {masked_argv([sys.argv[0], *arguments])}\n\n")
+            handle.write(mask_passwords(traceback.format_exc()))
     except OSError:
         return "(no crash log could be written)"
     return path

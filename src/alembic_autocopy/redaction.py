@@ -1,12 +1,153 @@
-"""Passwords never reach the screen: every URL's password is masked before printing."""
+"""Secrets never reach the screen, a log, a webhook or a file.
+
+A URL is masked by SQLAlchemy's own URL parser (``make_url``), never by a regular expression
+over its text: only the parser knows that in ``postgresql://app@srv:pw@host/db`` the user is
+``app@srv`` and the password ``pw``, or that a password may hold a space. The password and
+every query parameter that carries a secret (``?password=``, ``?token=``, ...) are hidden.
+
+Free text (a driver's error message, an exception from env.py) is not a URL: there the
+secrets this process has seen (``remember_url``: every URL the tool read or env.py used) are
+replaced wherever they appear, in plain and URL-encoded form. A URL-looking word of free text
+is also re-rendered through the parser, for URLs the tool never saw.
+
+Terminal output: ``terminal_safe`` escapes control characters (ESC, BEL, newlines, ...) and
+bidirectional overrides of text that came from outside (revision ids read from the database,
+file names, messages), so it can neither drive the terminal nor forge a line.
+"""
 
 from __future__ import annotations
 
-import re
+import urllib.parse
 
-_URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^:/@\s]*:)[^@\s]*(?=@)")
+TYPE_CHECKING = False  # typing's, without importing typing (see output.py)
+if TYPE_CHECKING:
+    from typing import Any
+
+MASK = "***"
+# Query parameters whose value is a secret (compared lower-case; "contains" for the first).
+_SECRET_PARTS = ("password", "passwd", "pwd", "secret", "token", "apikey", "api_key",
+                 "credential", "private")
+_SECRET_KEYS = frozenset({"pass", "auth", "key", "sig", "signature"})
+# A secret shorter than this is only masked inside URLs: replacing every "dev" or "pw" in
+# free text would garble the output without protecting anything worth the name.
+MIN_FREE_TEXT_SECRET = 4
+_PLACEHOLDER = "AUTOCOPYMASKEDVALUE"
+
+_known: set[str] = set()
+
+
+def is_secret_key(key: str) -> bool:
+    lowered = key.lower()
+    return lowered in _SECRET_KEYS or any(part in lowered for part in _SECRET_PARTS)
+
+
+def _parsed(url: Any) -> Any:
+    """A SQLAlchemy URL object for ``url`` (a string or a URL), or None if it is none."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url)
+    except Exception:  # ArgumentError, ValueError (a port that is no number), ...
+        return None
+
+
+def _secrets_of(parsed: Any) -> list[str]:
+    found = [parsed.password] if parsed.password else []
+    for key, value in parsed.query.items():
+        if is_secret_key(key):
+            found.extend([value] if isinstance(value, str) else list(value))
+    return [str(secret) for secret in found if secret]
+
+
+def remember_url(url: Any) -> None:
+    """Learn the secrets of ``url`` (a string or a SQLAlchemy URL): from now on they are
+    masked in every text that goes through ``mask_passwords``."""
+    if url is None:
+        return
+    parsed = _parsed(url)
+    if parsed is None:
+        return
+    for secret in _secrets_of(parsed):
+        remember_secret(secret)
+
+
+def remember_secret(secret: str) -> None:
+    """Mask ``secret`` (and its URL-encoded forms) wherever it appears from now on."""
+    if not secret:
+        return
+    for form in {secret, urllib.parse.quote(secret, safe=""), urllib.parse.quote_plus(secret)}:
+        _known.add(form)
+
+
+def mask_url(url: Any) -> str:
+    """``url`` rendered by SQLAlchemy with its password and query secrets hidden. Not a URL
+    SQLAlchemy can read: only its scheme is kept (nothing else can be told safe)."""
+    parsed = _parsed(url)
+    if parsed is None:
+        text = str(url)
+        scheme, sep, _rest = text.partition("://")
+        return f"{scheme}://{MASK}" if sep else MASK
+    remember_url(parsed)
+    secret_keys = {key: _PLACEHOLDER for key in parsed.query if is_secret_key(key)}
+    if secret_keys:
+        parsed = parsed.update_query_dict(secret_keys)
+    rendered: str = parsed.render_as_string(hide_password=True)
+    return rendered.replace(_PLACEHOLDER, MASK)
 
 
 def mask_passwords(text: str) -> str:
-    """Replace the password of every URL in ``text`` by ``***``."""
-    return _URL_PASSWORD.sub(lambda m: m.group("head") + "***", text)
+    """``text`` with every secret hidden: the known ones wherever they are, and every
+    word that SQLAlchemy reads as a URL re-rendered with its secrets masked."""
+    # Known secrets first: a password holding a space is one secret, not two words.
+    for secret in sorted(_known, key=len, reverse=True):
+        if len(secret) >= MIN_FREE_TEXT_SECRET and secret in text:
+            text = text.replace(secret, MASK)
+    if "://" in text:
+        text = " ".join(_mask_word(word) if "://" in word else word
+                        for word in text.split(" "))
+    return text
+
+
+_QUOTES = "'\"()<>[]{},;`"
+
+
+def _mask_word(word: str) -> str:
+    start, end = 0, len(word)
+    while start < end and word[start] in _QUOTES:
+        start += 1
+    while end > start and word[end - 1] in _QUOTES + ".:":
+        end -= 1
+    core = word[start:end]
+    scheme, sep, rest = core.partition("://")
+    if not sep or not scheme or not (scheme[0].isalpha() and all(
+            c.isalnum() or c in "+.-" for c in scheme)):
+        return word
+    if scheme.lower() in ("http", "https") and "@" not in rest and "?" not in rest:
+        return word  # a link without credentials: nothing to hide
+    return word[:start] + mask_url(core) + word[end:]
+
+
+# --- terminal output ------------------------------------------------------------------------
+
+_ESCAPES: dict[int, str] = {}
+
+
+def _escape_table() -> dict[int, str]:
+    if not _ESCAPES:
+        named = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+        for code in [*range(0x00, 0x20), *range(0x7F, 0xA0), 0x2028, 0x2029,
+                     *range(0x202A, 0x202F), *range(0x2066, 0x206A), 0x200E, 0x200F,
+                     0x061C, 0xFEFF]:
+            char = chr(code)
+            _ESCAPES[code] = named.get(char) or (f"\\x{code:02x}" if code < 0x100
+                                                 else f"\\u{code:04x}")
+    return _ESCAPES
+
+
+def terminal_safe(text: str) -> str:
+    """``text`` with control characters, line breaks and bidirectional overrides escaped
+    (``\\x1b``, ``\\n``, ``\\u202e``): what came from outside can neither move the cursor,
+    hide what follows, retitle the terminal nor start a line of its own."""
+    if text.isprintable():
+        return text
+    return text.translate(_escape_table())
