@@ -5,6 +5,7 @@ the password, ``?password=`` in the query) and whether the server answers or not
 from __future__ import annotations
 
 import http.server
+import json
 import os
 import socket
 import stat
@@ -89,6 +90,8 @@ def everything_shown(b: Worktree, hook: Webhook, runs: list[list[str]]) -> tuple
     for args in runs:
         result = b.autocopy(*args, env=NO_PROXY)
         codes.add(result.returncode)
+        if "--json" in args:
+            assert isinstance(json.loads(result.stdout), dict)  # one exact JSON document
         texts += [result.stdout, result.stderr]
     texts.append(event_log(b))
     texts += [body.decode("utf-8") for body in hook.bodies]

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from alembic.script.revision import Revision, RevisionError, RevisionMap
 
 from alembic_autocopy.errors import AutocopyError
-from alembic_autocopy.model import MigrationHeader
+from alembic_autocopy.model import MigrationHeader, reachable
 
 
 class GraphError(AutocopyError):
@@ -66,19 +66,41 @@ def heads(headers: Sequence[MigrationHeader]) -> tuple[str, ...]:
 def _heads(headers: tuple[MigrationHeader, ...]) -> tuple[str, ...]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return tuple(revision_map(headers).heads)
+        try:
+            return tuple(revision_map(headers).heads)
+        except _MALFORMED:  # a cycle, a missing parent: reported by graphfaults
+            return _plain_heads(headers)
+
+
+# What Alembic raises on a graph it cannot load (a cycle, a parent nobody holds, ...).
+_MALFORMED = (RevisionError, KeyError, ValueError)
+
+
+def _plain_heads(headers: Sequence[MigrationHeader]) -> tuple[str, ...]:
+    """Revisions no other one names as parent: the heads of a graph Alembic refuses."""
+    named = {need for header in headers for need in header.needs}
+    return tuple(h.revision for h in headers if h.revision not in named)
+
+
+def _plain_parents(headers: Sequence[MigrationHeader]) -> dict[str, tuple[str, ...]]:
+    labels = {label: h.revision for h in headers for label in h.branch_labels}
+    return {h.revision: tuple(labels.get(need, need) for need in h.needs) for h in headers}
 
 
 def ancestry(headers: Sequence[MigrationHeader], tips: Iterable[str]) -> set[str]:
-    """Every revision at or below ``tips`` (parents and dependencies), by Alembic's rules."""
+    """Every revision at or below ``tips`` (parents and dependencies), by Alembic's rules;
+    on a graph Alembic refuses (cycle, missing parent), by following the parents named."""
     tip_list = [tip for tip in tips if tip]
     if not tip_list:
         return set()
     graph = revision_map(headers)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        nodes = graph._get_ancestor_nodes(graph.get_revisions(tuple(tip_list)))
-        return {node.revision for node in nodes if node is not None}
+        try:
+            nodes = graph._get_ancestor_nodes(graph.get_revisions(tuple(tip_list)))
+            return {node.revision for node in nodes if node is not None}
+        except _MALFORMED:
+            return reachable(tip_list, _plain_parents(headers))
 
 
 def newly_applied(headers: Sequence[MigrationHeader], before: Iterable[str],
@@ -89,6 +111,10 @@ def newly_applied(headers: Sequence[MigrationHeader], before: Iterable[str],
     graph = revision_map(headers)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        order = [rev.revision for rev in graph.iterate_revisions(tuple(graph.heads), "base")]
+        try:
+            order = [rev.revision
+                     for rev in graph.iterate_revisions(tuple(graph.heads), "base")]
+        except _MALFORMED:
+            order = [h.revision for h in headers]  # no order Alembic would know
     order.reverse()
     return [rev for rev in order if rev in done_after and rev not in done_before]

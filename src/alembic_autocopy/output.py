@@ -100,5 +100,5 @@ class Output:
         if self.json_mode:
             if self.warnings and "warnings" not in document:
                 document = {**document, "warnings": self.warnings}
-            text = json.dumps(document, indent=2, sort_keys=False, default=str)
-            print(shown(text), file=self.stdout)
+            text = json.dumps(exact(document), indent=2, sort_keys=False)
+            print(text, file=self.stdout)

@@ -6,11 +6,19 @@ from alembic_autocopy.output import Output
 from alembic_autocopy.scanning import Inventory
 
 
-def show_inventory_warnings(inventory: Inventory, out: Output) -> None:
+def show_inventory_warnings(inventory: Inventory, out: Output,
+                            every_id_known: bool = True) -> None:
+    """What was skipped, notes, and the faults of the revision graph (a cycle, a parent in
+    no source, an id in two files of a source: see graphfaults). ``every_id_known``: False
+    when the search kept only some revisions (``find``)."""
+    from alembic_autocopy.graphfaults import graph_faults
+
     for skipped in inventory.skipped:
         out.warn(f"skipped {skipped.path}: {skipped.reason}")
     for note in inventory.notes:
         out.warn(note)
+    for fault in graph_faults(inventory.all, every_id_known=every_id_known):
+        out.warn(fault)
     out.detail(search_summary(inventory))
 
 

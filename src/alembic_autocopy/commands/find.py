@@ -34,7 +34,7 @@ def run(args: argparse.Namespace, out: Output) -> int:
 
     options = dataclasses.replace(options_from(args), revision_prefix=args.revision)
     inventory = repair.inventory(project_from(args), options)
-    show_inventory_warnings(inventory, out)
+    show_inventory_warnings(inventory, out, every_id_known=False)
     matches = locations_of(inventory.all, args.revision)
     revisions = sorted({c.revision for c in matches})
     if not matches:
