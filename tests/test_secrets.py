@@ -225,3 +225,16 @@ def test_terminal_safe_escapes_every_control_character() -> None:
     safe = redaction.terminal_safe(hostile)
     assert not any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 or c == "\u202e" for c in safe)
     assert safe == "a\\x1b]0;owned\\x07b\\x1b[2J\\nerror: forged\\r\\u202ec\\x9b"
+
+
+def test_a_plain_word_password_is_masked_in_urls_without_garbling_the_text() -> None:
+    """The template's ``user:pass`` and a dev ``postgres:postgres`` hide no word of the
+    message; a distinctive password is replaced even outside a URL."""
+    redaction.remember_url("driver://user:pass@localhost/dbname")
+    redaction.remember_url("postgresql://postgres:postgres@localhost/db")
+    redaction.remember_url("postgresql://app:Tr1cky pw@localhost/db")
+    text = redaction.mask_passwords(
+        "postgresql://postgres:postgres@localhost/db: password authentication failed "
+        "for user postgres (it sent Tr1cky pw, Tr1cky%20pw)")
+    assert text == ("postgresql://postgres:***@localhost/db: password authentication failed "
+                    "for user postgres (it sent ***, ***)")

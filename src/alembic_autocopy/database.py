@@ -202,9 +202,14 @@ class MigrationProgress:
     def running(self) -> Any:
         """The step that was running when the upgrade failed, or None."""
         for step in self.steps:
-            if not set(step.up_revision_ids) <= self.done:
+            if step_revision(step) not in self.done:
                 return step
         return None
+
+
+def step_revision(step: Any) -> str:
+    """The revision id an Alembic ``RevisionStep`` applies."""
+    return str(getattr(getattr(step, "revision", None), "revision", "?"))
 
 
 def upgrade(project: ProjectConfig, target: str,
@@ -406,7 +411,7 @@ def failed_migration(error: BaseException, step: Any, progress: MigrationProgres
     detail = mask_passwords(_first_line(original))
     if getattr(error, "orig", None) is None:
         detail = f"{type(error).__name__}: {detail}"
-    revision = ", ".join(step.up_revision_ids)
+    revision = step_revision(step)
     path = getattr(getattr(step, "revision", None), "path", None)
     shown = _relative(path, project) if path else "file unknown"
     heads = ", ".join(progress.heads) or "nothing applied"

@@ -28,9 +28,13 @@ MASK = "***"
 _SECRET_PARTS = ("password", "passwd", "pwd", "secret", "token", "apikey", "api_key",
                  "credential", "private")
 _SECRET_KEYS = frozenset({"pass", "auth", "key", "sig", "signature"})
-# A secret shorter than this is only masked inside URLs: replacing every "dev" or "pw" in
-# free text would garble the output without protecting anything worth the name.
-MIN_FREE_TEXT_SECRET = 4
+# Which known secrets are also replaced in free text. Inside a URL every secret is masked
+# (the parser says where it is); in free text, replacing the template's "pass" or a dev
+# password "postgres" would garble every "password" and "postgresql" on the screen without
+# protecting anything worth the name. So: 6 characters at least, and not a plain word
+# (a digit, a sign or a space in it) unless 12 characters or more.
+MIN_FREE_TEXT_SECRET = 6
+PLAIN_WORD_SECRET = 12
 _PLACEHOLDER = "AUTOCOPYMASKEDVALUE"
 
 _known: set[str] = set()
@@ -71,6 +75,12 @@ def remember_url(url: Any) -> None:
         remember_secret(secret)
 
 
+def distinctive(secret: str) -> bool:
+    """Can ``secret`` be told from ordinary words in free text (see PLAIN_WORD_SECRET)?"""
+    return len(secret) >= MIN_FREE_TEXT_SECRET and (
+        len(secret) >= PLAIN_WORD_SECRET or not secret.isalpha())
+
+
 def remember_secret(secret: str) -> None:
     """Mask ``secret`` (and its URL-encoded forms) wherever it appears from now on."""
     if not secret:
@@ -100,7 +110,7 @@ def mask_passwords(text: str) -> str:
     word that SQLAlchemy reads as a URL re-rendered with its secrets masked."""
     # Known secrets first: a password holding a space is one secret, not two words.
     for secret in sorted(_known, key=len, reverse=True):
-        if len(secret) >= MIN_FREE_TEXT_SECRET and secret in text:
+        if secret in text and distinctive(secret):
             text = text.replace(secret, MASK)
     if "://" in text:
         text = " ".join(_mask_word(word) if "://" in word else word
