@@ -46,7 +46,7 @@ def test_no_raw_control_byte_reaches_the_terminal(tmp_path: Path, sqlite_db: Dat
     b = hostile(tmp_path, sqlite_db)
     extra = ["--color", "always"] if colour else []
     for args in (["check"], ["list", "-v"], ["status"], ["find", "e5c0"],
-                 ["find", "e5c000000002"]):
+                 ["find", "e5c000000002"], ["graph"], ["graph", "--format", "dot"]):
         result = b.autocopy(*args, *extra)
         shown = result.stdout + result.stderr
         assert result.returncode in (0, 1), (args, shown)

@@ -16,6 +16,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from alembic_autocopy.model import Candidate, Location, LocationKind, reachable, short_ref
+from alembic_autocopy.redaction import terminal_safe
 
 
 class Residence(enum.Enum):
@@ -298,8 +299,11 @@ _MERMAID_ENTITIES = {"#": "#35;", '"': "#quot;", "<": "#lt;", ">": "#gt;", "&": 
 
 
 def mermaid_text(text: str) -> str:
-    """``text`` made safe inside a quoted Mermaid label (entity codes, as Mermaid reads them)."""
-    return "".join(_MERMAID_ENTITIES.get(char, char) for char in text)
+    """``text`` made safe inside a quoted Mermaid label (entity codes, as Mermaid reads them);
+    a control character (a hostile id or message) becomes its code too, never a raw byte on
+    the terminal the graph is printed to."""
+    return "".join(_MERMAID_ENTITIES.get(char) or (
+        f"#{ord(char)};" if terminal_safe(char) != char else char) for char in text)
 
 
 def mermaid_ids(revisions: Iterable[str]) -> dict[str, str]:
@@ -365,7 +369,8 @@ def to_mermaid(graph: RevisionGraph) -> str:
 
 def dot_string(text: str) -> str:
     """A DOT double-quoted string."""
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    # Control characters shown escaped (``\x1b``), that backslash then escaped for DOT.
+    return '"' + terminal_safe(text).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def _dot_label(lines: Sequence[str]) -> str:
