@@ -347,7 +347,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BaseException as error:  # never let git see a failure from a post-hook
         line = f"{PREFIX} hook failed: {type(error).__name__}: {error}"
     if line:
-        print(line, flush=True)
+        from alembic_autocopy.output import shown
+
+        print(shown(line), flush=True)  # secrets masked, outside text escaped
     if argv is None:  # a git hook's process ends here: as main.ending_process, without
         import gc  # importing main.py (argparse) on the hook's fast path
 

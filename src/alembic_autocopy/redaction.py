@@ -17,8 +17,6 @@ file names, messages), so it can neither drive the terminal nor forge a line.
 
 from __future__ import annotations
 
-import urllib.parse
-
 TYPE_CHECKING = False  # typing's, without importing typing (see output.py)
 if TYPE_CHECKING:
     from typing import Any
@@ -83,6 +81,8 @@ def distinctive(secret: str) -> bool:
 
 def remember_secret(secret: str) -> None:
     """Mask ``secret`` (and its URL-encoded forms) wherever it appears from now on."""
+    import urllib.parse  # only once a URL with a secret was met
+
     if not secret:
         return
     for form in {secret, urllib.parse.quote(secret, safe=""), urllib.parse.quote_plus(secret)}:
