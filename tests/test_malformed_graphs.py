@@ -135,3 +135,18 @@ def test_a_sound_graph_has_no_fault_and_copies_in_two_sources_are_not_duplicates
     # find keeps only some ids: a parent it did not keep is not "missing"
     assert graph_faults([candidate("c", "b")], every_id_known=False) == []
     assert "is in no source" in graph_faults([candidate("c", "b")])[0]
+
+
+def test_this_worktree_with_a_missing_parent(tmp_path: Path, sqlite_db: Database) -> None:
+    """Alembic itself cannot load this worktree: `revision` (which runs Alembic) says which
+    parent is missing instead of "env.py failed: KeyError"."""
+    repo = make_repo(tmp_path, sqlite_db)
+    b = repo.main
+    b.alembic("upgrade", "head", check=True)
+    b.write_migration(ORPHAN, down=NOWHERE, message="orphan")
+
+    results = run_all(b, (["list"], ["status"], ["check"], ["revision", "-m", "next"]))
+
+    assert f"revision {NOWHERE} is named as a parent" in results["revision"][1]
+    assert "KeyError" not in results["revision"][1]
+    assert NOWHERE in results["list"][1] and ORPHAN in results["list"][1]

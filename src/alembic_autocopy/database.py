@@ -349,6 +349,11 @@ def translate_error(error: BaseException, project: ProjectConfig,
             hint=f"install it in this environment (pip install {error.name})")
     if isinstance(error, CommandError):
         return AutocopyError(f"alembic: {text}")
+    malformed = _malformed_graph(error)
+    if malformed is not None:
+        return AutocopyError(f"Alembic cannot load the revisions here: {malformed}",
+                             hint="`alembic-autocopy list --no-db` names the files to fix "
+                                  "(down_revision)")
     kind = type(error).__name__
     return AutocopyError(f"env.py failed: {kind}: {text}",
                          hint="run again with --traceback to see where")
@@ -492,6 +497,24 @@ def _database_named(used: str | None, project: ProjectConfig) -> str:
         where = project.ini_path or project.toml_path or project.cwd
         return f"{mask_url(url)} (sqlalchemy.url in {where}; env.py may use another)"
     return "the database env.py uses"
+
+
+def _malformed_graph(error: BaseException) -> str | None:
+    """What is wrong when Alembic's revision map refused the files (a cycle, a parent that
+    no file has: a bare ``KeyError`` from ``RevisionMap``), else None."""
+    from alembic.script.revision import RevisionError
+
+    if isinstance(error, RevisionError):
+        return mask_passwords(_first_line(error))
+    frame = error.__traceback__
+    while frame is not None and frame.tb_next is not None:
+        frame = frame.tb_next
+    if (isinstance(error, KeyError) and error.args and frame is not None
+            and frame.tb_frame.f_code.co_filename.replace(os.sep, "/").endswith(
+                "alembic/script/revision.py")):
+        return (f"revision {error.args[0]} is named as a parent (down_revision or "
+                "depends_on) but no file has it")
+    return None
 
 
 def _first_line(error: BaseException) -> str:
