@@ -10,7 +10,10 @@ import sqlite3
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from support import BASE_REV, Database, Repo, Worktree, make_repo
+from support.project import EnvKind
 
 PLACEHOLDER = "driver://user:pass@localhost/dbname"
 
@@ -26,9 +29,9 @@ def url_from_environment(worktree: Worktree) -> None:
     """env.py takes its URL from $APP_DATABASE_URL; alembic.ini keeps the template's
     placeholder (the FastAPI-style setup of issue 12)."""
     env_py = worktree.path / "migrations" / "env.py"
-    anchor = "    connectable = engine_from_config(\n"
     text = env_py.read_text()
-    assert text.count(anchor) == 1
+    anchor = next(line + "\n" for line in text.splitlines()
+                  if line.startswith("    connectable = ") and "engine_from_config(" in line)
     env_py.write_text(text.replace(anchor, '    import os\n    config.set_main_option('
                                            '"sqlalchemy.url", os.environ["APP_DATABASE_URL"])\n'
                                            + anchor))
@@ -50,18 +53,18 @@ def one_error(result: subprocess.CompletedProcess[str]) -> str:
     return found[0]
 
 
-def test_connection_refused_names_the_url_env_py_used(tmp_path: Path,
-                                                      sqlite_db: Database) -> None:
-    repo = make_repo(tmp_path, sqlite_db)
+@pytest.mark.parametrize("env", ["sync", "async"])
+def test_connection_refused_names_the_url_env_py_used(tmp_path: Path, sqlite_db: Database,
+                                                      env: EnvKind) -> None:
+    repo = make_repo(tmp_path, sqlite_db, env=env)
     b = repo.main
     url_from_environment(b)
     port = closed_port()
-    for url, shown in [
-        (f"postgresql+psycopg://app:Pw4Refused@127.0.0.1:{port}/appdb",
-         f"postgresql+psycopg://app:***@127.0.0.1:{port}/appdb"),
-        (f"mysql+pymysql://app:Pw4Refused@127.0.0.1:{port}/appdb",
-         f"mysql+pymysql://app:***@127.0.0.1:{port}/appdb"),
-    ]:
+    drivers = ["postgresql+psycopg", "mysql+pymysql"] if env == "sync" else [
+        "postgresql+asyncpg"]
+    for driver in drivers:
+        url = f"{driver}://app:Pw4Refused@127.0.0.1:{port}/appdb"
+        shown = f"{driver}://app:***@127.0.0.1:{port}/appdb"
         for command in ("check", "upgrade"):
             result = b.autocopy(command, env={"APP_DATABASE_URL": url})
             message = one_error(result)
