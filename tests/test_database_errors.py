@@ -157,3 +157,15 @@ def test_a_locked_sqlite_database_is_named_locked(tmp_path: Path, sqlite_db: Dat
     message = one_error(result)
     assert f"the database {sqlite_db.url} is locked" in message
     assert "database is locked" in message and "server" not in result.stderr
+
+
+def test_a_database_missing_on_its_server_is_named_as_such(tmp_path: Path,
+                                                           postgresql_db: Database) -> None:
+    repo = make_repo(tmp_path, postgresql_db)
+    b = repo.main
+    url_from_environment(b)
+    url = postgresql_db.url.rsplit("/", 1)[0] + "/no_such_app_db"
+
+    message = one_error(b.autocopy("check", env={"APP_DATABASE_URL": url}))
+
+    assert f"the database named in {url} does not exist on its server" in message
