@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import signal
 import sys
-import time
 import types
 import warnings
 from pathlib import Path
@@ -469,10 +469,9 @@ def test_errors_only_the_compiler_finds(code: str, error: str, tmp_path: Path) -
 
 
 def test_size_bound_comes_first() -> None:
-    huge = b"\x00\xff" * 25_000_000  # 50 MB of NUL and non-UTF-8 bytes
-    started = time.perf_counter()
+    # 50 MB of NUL and non-UTF-8 bytes: any other check first would give another reason.
+    huge = b"\x00\xff" * 25_000_000
     assert reason(huge) == "larger than 1000000 bytes"
-    assert time.perf_counter() - started < 0.05
     assert reason(HEAD.encode(), max_bytes=10) == "larger than 10 bytes"
     assert parse_migration(HEAD.encode(), max_bytes=len(HEAD)) == MigrationHeader("r1")
     assert DEFAULT_MAX_BYTES == 1_000_000
@@ -485,12 +484,21 @@ def test_size_bound_comes_first() -> None:
     b"(" * 999_000,
     b"revision = 'r1'\ndown_revision = (" + b"'a'," * 50_000 + b")\n",
 ], ids=["escaped quotes", "many comment occurrences", "quotes", "open brackets", "long tuple"])
-def test_large_pathological_inputs_are_quick(source: bytes) -> None:
-    started = time.perf_counter()
-    for check_syntax in (False, True):
-        with contextlib.suppress(MigrationParseError):
-            parse_migration(source, check_syntax=check_syntax)
-    assert time.perf_counter() - started < 2.0
+def test_large_pathological_inputs_do_not_hang(source: bytes) -> None:
+    """A guard against catastrophic (exponential) scanning, not a speed target: the normal
+    cost is well under a second; bench/ measures speed. The alarm fires only on a hang."""
+    def hung(signum: int, frame: object) -> None:
+        raise AssertionError("parsing a pathological input took over 60 s")
+
+    previous = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(60)
+    try:
+        for check_syntax in (False, True):
+            with contextlib.suppress(MigrationParseError):
+                parse_migration(source, check_syntax=check_syntax)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def test_sha256_hex() -> None:
