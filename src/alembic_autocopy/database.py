@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from alembic_autocopy.errors import AutocopyError, ConfigError, DatabaseError
+from alembic_autocopy.heal import INTERNAL_OPTION  # our own runs of env.py are not healed
 from alembic_autocopy.project import ProjectConfig
 from alembic_autocopy.redaction import mask_passwords, mask_url, remember_url
 
@@ -158,7 +159,8 @@ def read_state(project: ProjectConfig,
         from alembic.runtime.environment import EnvironmentContext
 
         script = script_directory(config)
-        with EnvironmentContext(config, script, fn=collect, dont_mutate=True):
+        with EnvironmentContext(config, script, fn=collect, dont_mutate=True,
+                                **{INTERNAL_OPTION: True}):
             script.run_env()
 
     with quiet_alembic_logs():
@@ -245,7 +247,8 @@ def upgrade(project: ProjectConfig, target: str,
         from alembic.runtime.environment import EnvironmentContext
 
         script = script_directory(config)
-        with EnvironmentContext(config, script, fn=steps, destination_rev=target):
+        with EnvironmentContext(config, script, fn=steps, destination_rev=target,
+                                **{INTERNAL_OPTION: True}):
             script.run_env()
 
     guarded(run, project, during_upgrade=True, progress=progress)

@@ -81,14 +81,41 @@ _OWN_INCLUDE_NAME = include_name
 
 def options(*, include_object: IncludeObject | None = None,
             include_name: IncludeName | None = None,
-            on_version_apply: Sequence[Callable[..., None]] = ()) -> dict[str, Any]:
+            on_version_apply: Sequence[Callable[..., None]] = (),
+            heal: bool = True) -> dict[str, Any]:
     """Keyword arguments for ``context.configure``: recording plus autogenerate exclusion,
-    chained with the project's own hooks when given."""
-    return {
+    chained with the project's own hooks when given; and (``heal``, online runs only) the
+    command's ``fn`` wrapped so that the run first brings in what the database applied
+    (see ``alembic_autocopy.heal``)."""
+    result: dict[str, Any] = {
         "on_version_apply": [*on_version_apply, record_applied],
         "include_object": _chain_object(include_object),
         "include_name": _chain_name(include_name),
     }
+    if heal:
+        healing = healing_fn()
+        if healing is not None:
+            result["fn"] = healing
+    return result
+
+
+def healing_fn() -> Callable[..., Any] | None:
+    """The running command's ``fn`` (``EnvironmentContext``'s ``fn`` option), wrapped to heal
+    first; None outside an Alembic run, offline (``--sql``), in alembic-autocopy's own runs
+    of env.py, and for commands without one. Alone: ``context.configure(...,
+    fn=alembic_autocopy.integration.healing_fn())`` would drop ``fn`` when it is None, so
+    prefer ``**options()``."""
+    import sys
+
+    from alembic_autocopy.heal import INTERNAL_OPTION, wrap
+
+    module = sys.modules.get("alembic.context")
+    environment = getattr(module, "_proxy", None)  # the EnvironmentContext env.py runs in
+    opts = getattr(environment, "context_opts", None)
+    if not isinstance(opts, dict) or opts.get(INTERNAL_OPTION) or opts.get("as_sql"):
+        return None
+    original = opts.get("fn")
+    return wrap(original) if callable(original) else None
 
 
 def _chain_object(theirs: IncludeObject | None) -> IncludeObject:

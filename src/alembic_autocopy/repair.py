@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -386,6 +386,28 @@ def repair(project: ProjectConfig, target: str = "head", options: Options | None
         return _carry_out(project, target, options, on_version_apply, upgrade, situation)
 
 
+@_recorded  # logged and notified like every repair
+def bring_in(project: ProjectConfig, applied: Sequence[str], options: Options | None = None,
+             target: str = "head", *,
+             notify: Callable[[str], None] | None = None) -> RepairReport:
+    """Place what the database's ``applied`` heads need; no env.py run, no upgrade.
+
+    For env.py's integration (``heal``): the caller read ``applied`` on env.py's own
+    connection, holds the database lock, and lets Alembic go on with its own command.
+    The same planner, placement and worktree lock as ``repair``.
+    """
+    from alembic_autocopy import locking, placement
+
+    options = options or Options()
+    situation = assess(project, options, applied=applied)
+    waiting = locking.Waiting(_lock_timeout(project, options), notify or locking.print_notice)
+    manifest_file = placement.manifest_path(project, situation.worktree_root)
+    with locking.worktree_lock(locking.worktree_lock_path(manifest_file), waiting):
+        scanning.refresh_here(project, situation.inventory, situation.worktree_root)
+        situation = assess(project, options, applied=applied, found=situation.inventory)
+        return _carry_out(project, target, options, (), False, situation)
+
+
 def _lock_timeout(project: ProjectConfig, options: Options) -> float:
     if options.lock_timeout is not None:
         return options.lock_timeout
@@ -424,18 +446,19 @@ def _carry_out(project: ProjectConfig, target: str, options: Options,
     report = RepairReport(situation, dry_run=options.dry_run,
                           heads_before=situation.applied)
     local_heads = graph.heads(headers_after) if headers_after else ()
-    report.target = _effective_target(target, local_heads)
+    manifest_file = placement.manifest_path(project, root)
+    manifest = placement.load_manifest(manifest_file)
+    copies = {entry.revision for entry in manifest.entries} | {c.revision for c in bring}
+    report.target = effective_target(target, local_heads, copies)
     report.upgraded_to_every_head = target == "head" and report.target == "heads"
     if options.dry_run:
         return report
     if _already_current(situation, target):
         report.heads_after = situation.applied
         return report
-    manifest_file = placement.manifest_path(project, root)
     scratch = placement.scratch_folder(manifest_file)
     placement.remove_stale_temporaries(
         {scratch, manifest_file.parent, *_copy_folders(project, placements)})
-    manifest = placement.load_manifest(manifest_file)
     placement.reconcile(manifest, root)
     if placements:
         report.placed = placement.place(placements, manifest, read_file_content, root,
@@ -463,9 +486,12 @@ def _copy_folders(project: ProjectConfig,
     return {*project.version_locations, *(p.destination.parent for p in placements)}
 
 
-def _effective_target(target: str, local_heads: Sequence[str]) -> str:
-    """``head`` with several heads here becomes ``heads`` (Alembic would refuse ``head``)."""
-    if target == "head" and len(local_heads) > 1:
+def effective_target(target: str, local_heads: Sequence[str], copies: Collection[str]) -> str:
+    """``head`` becomes ``heads`` when the second head was brought in: at most one head is
+    the worktree's own (not a copy this tool placed). Several heads of its own are a real
+    "Multiple head revisions" that Alembic reports as usual."""
+    own = [head for head in local_heads if head not in copies]
+    if target == "head" and len(local_heads) > 1 and len(own) <= 1:
         return "heads"
     return target
 

@@ -1,0 +1,181 @@
+"""The env.py line heals plain `alembic` runs: real worktrees, real databases, real Alembic."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from support import BASE_REV, Database, Repo, Worktree, make_repo
+from support.project import EnvKind
+
+LINE = "**alembic_autocopy.integration.options(include_object=models_only)"
+# Autogenerate compares only what the models declare (the test models declare nothing):
+# `alembic check` then passes when the database is current.
+MODELS_ONLY = '''import sqlalchemy
+import alembic_autocopy.integration
+
+
+def models_only(object_, name, type_, reflected, compare_to):
+    return not (reflected and compare_to is None)
+
+'''
+EVERY_HEAD = "upgrading to every head"
+CANT_LOCATE = "Can't locate revision identified by"
+
+
+def add_line(repo: Repo) -> None:
+    """The one env.py line in every context.configure (committed: every worktree has it)."""
+    env_py = repo.main.path / "migrations" / "env.py"
+    text = env_py.read_text(encoding="utf-8")
+    marker = "context.configure("
+    assert marker in text, "Alembic's env.py template changed shape"
+    text = text.replace(marker, f"{marker}\n        {LINE},")
+    text = text.replace("target_metadata = None\n", "target_metadata = sqlalchemy.MetaData()\n")
+    anchor = "from alembic import context\n"
+    assert anchor in text
+    text = text.replace(anchor, anchor + MODELS_ONLY, 1)
+    env_py.write_text(text, encoding="utf-8")
+    repo.main.commit("env.py heals plain alembic runs")
+
+
+def setup(tmp_path: Path, db: Database, env: EnvKind = "sync",
+          line: bool = True) -> tuple[Repo, Worktree, list[str], str]:
+    """A applied a chain of 3; B has its own unapplied migration. (repo, b, A's ids, b's id)"""
+    repo = make_repo(tmp_path, db, env=env)
+    if line:
+        add_line(repo)
+    repo.main.alembic("upgrade", "head", check=True)
+    a = repo.add_worktree("a")
+    ids = a.chain(3, BASE_REV, "a")
+    a.commit("three migrations")
+    a.alembic("upgrade", "head", check=True)
+    b = repo.add_worktree("b")
+    (own,) = b.chain(1, BASE_REV, "b")
+    b.commit("b's own migration")
+    return repo, b, ids, own
+
+
+def ok(result: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[str]:
+    assert result.returncode == 0, f"{result.args}\n{result.stdout}\n{result.stderr}"
+    return result
+
+
+def test_plain_upgrade_head_heals_and_goes_to_both_heads(sqlite_db: Database,
+                                                          tmp_path: Path) -> None:
+    _repo, b, ids, own = setup(tmp_path, sqlite_db)
+
+    result = ok(b.alembic("upgrade", "head"))
+
+    assert sqlite_db.versions() == {ids[-1], own}
+    assert "brought in 3 migration(s)" in result.stderr
+    assert result.stderr.count(EVERY_HEAD) == 1
+    assert {f"t_{rev}" for rev in [*ids, own]} <= sqlite_db.tables()
+    assert b.status_porcelain() == ""  # the copies stay invisible to git
+    # Nothing left to do: the next run says nothing of ours.
+    again = ok(b.alembic("upgrade", "head"))
+    assert "alembic-autocopy" not in again.stderr
+
+
+def test_current_history_check_and_downgrade_heal(sqlite_db: Database,
+                                                  tmp_path: Path) -> None:
+    _repo, b, ids, own = setup(tmp_path, sqlite_db)
+    # Without the heal each of these fails on A's head (FINDINGS); `clean` removes the
+    # copies between them, so every command has to heal on its own.
+    current = ok(b.alembic("current"))
+    assert ids[-1] in current.stdout
+    ok(b.autocopy("clean"))
+    history = ok(b.alembic("history", "-r", "current:"))
+    assert CANT_LOCATE not in history.stdout + history.stderr
+    ok(b.autocopy("clean"))
+    downgrade = ok(b.alembic("downgrade", "-1"))
+    assert "brought in 3 migration(s)" in downgrade.stderr
+    assert sqlite_db.versions() == {ids[-2]}
+    ok(b.alembic("upgrade", "head"))
+    assert sqlite_db.versions() == {ids[-1], own}
+    ok(b.autocopy("clean"))
+    check = ok(b.alembic("check"))
+    assert "No new upgrade operations detected" in check.stdout
+    ok(b.autocopy("clean"))
+    stamp = ok(b.alembic("stamp", ids[-1], own))
+    assert "brought in 3 migration(s)" in stamp.stderr
+
+
+def test_genuine_multiple_heads_fail_as_alembic_says(sqlite_db: Database,
+                                                     tmp_path: Path) -> None:
+    _repo, b, ids, own = setup(tmp_path, sqlite_db)
+    b.write_migration("b2second", down=BASE_REV)  # a second head of B's own
+    b.commit("a second head")
+
+    result = b.alembic("upgrade", "head")
+
+    assert result.returncode != 0
+    assert "Multiple head revisions are present" in result.stdout + result.stderr
+    assert EVERY_HEAD not in result.stderr
+    assert sqlite_db.versions() == {ids[-1]}  # nothing applied
+
+
+def test_offline_sql_output_is_the_same_with_the_line(sqlite_db: Database,
+                                                      tmp_path: Path) -> None:
+    repo = make_repo(tmp_path, sqlite_db)
+    repo.main.chain(2, BASE_REV, "m")
+    without = ok(repo.main.alembic("upgrade", "head", "--sql"))
+    add_line(repo)
+    with_line = ok(repo.main.alembic("upgrade", "head", "--sql"))
+
+    assert with_line.stdout == without.stdout
+    assert "alembic-autocopy" not in with_line.stderr
+    assert sqlite_db.versions() == set()  # offline: nothing ran, nothing repaired
+
+
+@pytest.mark.parametrize("env", ["async", "multi_engine"])
+def test_async_and_multidb_env_py_heal(sqlite_db: Database, tmp_path: Path,
+                                       env: EnvKind) -> None:
+    _repo, b, ids, own = setup(tmp_path, sqlite_db, env=env)
+
+    ok(b.alembic("upgrade", "head"))
+
+    assert sqlite_db.versions() == {ids[-1], own}
+    ok(b.autocopy("clean"))
+    assert ids[-1] in ok(b.alembic("current")).stdout
+
+
+def test_command_upgrade_inside_a_running_event_loop(sqlite_db: Database,
+                                                     tmp_path: Path) -> None:
+    _repo, b, ids, own = setup(tmp_path, sqlite_db, env="async")
+    script = (
+        "import asyncio\n"
+        "from alembic import command\n"
+        "from alembic.config import Config\n"
+        "async def main():\n"
+        "    command.upgrade(Config('alembic.ini'), 'head')\n"
+        "asyncio.run(main())\n"
+    )
+    # Alembic's async env.py calls asyncio.run(): inside a running loop it needs a thread,
+    # which is the application's to give (as it must without alembic-autocopy too).
+    threaded = script.replace(
+        "    command.upgrade(Config('alembic.ini'), 'head')\n",
+        "    await asyncio.to_thread(command.upgrade, Config('alembic.ini'), 'head')\n")
+    result = subprocess.run([sys.executable, "-c", threaded], cwd=b.path,
+                            capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    assert sqlite_db.versions() == {ids[-1], own}
+
+
+def test_sync_command_upgrade_inside_a_running_event_loop(sqlite_db: Database,
+                                                          tmp_path: Path) -> None:
+    _repo, b, ids, own = setup(tmp_path, sqlite_db)
+    script = (
+        "import asyncio\n"
+        "from alembic import command\n"
+        "from alembic.config import Config\n"
+        "async def main():\n"
+        "    command.upgrade(Config('alembic.ini'), 'head')\n"
+        "asyncio.run(main())\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], cwd=b.path,
+                            capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    assert sqlite_db.versions() == {ids[-1], own}
