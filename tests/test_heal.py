@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from support import BASE_REV, Database, Repo, Worktree, make_repo
+from support import BASE_REV, Database, Repo, Worktree, make_repo, run
 from support.project import EnvKind
 
 LINE = "**alembic_autocopy.integration.options(include_object=models_only)"
@@ -105,7 +105,7 @@ def test_current_history_check_and_downgrade_heal(sqlite_db: Database,
 
 def test_genuine_multiple_heads_fail_as_alembic_says(sqlite_db: Database,
                                                      tmp_path: Path) -> None:
-    _repo, b, ids, own = setup(tmp_path, sqlite_db)
+    _repo, b, ids, _own = setup(tmp_path, sqlite_db)
     b.write_migration("b2second", down=BASE_REV)  # a second head of B's own
     b.commit("a second head")
 
@@ -179,3 +179,49 @@ def test_sync_command_upgrade_inside_a_running_event_loop(sqlite_db: Database,
                             capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr
     assert sqlite_db.versions() == {ids[-1], own}
+
+
+FLASK_APP = '''from flask import Flask
+from flask_migrate import Migrate
+from flask_sqlalchemy import SQLAlchemy
+
+app = Flask(__name__)
+app.config["SQLALCHEMY_DATABASE_URI"] = {url!r}
+db = SQLAlchemy(app)
+migrate = Migrate(app, db)
+'''
+
+
+def test_flask_db_upgrade_heals(sqlite_db: Database, tmp_path: Path) -> None:
+    root = tmp_path / "FlaskProj"
+    root.mkdir()
+    (root / "app.py").write_text(FLASK_APP.format(url=sqlite_db.url), encoding="utf-8")
+    (root / ".gitignore").write_text("__pycache__/\n", encoding="utf-8")
+    main = Worktree(path=root)
+    flask = [sys.executable, "-m", "flask", "--app", "app", "db"]
+    ok(run([*flask, "init"], cwd=root, check=False))
+    env_py = root / "migrations" / "env.py"
+    text = env_py.read_text(encoding="utf-8")
+    assert text.count("**conf_args") == 1, "Flask-Migrate's env.py changed shape"
+    text = text.replace("**conf_args", "**conf_args,\n            "
+                        "**alembic_autocopy.integration.options()")
+    env_py.write_text("import alembic_autocopy.integration\n" + text, encoding="utf-8")
+    main.write_migration(BASE_REV, down=None, message="base")
+    main.git("init", "--quiet")
+    main.commit("a Flask project")
+    ok(run([*flask, "upgrade"], cwd=root, check=False))
+    main.git("worktree", "add", "--quiet", "-b", "a", str(tmp_path / "FlaskProj-a"))
+    a = Worktree(path=tmp_path / "FlaskProj-a")
+    ids = a.chain(3, BASE_REV, "a")
+    a.commit("three migrations")
+    ok(run([*flask, "upgrade"], cwd=a.path, check=False))
+    main.git("worktree", "add", "--quiet", "-b", "b", str(tmp_path / "FlaskProj-b"))
+    b = Worktree(path=tmp_path / "FlaskProj-b")
+    (own,) = b.chain(1, BASE_REV, "b")
+    b.commit("b's own")
+
+    result = ok(run([*flask, "upgrade"], cwd=b.path, check=False))
+
+    assert "brought in 3 migration(s)" in result.stderr
+    assert sqlite_db.versions() == {ids[-1], own}
+    assert b.status_porcelain() == ""
