@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -225,3 +226,63 @@ def test_flask_db_upgrade_heals(sqlite_db: Database, tmp_path: Path) -> None:
     assert "brought in 3 migration(s)" in result.stderr
     assert sqlite_db.versions() == {ids[-1], own}
     assert b.status_porcelain() == ""
+
+
+WAIT_FOR_GO = '''
+    import pathlib
+    import time
+    pathlib.Path({started!r}).touch()
+    deadline = time.monotonic() + 60
+    while not pathlib.Path({go!r}).exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+'''
+
+
+def test_two_worktrees_upgrading_at_once_apply_each_migration_once(
+        any_db: Database, tmp_path: Path) -> None:
+    """A's migration holds the lock until the test says go, once B is seen waiting for it:
+    B read the heads before A applied anything, and must not apply A's migration again."""
+    repo = make_repo(tmp_path, any_db)
+    add_line(repo)
+    repo.main.alembic("upgrade", "head", check=True)
+    go = tmp_path / "go"
+    worktrees = {}
+    for name in ("a", "b"):
+        worktree = repo.add_worktree(name)
+        path = worktree.write_migration(f"{name}0000000001", down=BASE_REV)
+        text = path.read_text(encoding="utf-8")
+        anchor = "def upgrade() -> None:\n"
+        started = tmp_path / f"started-{name}"
+        text = text.replace(anchor, anchor + WAIT_FOR_GO.format(started=str(started),
+                                                                go=str(go)))
+        path.write_text(text, encoding="utf-8")
+        worktree.commit(f"{name}'s migration")
+        worktrees[name] = worktree
+    logs = {name: tmp_path / f"{name}.log" for name in worktrees}
+    processes = {}
+    for name, worktree in worktrees.items():
+        with logs[name].open("w") as log:
+            processes[name] = subprocess.Popen(
+                [sys.executable, "-m", "alembic", "upgrade", "head"], cwd=worktree.path,
+                stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:  # one holds the lock, the other waits for it
+            texts = [log.read_text(encoding="utf-8") for log in logs.values()]
+            if any("waiting for another upgrade" in text for text in texts):
+                break
+            time.sleep(0.1)
+        go.touch()
+        codes = {name: process.wait(timeout=120) for name, process in processes.items()}
+    finally:
+        for process in processes.values():
+            if process.poll() is None:
+                process.kill()
+    texts = {name: log.read_text(encoding="utf-8") for name, log in logs.items()}
+    assert codes == {"a": 0, "b": 0}, texts
+    (loser,) = [text for text in texts.values() if "waiting for another upgrade" in text]
+    # It read the heads again under the lock, brought the winner's migration in, and went
+    # to both heads.
+    assert "brought in 1 migration(s)" in loser and EVERY_HEAD in loser, texts
+    assert any_db.versions() == {"a0000000001", "b0000000001"}
+    assert {"t_a0000000001", "t_b0000000001"} <= any_db.tables()
