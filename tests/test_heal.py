@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -286,3 +287,47 @@ def test_two_worktrees_upgrading_at_once_apply_each_migration_once(
     assert "brought in 1 migration(s)" in loser and EVERY_HEAD in loser, texts
     assert any_db.versions() == {"a0000000001", "b0000000001"}
     assert {"t_a0000000001", "t_b0000000001"} <= any_db.tables()
+
+
+def test_run_never_reruns_an_upgrade_bound_to_fail(sqlite_db: Database,
+                                                   tmp_path: Path) -> None:
+    _repo, b, ids, own = setup(tmp_path, sqlite_db, line=False)
+
+    result = b.autocopy("run", "--json", "--", sys.executable, "-m", "alembic", "upgrade",
+                        "head")
+
+    assert result.returncode != 0
+    document = json.loads(result.stdout)
+    assert [attempt["exit_code"] for attempt in document["attempts"]] == [255]  # not re-run
+    assert document["repairs"][0]["brought_in"] == ids
+    assert document["run_instead"] == "python3 -m alembic upgrade heads".replace(
+        "python3", Path(sys.executable).name)
+    assert "upgrade heads`" in result.stderr and "integration.options()" in result.stderr
+    assert sqlite_db.versions() == {ids[-1]}
+    ok(b.alembic("upgrade", "heads"))  # what it said to run works
+    assert sqlite_db.versions() == {ids[-1], own}
+
+
+def test_run_with_the_line_succeeds_at_once(sqlite_db: Database, tmp_path: Path) -> None:
+    _repo, b, ids, own = setup(tmp_path, sqlite_db)
+
+    result = b.autocopy("run", "--json", "--", sys.executable, "-m", "alembic", "upgrade",
+                        "head")
+
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout)
+    assert [attempt["exit_code"] for attempt in document["attempts"]] == [0]
+    assert sqlite_db.versions() == {ids[-1], own}
+
+
+def test_autocopy_upgrade_keeps_alembics_error_for_heads_of_its_own(
+        sqlite_db: Database, tmp_path: Path) -> None:
+    repo = make_repo(tmp_path, sqlite_db)
+    repo.main.write_migration("own0000001", down=BASE_REV)
+    repo.main.write_migration("own0000002", down=BASE_REV)
+
+    result = repo.main.autocopy("upgrade")
+
+    assert result.returncode == 1
+    assert "Multiple head revisions are present" in result.stderr
+    assert sqlite_db.versions() == set()

@@ -34,7 +34,10 @@ script). Its output passes through unchanged. When it fails because the database
 revision this worktree lacks ("Can't locate revision identified by ...", or the KeyError of a
 half-present chain), every missing revision and its whole ancestry is brought in, then CMD runs
 again (at most --max-attempts times in all). The exit code is CMD's own. A failure for any
-other reason, or an id the database does not hold (a typo), is not retried.
+other reason, or an id the database does not hold (a typo), is not retried. Nor is an
+upgrade to `head` once the revisions brought in made a second head here: it would fail
+again ("Multiple head revisions"), so the message says what to run instead (`... upgrade
+heads`). With the env.py line (docs/workflow.md) plain `alembic upgrade head` heals itself.
 
 The Alembic configuration is -c/-n/-x when given, else the one an `alembic` CMD names with
 its own -c/-n/-x, else alembic.ini in the current folder. With --json, CMD's standard output
@@ -208,11 +211,58 @@ def repair_for(attempt: Attempt, args: argparse.Namespace, command: Sequence[str
     bring = report.situation.plan.bring
     note.line(f"alembic-autocopy: brought in {len(bring)} migration(s), parents first: "
               + ", ".join(c.revision for c in bring))
-    if report.upgraded_to_every_head:
-        note.warn("this worktree now has several heads (its own and the database's): "
-                  "`alembic upgrade head` will refuse; use `alembic upgrade heads` "
-                  "or `alembic-autocopy upgrade`")
     return report
+
+
+def bound_to_fail(command: Sequence[str], report: RepairReport) -> bool:
+    """Would running ``command`` again fail the same way? When the copies made a second
+    head, an upgrade to ``head`` does ("Multiple head revisions are present"). A command
+    that is not an alembic command (a start script) is assumed to upgrade to head. Had
+    env.py healed, the first run would not have failed on a missing revision."""
+    if not report.upgraded_to_every_head:
+        return False
+    words = list(command)
+    if "upgrade" not in words:
+        return not any(word in _OTHER_SUBCOMMANDS for word in words)
+    target = _upgrade_target(words)
+    return target is None or target == "head"
+
+
+# Alembic sub-commands that work with two heads (a re-run of them succeeds).
+_OTHER_SUBCOMMANDS = frozenset({"current", "history", "heads", "branches", "show", "stamp",
+                                "downgrade", "check", "revision", "merge"})
+
+
+def _upgrade_target(words: Sequence[str]) -> str | None:
+    after = words[words.index("upgrade") + 1:]
+    return next((word for word in after if not word.startswith("-")), None)
+
+
+def instead(command: Sequence[str]) -> str:
+    """The command to run instead: the same, to every head (``heads`` for ``head``)."""
+    words = list(command)
+    if "upgrade" in words and _upgrade_target(words) in ("head", None):
+        if "head" in words:
+            words[words.index("head", words.index("upgrade"))] = "heads"
+        else:
+            words.append("heads")
+        return " ".join(_short(word) for word in words)
+    return "alembic upgrade heads"
+
+
+def _short(word: str) -> str:
+    """``/usr/bin/python3`` -> ``python3``: the line names what to type, not where it is."""
+    return os.path.basename(word) if os.sep in word and not word.startswith("-") else word
+
+
+def explain_second_head(command: Sequence[str], note: Output) -> None:
+    note.error(
+        "this worktree now has two heads (its own and the one brought in), so "
+        f"`{' '.join(_short(word) for word in command)}` would fail again "
+        "(\"Multiple head revisions are present\"): not run again",
+        f"run `{instead(command)}`; or add `**alembic_autocopy.integration.options()` to "
+        "env.py's context.configure, and plain `alembic upgrade head` heals itself "
+        "(docs/workflow.md)")
 
 
 def run(args: argparse.Namespace, out: Output) -> int:
@@ -231,6 +281,7 @@ def run(args: argparse.Namespace, out: Output) -> int:
     sys.stdout.flush()
     attempts: list[Attempt] = []
     repairs: list[dict[str, Any]] = []
+    instead_of: str | None = None  # what to run, when running CMD again would fail again
     error: AutocopyError | None = None
     while True:
         attempt = run_once(command, stdout, sys.stderr.buffer)
@@ -251,11 +302,15 @@ def run(args: argparse.Namespace, out: Output) -> int:
         repairs.append({"brought_in": [e.revision for e in report.placed],
                         "copies": [e.path for e in report.placed],
                         "several_heads": report.upgraded_to_every_head})
+        if bound_to_fail(command, report):
+            explain_second_head(command, note)
+            instead_of = instead(command)
+            break
         note.line(f"alembic-autocopy: running again: {' '.join(command)}")
     final = attempts[-1].exit_code
     out.emit({"ok": final == 0, "exit_code": final, "command": command,
               "attempts": [{"exit_code": a.exit_code, "missing": a.missing} for a in attempts],
-              "repairs": repairs,
+              "repairs": repairs, "run_instead": instead_of,
               "error": None if error is None else {"message": error.message,
                                                    "hint": error.hint}})
     return final
