@@ -30,7 +30,6 @@ from __future__ import annotations
 import contextlib
 import sys
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -48,12 +47,13 @@ MigrationFn = Callable[[Any, "MigrationContext"], Iterable[Any]]
 _MARK = "__alembic_autocopy_heal__"
 
 
-@dataclass
 class _State:
     """One wrapped ``fn``: is our lock held (a nested run of the migrations)?"""
 
-    held: bool = False
-    notes: list[str] = field(default_factory=list)
+    __slots__ = ("held",)
+
+    def __init__(self) -> None:
+        self.held = False
 
 
 def say(text: str) -> None:

@@ -31,14 +31,35 @@ module imports neither Alembic nor SQLAlchemy.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic_autocopy.records import DEFAULT_TABLE, Recorder, table_name_for
+if TYPE_CHECKING:
+    from alembic_autocopy.records import Recorder
 
 __all__ = ["include_name", "include_object", "options", "record_applied"]
 
+
+class RecordApplied:
+    """``records.Recorder``, imported on the first migration applied: env.py imports this
+    module at every run, also when nothing is to be done (docs/benchmarks-integration.md)."""
+
+    def __init__(self) -> None:
+        self._recorder: Recorder | None = None
+
+    @property
+    def recorder(self) -> Recorder:
+        if self._recorder is None:
+            from alembic_autocopy.records import Recorder
+
+            self._recorder = Recorder()
+        return self._recorder
+
+    def __call__(self, **kwargs: Any) -> None:
+        self.recorder(**kwargs)
+
+
 #: The ``on_version_apply`` callback: records each applied revision (removes it on downgrade).
-record_applied = Recorder()
+record_applied = RecordApplied()
 
 IncludeObject = Callable[[Any, str | None, str, bool, Any], bool]
 IncludeName = Callable[[str | None, str, dict[str, str | None]], bool]
@@ -47,6 +68,8 @@ IncludeName = Callable[[str | None, str, dict[str, str | None]], bool]
 def record_table_names() -> set[str]:
     """The record table's names to keep out of autogenerate: the default and the configured
     one (read from the configuration Alembic is running with, when there is one)."""
+    from alembic_autocopy.records import DEFAULT_TABLE, table_name_for
+
     names = {DEFAULT_TABLE}
     try:
         from alembic import context

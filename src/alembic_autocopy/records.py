@@ -243,8 +243,10 @@ class Recorder:
 
 def _first_recorder(ctx: MigrationContext) -> Recorder | None:
     for callback in ctx.on_version_apply_callbacks:
-        if isinstance(callback, Recorder):
-            return callback
+        # integration.record_applied imports this module late: it hands its Recorder.
+        recorder = getattr(callback, "recorder", callback)
+        if isinstance(recorder, Recorder):
+            return recorder
     return None
 
 
