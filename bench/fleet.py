@@ -627,6 +627,10 @@ def render(args: argparse.Namespace, written: str, machine_lines: list[str],
         "",
         f"Written by `python bench/fleet.py` ({written}); do not edit by hand: run it again.",
         "",
+        "Other pages: what the env.py line costs plain `alembic upgrade head` "
+        "([benchmarks-integration.md](benchmarks-integration.md), `bench/integration.py`); "
+        "what the git hooks add to a checkout ([hooks-overhead.md](hooks-overhead.md)).",
+        "",
         "## Machine",
         "",
         *machine_lines,

@@ -179,6 +179,7 @@ def _locked(original: MigrationFn, state: _State, heads: tuple[str, ...],
         if set(fresh) != set(heads):
             # Another upgrade moved the database while we waited: Alembic's own bookkeeping
             # holds the old heads. Run the migrations again, from the heads read now.
+            _ensure_rerunnable(context)
             context.run_migrations()
             return
         if steps is None:
@@ -187,6 +188,18 @@ def _locked(original: MigrationFn, state: _State, heads: tuple[str, ...],
     finally:
         state.held = False
         _release_after_transaction(stack, connection)
+
+
+def _ensure_rerunnable(context: MigrationContext) -> None:
+    """The migrations are run again without the keyword arguments env.py gave
+    ``run_migrations`` (this ``fn`` never sees them). A multi-database env.py passes
+    ``engine_name=...`` (its upgrade token names the engine): stop cleanly instead."""
+    from alembic.util import CommandError
+
+    if context.opts.get("upgrade_token", "upgrades") != "upgrades":
+        raise CommandError(
+            f"{PREFIX}another upgrade changed the database while this one waited for its "
+            "lock; nothing was run here: run the same command again")
 
 
 def _fresh_heads(context: MigrationContext) -> tuple[str, ...]:
