@@ -101,6 +101,9 @@ def test_current_history_check_and_downgrade_heal(sqlite_db: Database,
     check = ok(b.alembic("check"))
     assert "No new upgrade operations detected" in check.stdout
     ok(b.autocopy("clean"))
+    revision = ok(b.alembic("revision", "--autogenerate", "-m", "more", "--head", own))
+    assert "brought in 3 migration(s)" in revision.stderr
+    ok(b.autocopy("clean"))
     stamp = ok(b.alembic("stamp", ids[-1], own))
     assert "brought in 3 migration(s)" in stamp.stderr
 
@@ -331,3 +334,18 @@ def test_autocopy_upgrade_keeps_alembics_error_for_heads_of_its_own(
     assert result.returncode == 1
     assert "Multiple head revisions are present" in result.stderr
     assert sqlite_db.versions() == set()
+
+
+def test_async_env_py_on_postgresql_heals_under_the_lock(postgresql_db: Database,
+                                                         tmp_path: Path) -> None:
+    """asyncpg: the lock takes a connection of its own; it is released once the migrations
+    committed (the next run finds nothing to wait for)."""
+    _repo, b, ids, own = setup(tmp_path, postgresql_db, env="async")
+
+    result = ok(b.alembic("upgrade", "head"))
+
+    assert "brought in 3 migration(s)" in result.stderr
+    assert postgresql_db.versions() == {ids[-1], own}
+    downgrade = ok(b.alembic("downgrade", BASE_REV))
+    assert "waiting" not in downgrade.stderr
+    assert postgresql_db.versions() == {BASE_REV}
