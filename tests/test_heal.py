@@ -349,3 +349,47 @@ def test_async_env_py_on_postgresql_heals_under_the_lock(postgresql_db: Database
     downgrade = ok(b.alembic("downgrade", BASE_REV))
     assert "waiting" not in downgrade.stderr
     assert postgresql_db.versions() == {BASE_REV}
+
+
+def _statements_and_connections(ini: Path) -> tuple[list[str], int]:
+    """Every SQL statement and every new DBAPI connection of one in-process
+    `command.upgrade(cfg, "head")`."""
+    import sqlalchemy as sa
+    from alembic import command
+    from alembic.config import Config
+
+    from alembic_autocopy.api import _logging_preserved  # env.py's fileConfig()
+
+    statements: list[str] = []
+    connections: list[int] = []
+
+    def on_sql(conn: object, cursor: object, statement: str, *args: object) -> None:
+        statements.append(statement)
+
+    def on_connect(dbapi_connection: object, record: object) -> None:
+        connections.append(1)
+
+    sa.event.listen(sa.engine.Engine, "before_cursor_execute", on_sql)
+    sa.event.listen(sa.pool.Pool, "connect", on_connect)
+    try:
+        with _logging_preserved():
+            command.upgrade(Config(str(ini)), "head")
+    finally:
+        sa.event.remove(sa.engine.Engine, "before_cursor_execute", on_sql)
+        sa.event.remove(sa.pool.Pool, "connect", on_connect)
+    return statements, len(connections)
+
+
+def test_nothing_to_do_adds_no_query_and_no_connection(sqlite_db: Database,
+                                                       tmp_path: Path) -> None:
+    repo = make_repo(tmp_path, sqlite_db)
+    repo.main.chain(2, BASE_REV, "m")
+    repo.main.alembic("upgrade", "head", check=True)
+    ini = repo.main.path / "alembic.ini"
+    without = _statements_and_connections(ini)
+    add_line(repo)
+
+    with_line = _statements_and_connections(ini)
+
+    assert with_line == without
+    assert without[1] == 1  # env.py's own connection, and no other
