@@ -393,3 +393,13 @@ def test_nothing_to_do_adds_no_query_and_no_connection(sqlite_db: Database,
 
     assert with_line == without
     assert without[1] == 1  # env.py's own connection, and no other
+
+
+def test_what_run_says_to_run_instead() -> None:
+    from alembic_autocopy.commands.run import instead
+
+    assert instead(["alembic", "upgrade", "head"]) == "alembic upgrade heads"
+    assert instead(["/venv/bin/alembic", "-c", "x.ini", "upgrade", "head"]) == (
+        "alembic -c x.ini upgrade heads")
+    assert instead(["flask", "db", "upgrade"]) == "flask db upgrade heads"
+    assert instead(["./start.sh"]) == "alembic upgrade heads"
