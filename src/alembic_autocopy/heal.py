@@ -168,13 +168,17 @@ def _locked(original: MigrationFn, state: _State, heads: tuple[str, ...],
                                  context.version_table_schema, connection.engine)
     stack = contextlib.ExitStack()
     state.held = True
+    key = _lock_key(endpoint)
     try:
-        try:
-            notes = stack.enter_context(locking.database_lock([endpoint], waiting))
-        except Exception as error:
-            raise _command_error(error) from error
-        for note in notes:
-            say(note)
+        if key not in _HELD:  # else an earlier run of this process, not committed yet
+            try:
+                notes = stack.enter_context(locking.database_lock([endpoint], waiting))
+            except Exception as error:
+                raise _command_error(error) from error
+            _HELD.add(key)
+            stack.callback(_HELD.discard, key)
+            for note in notes:
+                say(note)
         fresh = _fresh_heads(context)
         if set(fresh) != set(heads):
             # Another upgrade moved the database while we waited: Alembic's own bookkeeping
@@ -188,6 +192,19 @@ def _locked(original: MigrationFn, state: _State, heads: tuple[str, ...],
     finally:
         state.held = False
         _release_after_transaction(stack, connection)
+
+
+# The databases whose lock this process holds through a heal whose transaction has not
+# ended yet: an application that runs two commands in one open transaction (a connection
+# handed to env.py) must not wait for itself.
+_HELD: set[str] = set()
+
+
+def _lock_key(endpoint: Any) -> str:
+    url = endpoint.url
+    return "\0".join(str(part) for part in (
+        url.get_backend_name(), url.host, url.port, url.database,
+        endpoint.version_table_schema, endpoint.version_table))
 
 
 def _ensure_rerunnable(context: MigrationContext) -> None:
