@@ -403,3 +403,50 @@ def test_what_run_says_to_run_instead() -> None:
         "alembic -c x.ini upgrade heads")
     assert instead(["flask", "db", "upgrade"]) == "flask db upgrade heads"
     assert instead(["./start.sh"]) == "alembic upgrade heads"
+
+
+HANDED_CONNECTION = '''
+    handed = config.attributes.get("connection")
+    if handed is not None:  # the application's own connection (Alembic's cookbook)
+        context.configure(connection=handed, target_metadata=target_metadata,
+                          **alembic_autocopy.integration.options())
+        with context.begin_transaction():
+            context.run_migrations()
+        return
+'''
+
+
+def test_two_commands_in_one_open_transaction_do_not_wait_for_themselves(
+        sqlite_db: Database, tmp_path: Path) -> None:
+    """An application hands env.py its connection and runs two upgrades before committing:
+    the first one's lock is held until that commit; the second one must not wait for it."""
+    import sqlalchemy as sa
+    from alembic import command
+    from alembic.config import Config
+
+    from alembic_autocopy.api import _logging_preserved
+
+    repo = make_repo(tmp_path, sqlite_db)
+    ids = repo.main.chain(2, BASE_REV, "m")
+    env_py = repo.main.path / "migrations" / "env.py"
+    text = env_py.read_text(encoding="utf-8")
+    anchor = "    \"\"\"Run migrations in 'online' mode.\n"
+    assert anchor in text
+    end = text.index('    """', text.index(anchor) + len(anchor)) + len('    """\n')
+    text = text[:end] + HANDED_CONNECTION + text[end:]
+    env_py.write_text("import alembic_autocopy.integration\n" + text, encoding="utf-8")
+    ini = repo.main.path / "alembic.ini"
+    ini.write_text(ini.read_text(encoding="utf-8") + "\n[alembic-autocopy]\nlock_timeout = 3\n",
+                   encoding="utf-8")
+    config = Config(str(ini))
+    engine = sa.create_engine(sqlite_db.url)
+    try:
+        with _logging_preserved(), engine.connect() as connection:
+            config.attributes["connection"] = connection
+            connection.begin()
+            command.upgrade(config, ids[0])
+            command.upgrade(config, "head")  # would wait lock_timeout for its own lock
+            connection.commit()
+    finally:
+        engine.dispose()
+    assert sqlite_db.versions() == {ids[-1]}
