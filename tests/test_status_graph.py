@@ -56,11 +56,13 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
         c = repo.add_worktree("c")
         (branch_only,) = c.chain(1, BASE_REV, "c")
         c.commit("c: one migration")
-        c.autocopy("upgrade", check=True)
+        # c branched from b's commit: b's migration and c's own are two heads of its own,
+        # which `head` refuses as Alembic does; upgrade to both.
+        c.autocopy("upgrade", "heads", check=True)
         repo.main.git("worktree", "remove", "--force", str(c.path))
         e = repo.add_worktree("e")
         (recorded_only,) = e.chain(1, BASE_REV, "e")
-        e.autocopy("upgrade", check=True)  # records e's revision, content included
+        e.autocopy("upgrade", "heads", check=True)  # records e's revision, content included
         repo.main.git("worktree", "remove", "--force", str(e.path))
         db.execute(f"INSERT INTO alembic_version (version_num) VALUES ('{LOST}')")
         d = repo.add_worktree("d")
