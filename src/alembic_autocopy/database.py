@@ -30,6 +30,8 @@ if TYPE_CHECKING:
     from alembic.runtime.migration import MigrationContext
     from alembic.script import ScriptDirectory
 
+    from alembic_autocopy.locking import HeldLocks
+
 T = TypeVar("T")
 
 @dataclass(frozen=True)
@@ -215,8 +217,14 @@ def step_revision(step: Any) -> str:
 
 
 def upgrade(project: ProjectConfig, target: str,
-            on_version_apply: Sequence[Callable[..., None]] = ()) -> UpgradeResult:
-    """Run ONE Alembic upgrade to ``target`` ("heads", "head", a revision) in this process."""
+            on_version_apply: Sequence[Callable[..., None]] = (),
+            locks: HeldLocks | None = None) -> UpgradeResult:
+    """Run ONE Alembic upgrade to ``target`` ("heads", "head", a revision) in this process.
+
+    ``locks``: the database locks this run holds. env.py's migration connection then takes
+    the migration lock before Alembic reads the heads, and the locks are checked before each
+    migration and before the final commit (``locking.HeldLocks``): a lost lock stops the run.
+    """
     config = alembic_config(project)
     result = UpgradeResult(before=(), after=(), target=target)
     current: dict[str, tuple[str, ...]] = {}
@@ -238,7 +246,7 @@ def upgrade(project: ProjectConfig, target: str,
             *context.on_version_apply_callbacks, track, *on_version_apply)
         planned = script._upgrade_revs(target, rev)  # type: ignore[arg-type]
         _remember_progress(progress, context, planned)
-        return planned
+        return planned if locks is None else locks.guard_steps(planned)
 
     script: ScriptDirectory
 
@@ -247,8 +255,20 @@ def upgrade(project: ProjectConfig, target: str,
         from alembic.runtime.environment import EnvironmentContext
 
         script = script_directory(config)
-        with EnvironmentContext(config, script, fn=steps, destination_rev=target,
-                                **{INTERNAL_OPTION: True}):
+        environment = EnvironmentContext(config, script, fn=steps, destination_rev=target,
+                                         **{INTERNAL_OPTION: True})
+        if locks is not None:
+            # env.py's `context.run_migrations()` calls the instance's attribute (Alembic's
+            # module proxy reads it with getattr): wrap it to lock env.py's own connection
+            # before the heads are read. A subclass would not do: the proxy is per class.
+            original = environment.run_migrations
+
+            def run_migrations(**kw: Any) -> None:
+                with locks.migrating(environment.get_context()):
+                    original(**kw)
+
+            environment.run_migrations = run_migrations  # type: ignore[method-assign]
+        with environment:
             script.run_env()
 
     guarded(run, project, during_upgrade=True, progress=progress)

@@ -11,8 +11,27 @@ first one did and has nothing left to race on:
   version table.
 - MariaDB/MySQL: ``GET_LOCK`` on a dedicated connection (server-wide, so the name includes
   the database).
-- SQLite: an exclusive ``flock`` on a file beside the database file, removed on release.
+- SQLite: an exclusive ``flock`` on a file beside the database file (its fully resolved
+  path: a symlink or another spelling of the path shares the lock), removed on release.
 - Other dialects: no lock (a warning says so).
+
+The dedicated connection goes through the project's own driver: a synchronous engine
+directly, an asyncio one (asyncpg, aiomysql, asyncmy, psycopg's async mode) through a private
+event loop in a worker thread. No second driver is needed.
+
+A lock that cannot lapse unnoticed. The dedicated connection sits idle while migrations run;
+``idle_session_timeout``, ``wait_timeout``, a proxy or a network blip can end it, and with it
+the lock. So the migrations themselves are guarded twice (``HeldLocks.migrating``):
+
+- the MIGRATION lock: right before Alembic reads the heads, env.py's own migration connection
+  takes a second lock (PostgreSQL: a transaction-level advisory lock when the migrations run
+  in one transaction, so it ends exactly at commit or rollback; else, and on MariaDB, a
+  session lock released after the last commit). A connection that dies takes its
+  uncommitted work with it, so no other process migrates while this one's migrations run;
+- before each migration and before the final commit, the holder checks that the dedicated
+  lock is still its own (``pg_locks`` / ``IS_USED_LOCK() = CONNECTION_ID()`` / the lock
+  file still named); a lost lock raises ``LockLost``: nothing further is applied, and the
+  open transaction (PostgreSQL: every migration of this run) is rolled back.
 
 Every lock is polled (never a blocking call): the wait can print "waiting for ..." after a
 second, ends with a clear error after ``lock_timeout`` seconds, and Ctrl-C interrupts it.
@@ -25,17 +44,18 @@ the manifest, the copies and the managed ``.gitignore`` change.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
-import importlib.util
 import os
 import socket
 import sys
+import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from alembic_autocopy.errors import AutocopyError, DatabaseError
 from alembic_autocopy.redaction import mask_passwords
@@ -51,12 +71,22 @@ LOCK_FILE_SUFFIX = ".alembic-autocopy.lock"
 WORKTREE_LOCK_NAME = "alembic-autocopy/lock"
 _KEY_PREFIX = "alembic-autocopy"
 
+LOST_HINT = ("what was committed before stays, the rest was rolled back; run "
+             "`alembic-autocopy upgrade` again (docs/safety.md: the database lock)")
+
 Notify = Callable[[str], None]
 Clock = Callable[[], float]
 
 
+T = TypeVar("T")
+
+
 class LockTimeout(AutocopyError):
     """Another process held a lock for longer than ``lock_timeout`` (exit 1)."""
+
+
+class LockLost(DatabaseError):
+    """The database lock ended while this run held it (exit 1): nothing further applied."""
 
 
 def print_notice(message: str) -> None:
@@ -83,13 +113,19 @@ class Waiting:
 
 
 def acquire(lock: _Lock, waiting: Waiting, message: str,
-            timed_out: Callable[[float, str | None], AutocopyError]) -> None:
+            timed_out: Callable[[float, str | None], AutocopyError],
+            tick: Callable[[], None] | None = None) -> None:
     """Poll ``lock`` until it is ours; say ``message`` once after NOTICE_AFTER seconds;
-    raise ``timed_out(waited, holder)`` after ``waiting.timeout`` seconds."""
+    raise ``timed_out(waited, holder)`` after ``waiting.timeout`` seconds. ``tick`` runs
+    before each attempt (e.g. checking that the locks already held are still ours)."""
     start = waiting.clock()
     announced = False
     pause = _FIRST_POLL
-    while not lock.try_acquire():
+    while True:
+        if tick is not None:
+            tick()
+        if lock.try_acquire():
+            return
         waited = waiting.clock() - start
         if waited >= waiting.timeout:
             raise timed_out(waited, lock.holder())
@@ -188,6 +224,15 @@ class FileLock:
             _unlock_fd(descriptor)
         os.close(descriptor)
 
+    def verify(self) -> None:
+        """Raise LockLost when the lock file was removed or replaced meanwhile (another run
+        then locks a new file: the lock is no longer exclusive)."""
+        descriptor = self._descriptor
+        if descriptor is not None and self.transient and not self._still_named(descriptor):
+            raise LockLost(f"lost the database lock: its lock file {self.path} was removed "
+                           "or replaced while this run held it; nothing further was applied",
+                           hint=LOST_HINT)
+
     def holder(self) -> str | None:
         try:
             text = self.path.read_text(encoding="utf-8", errors="replace").strip()
@@ -246,6 +291,106 @@ def mysql_lock_name(text: str) -> str:
     return f"{_KEY_PREFIX}:{hashlib.sha256(text.encode()).hexdigest()[:40]}"
 
 
+_MIGRATING = "\0migrating"  # the migration lock's key: the database lock's, plus this
+
+
+def _masked(url: Any) -> str:
+    return str(url.render_as_string(hide_password=True))
+
+
+def _first_line(error: BaseException) -> str:
+    original = getattr(error, "orig", None) or error
+    first = (str(original).strip().splitlines() or [type(original).__name__])[0]
+    return mask_passwords(first)
+
+
+class _Connection(Protocol):
+    def scalar(self, sql: str, params: dict[str, Any]) -> Any: ...
+
+    def close(self) -> None: ...
+
+
+class _SyncConnection:
+    """An autocommit connection of a synchronous engine (env.py's own, or one of ours)."""
+
+    def __init__(self, engine: Any, owned: bool) -> None:
+        self._engine = engine if owned else None
+        self._connection = engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+
+    def scalar(self, sql: str, params: dict[str, Any]) -> Any:
+        from sqlalchemy import text
+
+        return self._connection.execute(text(sql), params).scalar()
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self._connection.invalidate()  # really close it: a pooled session keeps locks
+            self._connection.close()
+        if self._engine is not None:
+            self._engine.dispose()
+
+
+class _AsyncConnection:
+    """An autocommit connection through the project's asyncio driver (asyncpg, aiomysql,
+    asyncmy, ...), driven from synchronous code: its own event loop runs in a worker thread
+    and each statement is handed to it. No synchronous driver is needed."""
+
+    def __init__(self, endpoint: Endpoint) -> None:
+        import sqlalchemy as sa
+        from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True,
+                                        name="alembic-autocopy database lock")
+        self._thread.start()
+        env_engine = endpoint.engine
+        # env.py's own engine keeps its connect_args (TLS, timeouts...); a pooled one could
+        # hand out a connection made on env.py's (closed) event loop: use a pool-less one.
+        if env_engine is not None and isinstance(env_engine.pool, sa.pool.NullPool):
+            self._engine: Any = AsyncEngine(env_engine)
+            self._owned = False
+        else:
+            self._engine = create_async_engine(endpoint.url, poolclass=sa.pool.NullPool)
+            self._owned = True
+        self._connection: Any = None
+        try:
+            self._connection = self._run(self._connect())
+        except BaseException:
+            self._stop()
+            raise
+
+    async def _connect(self) -> Any:
+        connection = await self._engine.connect()
+        return await connection.execution_options(isolation_level="AUTOCOMMIT")
+
+    def _run(self, awaitable: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(awaitable, self._loop).result()
+
+    def scalar(self, sql: str, params: dict[str, Any]) -> Any:
+        from sqlalchemy import text
+
+        return self._run(self._connection.scalar(text(sql), params))
+
+    def close(self) -> None:
+        try:
+            if self._connection is not None:
+                with contextlib.suppress(Exception):
+                    self._run(self._connection.invalidate())
+                with contextlib.suppress(Exception):
+                    self._run(self._connection.close())
+            if self._owned:
+                with contextlib.suppress(Exception):
+                    self._run(self._engine.dispose())
+        finally:
+            self._stop()
+
+    def _stop(self) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+        if not self._thread.is_alive():
+            self._loop.close()
+
+
 class ServerLock:
     """A session-level lock taken on a dedicated connection (PostgreSQL or MariaDB/MySQL).
 
@@ -256,51 +401,81 @@ class ServerLock:
     def __init__(self, endpoint: Endpoint) -> None:
         self.endpoint = endpoint
         self.backend = endpoint.url.get_backend_name()
-        self._owned_engine: Any = None
-        self._connection: Any = _dedicated_connection(endpoint, self)
+        self.where = _masked(endpoint.url)
+        self._guard = threading.Lock()  # one statement at a time on the connection
+        self._connection: _Connection | None = _dedicated_connection(endpoint)
+        self._held = False
         if self.backend == "postgresql":
             database = self._scalar("SELECT current_database()")
-            self.key: int | str = advisory_key(lock_key(str(database), endpoint))
+            self.key_text = lock_key(str(database), endpoint)
+            self.key: int | str = advisory_key(self.key_text)
         else:
             database = self._scalar("SELECT DATABASE()")
-            self.key = mysql_lock_name(lock_key(str(database), endpoint))
+            self.key_text = lock_key(str(database), endpoint)
+            self.key = mysql_lock_name(self.key_text)
 
     def _scalar(self, sql: str, **params: Any) -> Any:
-        from sqlalchemy import exc, text
-
-        where = self.endpoint.url.render_as_string(hide_password=True)
         hint = "check that the database server runs, then run again"
-        if self._connection is None:
-            raise DatabaseError(f"the lock connection to {where} was lost", hint=hint)
-        try:
-            return self._connection.execute(text(sql), params).scalar()
-        except exc.SQLAlchemyError as error:  # e.g. the server went away while we waited
-            self.release()
-            original = getattr(error, "orig", None) or error
-            first = (str(original).strip().splitlines() or [type(original).__name__])[0]
-            raise DatabaseError(f"the lock connection to {where} failed: "
-                                f"{mask_passwords(first)}", hint=hint) from error
+        with self._guard:
+            connection = self._connection
+            if connection is None:
+                raise DatabaseError(f"the lock connection to {self.where} was lost", hint=hint)
+            try:
+                return connection.scalar(sql, params)
+            except Exception as error:  # e.g. the server went away while we waited
+                if self._held:
+                    raise LockLost(self._lost(_first_line(error)), hint=LOST_HINT) from error
+                self._close()
+                raise DatabaseError(f"the lock connection to {self.where} failed: "
+                                    f"{_first_line(error)}", hint=hint) from error
+
+    def _lost(self, why: str) -> str:
+        return (f"lost the database lock of {self.where} while upgrading ({why}); nothing "
+                "further was applied")
 
     def try_acquire(self) -> bool:
         if self.backend == "postgresql":
-            return bool(self._scalar("SELECT pg_try_advisory_lock(:key)", key=self.key))
-        return bool(self._scalar("SELECT GET_LOCK(:key, 0)", key=self.key) == 1)
+            got = bool(self._scalar("SELECT pg_try_advisory_lock(:key)", key=self.key))
+        else:
+            got = bool(self._scalar("SELECT GET_LOCK(:key, 0)", key=self.key) == 1)
+        self._held = got
+        return got
+
+    def verify(self) -> None:
+        """Raise LockLost unless the lock is still this connection's (it may have been
+        ended by ``idle_session_timeout``, ``wait_timeout``, a proxy, KILL...)."""
+        if not self._held:
+            return
+        if self.backend == "postgresql":
+            unsigned = int(self.key) & 0xFFFFFFFFFFFFFFFF
+            mine = self._scalar(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted "
+                "AND pid = pg_backend_pid() AND classid::bigint = :high "
+                "AND objid::bigint = :low AND objsubid = 1",
+                high=unsigned >> 32, low=unsigned & 0xFFFFFFFF)
+        else:
+            mine = self._scalar("SELECT IS_USED_LOCK(:key) = CONNECTION_ID()", key=self.key)
+        if not mine:
+            self._held = False
+            self._close()
+            raise LockLost(self._lost("the server no longer lists it as ours"),
+                           hint=LOST_HINT)
 
     def release(self) -> None:
-        connection, self._connection = self._connection, None
-        if connection is None:
-            return
-        unlock = ("SELECT pg_advisory_unlock(:key)" if self.backend == "postgresql"
-                  else "SELECT RELEASE_LOCK(:key)")
-        with contextlib.suppress(Exception):  # the connection may be gone: the lock too
-            from sqlalchemy import text
+        with self._guard:
+            if self._connection is not None and self._held:
+                unlock = ("SELECT pg_advisory_unlock(:key)" if self.backend == "postgresql"
+                          else "SELECT RELEASE_LOCK(:key)")
+                with contextlib.suppress(Exception):  # the connection may be gone: the lock too
+                    self._connection.scalar(unlock, {"key": self.key})
+            self._held = False
+            self._close()
 
-            connection.execute(text(unlock), {"key": self.key})
-        with contextlib.suppress(Exception):
-            connection.invalidate()  # really close it: a pooled session would keep locks
+    def _close(self) -> None:
+        connection, self._connection = self._connection, None
+        self._held = False
+        if connection is not None:
             connection.close()
-        if self._owned_engine is not None:
-            self._owned_engine.dispose()
 
     def holder(self) -> str | None:
         with contextlib.suppress(Exception):
@@ -315,52 +490,87 @@ class ServerLock:
             return f"connection id {connection_id}" if connection_id is not None else None
         return None
 
-
-# Async drivers cannot serve a plain blocking connection: their sync siblings can.
-_SYNC_DRIVERS: dict[str, tuple[tuple[str, str], ...]] = {
-    "asyncpg": (("psycopg", "psycopg"), ("psycopg2", "psycopg2"), ("pg8000", "pg8000")),
-    "psycopg_async": (("psycopg", "psycopg"),),
-    "aiomysql": (("pymysql", "pymysql"), ("mysqldb", "MySQLdb")),
-    "asyncmy": (("pymysql", "pymysql"), ("mysqldb", "MySQLdb")),
-}
+    def migration_lock(self, context: Any) -> MigrationLock:
+        """The second lock, taken on env.py's migration connection (see the module doc)."""
+        return MigrationLock(context, self.backend, self.key_text + _MIGRATING)
 
 
-def sync_url(url: Any) -> Any:
-    """``url`` with a synchronous driver (for the lock's own connection)."""
-    driver = url.get_driver_name()
-    choices = _SYNC_DRIVERS.get(driver)
-    if choices is None:
-        return url
-    for name, module in choices:
-        if importlib.util.find_spec(module) is not None:
-            return url.set(drivername=f"{url.get_backend_name()}+{name}")
-    wanted = " or ".join(module for _name, module in choices)
-    raise DatabaseError(
-        f"the database lock needs a synchronous driver beside {driver}: none is installed",
-        hint=f"install {wanted} (pip install {choices[0][1]})")
+class MigrationLock:
+    """A lock held by the connection the migrations run on: it cannot outlive their work.
+
+    PostgreSQL, migrations in one transaction (Alembic's default there) or inside a
+    transaction env.py began: ``pg_try_advisory_xact_lock``, ended by the commit or the
+    rollback. Otherwise (``transaction_per_migration``, MariaDB's non-transactional DDL): a
+    session lock, released after the last migration's commit.
+    """
+
+    def __init__(self, context: Any, backend: str, key_text: str) -> None:
+        self.connection = context.connection
+        self.backend = backend
+        self.per_transaction = backend == "postgresql" and (
+            bool(getattr(context, "_in_external_transaction", False))
+            or (context.impl.transactional_ddl
+                and not getattr(context, "_transaction_per_migration", False)))
+        self.key: int | str = (advisory_key(key_text) if backend == "postgresql"
+                               else mysql_lock_name(key_text))
+        self._held = False
+
+    def _scalar(self, sql: str) -> Any:
+        from sqlalchemy import text
+
+        return self.connection.execute(text(sql), {"key": self.key}).scalar()
+
+    def try_acquire(self) -> bool:
+        if self.backend == "postgresql":
+            function = ("pg_try_advisory_xact_lock" if self.per_transaction
+                        else "pg_try_advisory_lock")
+            self._held = bool(self._scalar(f"SELECT {function}(:key)"))
+        else:
+            self._held = self._scalar("SELECT GET_LOCK(:key, 0)") == 1
+        return self._held
+
+    def release(self) -> None:
+        if not self._held or self.per_transaction:
+            return  # a transaction-level lock ends with the transaction
+        self._held = False
+        unlock = ("SELECT pg_advisory_unlock(:key)" if self.backend == "postgresql"
+                  else "SELECT RELEASE_LOCK(:key)")
+        with contextlib.suppress(Exception):  # a dead connection took the lock with it
+            self._scalar(unlock)
+
+    def holder(self) -> str | None:
+        return None
 
 
-def _dedicated_connection(endpoint: Endpoint, lock: ServerLock) -> Any:
-    """A connection of our own, outside env.py's transaction, in autocommit mode."""
+def _dedicated_connection(endpoint: Endpoint) -> _Connection:
+    """A connection of our own, outside env.py's transaction, in autocommit mode, through
+    the project's own driver (sync or asyncio)."""
     import sqlalchemy as sa
 
     engine = endpoint.engine
     try:
-        if engine is None or getattr(engine.dialect, "is_async", False):
-            engine = sa.create_engine(sync_url(endpoint.url), poolclass=sa.pool.NullPool)
-            lock._owned_engine = engine
-        return engine.connect().execution_options(isolation_level="AUTOCOMMIT")
-    except sa.exc.SQLAlchemyError as error:
-        original = getattr(error, "orig", None) or error
-        where = endpoint.url.render_as_string(hide_password=True)
-        first = (str(original).strip().splitlines() or [type(original).__name__])[0]
-        raise DatabaseError(f"cannot open the lock connection to {where}: "
-                            f"{mask_passwords(first)}",
+        if engine is not None and getattr(engine.dialect, "is_async", False):
+            return _AsyncConnection(endpoint)
+        if engine is None:
+            engine = sa.create_engine(endpoint.url, poolclass=sa.pool.NullPool)
+            if getattr(engine.dialect, "is_async", False):
+                engine.dispose()
+                return _AsyncConnection(endpoint)
+            return _SyncConnection(engine, owned=True)
+        return _SyncConnection(engine, owned=False)
+    except (sa.exc.SQLAlchemyError, OSError, ConnectionError, TimeoutError) as error:
+        raise DatabaseError(f"cannot open the lock connection to {_masked(endpoint.url)}: "
+                            f"{_first_line(error)}",
                             hint="check that the database server runs") from error
 
 
 def sqlite_lock_file(endpoint: Endpoint) -> Path | None:
-    """The lock file beside a SQLite database file; None for an in-memory database."""
+    """The lock file beside a SQLite database file; None for an in-memory database.
+
+    Keyed by the file's identity: the path is fully resolved (symlinks of the file and of
+    its folders, ``..``, relative spellings), so every way of reaching one database file
+    shares one lock file.
+    """
     database = endpoint.url.database or ""
     query = dict(endpoint.url.query)
     if str(query.get("uri", "")).lower() in ("true", "1") and database.startswith("file:"):
@@ -369,7 +579,7 @@ def sqlite_lock_file(endpoint: Endpoint) -> Path | None:
             return None
     if database in ("", ":memory:"):
         return None
-    return Path(os.path.abspath(database + LOCK_FILE_SUFFIX))
+    return Path(os.path.realpath(database) + LOCK_FILE_SUFFIX)
 
 
 def _identity(endpoint: Endpoint) -> str:
@@ -382,35 +592,91 @@ def _identity(endpoint: Endpoint) -> str:
         endpoint.version_table_schema, endpoint.version_table))
 
 
+@dataclass
+class HeldLocks:
+    """The database locks one run holds, and how its migrations stay guarded by them."""
+
+    waiting: Waiting
+    locks: dict[str, _Lock] = field(default_factory=dict)  # by _identity
+    notes: list[str] = field(default_factory=list)  # e.g. a dialect without a lock
+
+    def verify(self) -> None:
+        """Raise LockLost when a lock this run took is no longer its own."""
+        for lock in self.locks.values():
+            check = getattr(lock, "verify", None)
+            if check is not None:
+                check()
+
+    @contextlib.contextmanager
+    def migrating(self, context: Any) -> Iterator[None]:
+        """Around Alembic's ``run_migrations`` on env.py's connection ``context``: check
+        the locks, then take the migration lock on that connection BEFORE Alembic reads
+        the heads (the dedicated connection's lock is checked at every poll, which also
+        keeps it from sitting idle)."""
+        from alembic_autocopy.database import Endpoint
+
+        self.verify()
+        connection = getattr(context, "connection", None)
+        if connection is None or getattr(context, "as_sql", False):
+            yield
+            return
+        endpoint = Endpoint(connection.engine.url, context.version_table,
+                            context.version_table_schema)
+        lock = self.locks.get(_identity(endpoint))
+        if not isinstance(lock, ServerLock):
+            yield
+            return
+        migration = lock.migration_lock(context)
+        acquire(migration, self.waiting, WAITING_FOR_DATABASE,
+                _timed_out(lock.where, self.waiting.timeout), tick=self.verify)
+        try:
+            yield
+        finally:
+            migration.release()
+
+    def guard_steps(self, steps: Iterable[T]) -> Iterator[T]:
+        """Alembic's migration steps, the locks checked before each one and once more after
+        the last (before the final commit)."""
+        for step in steps:
+            self.verify()
+            yield step
+        self.verify()
+
+
+def _timed_out(where: str, timeout: float) -> Callable[[float, str | None], AutocopyError]:
+    def timed_out(waited: float, holder: str | None) -> AutocopyError:
+        return LockTimeout(
+            f"gave up after {waited:.0f} s (lock_timeout = {timeout:g} s): another upgrade "
+            f"of {where} still holds its lock" + (f" ({holder})" if holder else ""),
+            hint="let it finish (or stop it), then run again; --lock-timeout SECONDS "
+                 "(or lock_timeout in [tool.alembic-autocopy]) waits longer")
+
+    return timed_out
+
+
 @contextlib.contextmanager
-def database_lock(endpoints: Sequence[Endpoint], waiting: Waiting) -> Iterator[list[str]]:
+def database_lock(endpoints: Sequence[Endpoint], waiting: Waiting) -> Iterator[HeldLocks]:
     """Hold the upgrade lock of every database env.py reaches (in a fixed order, so two
-    processes never wait for each other). Yields notes (e.g. a dialect without a lock)."""
+    processes never wait for each other). Yields the held locks (``notes``: e.g. a dialect
+    without a lock; ``migrating``/``guard_steps``: for the upgrade)."""
     unique = {_identity(endpoint): endpoint for endpoint in endpoints}
-    notes: list[str] = []
+    held = HeldLocks(waiting)
     with contextlib.ExitStack() as stack:
         for identity in sorted(unique):
             endpoint = unique[identity]
-            where = endpoint.url.render_as_string(hide_password=True)
-
-            def timed_out(waited: float, holder: str | None, where: str = where
-                          ) -> AutocopyError:
-                return LockTimeout(
-                    f"gave up after {waited:.0f} s: another upgrade of {where} still holds "
-                    f"its lock" + (f" ({holder})" if holder else ""),
-                    hint="let it finish (or stop it), then run again; --lock-timeout SECONDS "
-                         "(or lock_timeout in [tool.alembic-autocopy]) waits longer")
-
+            where = _masked(endpoint.url)
             lock = _lock_for(endpoint)
             if lock is None:
                 if endpoint.url.get_backend_name() != "sqlite":
-                    notes.append(f"no upgrade lock for {endpoint.url.get_backend_name()} "
-                                 f"({where}): parallel upgrades of it are not serialized")
+                    held.notes.append(f"no upgrade lock for {endpoint.url.get_backend_name()} "
+                                      f"({where}): parallel upgrades of it are not serialized")
                 continue
             if isinstance(lock, ServerLock):
                 stack.callback(lock.release)  # the connection is open even if never locked
-            stack.enter_context(holding(lock, waiting, WAITING_FOR_DATABASE, timed_out))
-        yield notes
+            stack.enter_context(holding(lock, waiting, WAITING_FOR_DATABASE,
+                                        _timed_out(where, waiting.timeout)))
+            held.locks[identity] = lock
+        yield held
 
 
 def remove_stale_lock_files(endpoints: Sequence[Endpoint]) -> None:

@@ -23,7 +23,7 @@ TYPE_CHECKING = False  # typing's, without importing typing (~3 ms of every star
 if TYPE_CHECKING:
     from typing import Any, TypeVar
 
-    from alembic_autocopy import placement, records
+    from alembic_autocopy import locking, placement, records
     from alembic_autocopy.drift import Drift
 
     F = TypeVar("F", bound=Callable[..., Any])
@@ -376,14 +376,16 @@ def repair(project: ProjectConfig, target: str = "head", options: Options | None
         return _carry_out(project, target, options, on_version_apply, upgrade, situation)
     waiting = locking.Waiting(_lock_timeout(project, options), notify or locking.print_notice)
     manifest_file = placement.manifest_path(project, situation.worktree_root)
-    with (locking.database_lock(situation.endpoints, waiting) as notes,
+    with (locking.database_lock(situation.endpoints, waiting) as held,
           locking.worktree_lock(locking.worktree_lock_path(manifest_file), waiting)):
         # Another run may have changed this worktree (copies placed) and the database
         # (revisions applied) since the scan: look again before planning.
         scanning.refresh_here(project, situation.inventory, situation.worktree_root)
         situation = assess(project, options, found=situation.inventory)
-        situation.inventory.notes.extend(notes)
-        return _carry_out(project, target, options, on_version_apply, upgrade, situation)
+        situation.inventory.notes.extend(held.notes)
+        held.verify()  # e.g. the lock connection ended while env.py ran
+        return _carry_out(project, target, options, on_version_apply, upgrade, situation,
+                          held)
 
 
 @_recorded  # logged and notified like every repair
@@ -431,7 +433,7 @@ def _already_current(situation: Situation, target: str) -> bool:
 
 def _carry_out(project: ProjectConfig, target: str, options: Options,
                on_version_apply: Sequence[Callable[..., None]], upgrade: bool,
-               situation: Situation) -> RepairReport:
+               situation: Situation, held: locking.HeldLocks | None = None) -> RepairReport:
     from alembic_autocopy import database, graph, placement, trust
 
     ensure_plan_possible(situation)
@@ -473,7 +475,7 @@ def _carry_out(project: ProjectConfig, target: str, options: Options,
         if records.env_py_records(project):
             on_version_apply = (*on_version_apply,
                                 records.Recorder(project.tool.record_table))
-    result = database.upgrade(project, report.target, on_version_apply)
+    result = database.upgrade(project, report.target, on_version_apply, held)
     report.applied = result.applied
     report.heads_before = result.before
     report.heads_after = result.after
