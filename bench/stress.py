@@ -109,9 +109,12 @@ class Scenario:
     every_rev: list[str] = field(default_factory=list)
 
 
-def build(db: Database, workdir: Path, worktrees: int, files_everywhere: bool) -> Scenario:
+def build(db: Database, workdir: Path, worktrees: int, files_everywhere: bool,
+          symlinked: bool = False) -> Scenario:
     """The project of one round (``files_everywhere``: for plain Alembic, every worktree
-    already holds every migration)."""
+    already holds every migration; ``symlinked``: SQLite only, every other worktree reaches
+    the database file through a symlink, as a project whose path goes through a linked
+    folder would)."""
     repo = make_repo(workdir, db)
     db.execute(f"CREATE TABLE {LOG_TABLE} (rev VARCHAR(32) NOT NULL)")
     repo.main.alembic("upgrade", "head", check=True)
@@ -127,6 +130,8 @@ def build(db: Database, workdir: Path, worktrees: int, files_everywhere: bool) -
         log_applied(worker.write_migration(rev, down=BASE_REV, message=f"own {index}"), rev)
         workers.append(worker)
         own.append(rev)
+        if symlinked and index % 2 == 1:
+            through_link(worker, db, workdir / f"link-{index}.sqlite")
     if files_everywhere:
         files = [*foreign.versions.glob("f*.py"), *(p for w in workers
                                                       for p in w.versions.glob("c*.py"))]
@@ -135,6 +140,19 @@ def build(db: Database, workdir: Path, worktrees: int, files_everywhere: bool) -
                 if not (worker.versions / path.name).exists():
                     shutil.copyfile(path, worker.versions / path.name)
     return Scenario(repo, workers, {chain[-1], *own}, [BASE_REV, *chain, *own])
+
+
+def through_link(worker: Worktree, db: Database, link: Path) -> None:
+    """Point ``worker``'s alembic.ini at ``link``, a symlink to ``db``'s file."""
+    if db.backend != "sqlite":
+        raise ValueError("--symlinked is for SQLite only")
+    real = db.url.removeprefix("sqlite:///")
+    link.symlink_to(real)
+    ini = worker.path / "alembic.ini"
+    text = ini.read_text(encoding="utf-8")
+    if f"sqlite:///{real}" not in text:
+        raise RuntimeError(f"{ini} does not name {real}")
+    ini.write_text(text.replace(f"sqlite:///{real}", f"sqlite:///{link}"), encoding="utf-8")
 
 
 def collide(scenario: Scenario, processes: int, tool: str) -> tuple[list[int], list[str]]:
@@ -181,10 +199,11 @@ def check(db: Database, scenario: Scenario) -> list[str]:
 
 
 def run_round(db: Database, workdir: Path, processes: int = 8, worktrees: int = 4,
-              tool: str = "autocopy") -> RoundResult:
+              tool: str = "autocopy", symlinked: bool = False) -> RoundResult:
     """One round on the empty database ``db``, in ``workdir`` (made if needed)."""
     workdir.mkdir(parents=True, exist_ok=True)
-    scenario = build(db, workdir, worktrees, files_everywhere=tool == "alembic")
+    scenario = build(db, workdir, worktrees, files_everywhere=tool == "alembic",
+                     symlinked=symlinked)
     started = time.monotonic()
     codes, errors = collide(scenario, processes, tool)
     seconds = time.monotonic() - started - START_MARGIN
@@ -193,13 +212,13 @@ def run_round(db: Database, workdir: Path, processes: int = 8, worktrees: int = 
 
 
 def run_rounds(backend: Backend, tool: str, rounds: int, processes: int, worktrees: int,
-               workdir: Path) -> list[RoundResult]:
+               workdir: Path, symlinked: bool = False) -> list[RoundResult]:
     results = []
     for number in range(rounds):
         folder = workdir / f"{backend}-{tool}-{number}"
         folder.mkdir(parents=True)
         with temporary_database(backend, folder) as db:
-            result = run_round(db, folder, processes, worktrees, tool)
+            result = run_round(db, folder, processes, worktrees, tool, symlinked)
         shutil.rmtree(folder, ignore_errors=True)
         results.append(result)
         state = "ok" if result.ok else (f"{result.failed_processes} failed, "
@@ -296,6 +315,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--backends", default=",".join(BACKENDS))
     parser.add_argument("--tools", default="autocopy,alembic")
     parser.add_argument("--no-docs", action="store_true")
+    parser.add_argument("--symlinked", action="store_true",
+                        help="SQLite: half the worktrees reach the file through a symlink "
+                             "(prints the results; docs/stress.md is not rewritten)")
     args = parser.parse_args(argv)
     workdir = Path(tempfile.mkdtemp(prefix="aac-stress-"))
     hermetic(workdir / "home")
@@ -304,10 +326,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         for backend in args.backends.split(","):
             for tool in args.tools.split(","):
                 results += run_rounds(backend, tool, args.rounds,  # type: ignore[arg-type]
-                                      args.processes, args.worktrees, workdir)
+                                      args.processes, args.worktrees, workdir,
+                                      args.symlinked)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    if not args.no_docs:
+    if not args.no_docs and not args.symlinked:
         write_docs(results, args.rounds, args.processes, args.worktrees,
                    CHECKOUT / "docs" / "stress.md")
     ours = [r for r in results if r.tool == "autocopy"]
