@@ -18,12 +18,15 @@ import hashlib
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 import venv
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import IO, Any
 
 import pytest
+import sqlalchemy as sa
 
 from alembic_autocopy import locking
 from alembic_autocopy.database import Endpoint
@@ -151,6 +154,7 @@ def test_async_only_projects_are_repaired_every_way(
 
 SLOW, SECOND, THIRD = "5100000000a1", "5100000000a2", "5100000000a3"
 LOG_TABLE = "lock_log"
+WAITING = "waiting for another upgrade of this database"
 
 
 def _logging_migration(worktree: Worktree, rev: str, parent: str, *body: str) -> None:
@@ -163,16 +167,16 @@ def _logging_migration(worktree: Worktree, rev: str, parent: str, *body: str) ->
     path.write_text(text.replace(anchor, anchor + lines, 1))
 
 
-def _slow_chain(tmp_path: Path, db: Database, sleep: str) -> tuple[Repo, Worktree, Worktree]:
-    """main holds base + SLOW (which sleeps) + SECOND + THIRD; two worktrees of it; the
-    database is at base."""
+def _gated_chain(tmp_path: Path, db: Database, gate: str) -> tuple[Repo, Worktree, Worktree]:
+    """main holds base + SLOW (which runs ``gate``: it waits for a lock the test holds) +
+    SECOND + THIRD; two worktrees of it; the database is at base."""
     repo = make_repo(tmp_path, db)
     db.execute(f"CREATE TABLE {LOG_TABLE} (rev VARCHAR(32) NOT NULL)")
     repo.main.alembic("upgrade", "head", check=True)
-    _logging_migration(repo.main, SLOW, BASE_REV, "CREATE TABLE slow_one (id INTEGER)", sleep)
+    _logging_migration(repo.main, SLOW, BASE_REV, "CREATE TABLE slow_one (id INTEGER)", gate)
     _logging_migration(repo.main, SECOND, SLOW, "CREATE TABLE second_one (id INTEGER)")
     _logging_migration(repo.main, THIRD, SECOND, "CREATE TABLE third_one (id INTEGER)")
-    repo.main.commit("a slow chain")
+    repo.main.commit("a chain whose first migration waits at a gate")
     return repo, repo.add_worktree("one"), repo.add_worktree("two")
 
 
@@ -194,6 +198,33 @@ def _wait_for(condition: Callable[[], bool], process: subprocess.Popen[str],
         time.sleep(0.05)
 
 
+class _Lines:
+    """Every line a stream gives, read by a thread of its own (never blocks the test)."""
+
+    def __init__(self, stream: IO[str] | None) -> None:
+        assert stream is not None
+        self.lines: list[str] = []
+        self._thread = threading.Thread(target=self._read, args=(stream,), daemon=True)
+        self._thread.start()
+
+    def _read(self, stream: IO[str]) -> None:
+        for line in stream:
+            self.lines.append(line)
+
+    def wait_for(self, text: str, seconds: float = 60) -> None:
+        deadline = time.monotonic() + seconds
+        while not any(text in line for line in self.lines):
+            assert time.monotonic() < deadline, f"never said {text!r}: {self.text()}"
+            time.sleep(0.05)
+
+    def text(self) -> str:
+        return "".join(self.lines)
+
+    def join(self) -> str:
+        self._thread.join(timeout=120)
+        return self.text()
+
+
 @contextlib.contextmanager
 def _reaped(*processes: subprocess.Popen[str]) -> Iterator[None]:
     try:
@@ -205,69 +236,97 @@ def _reaped(*processes: subprocess.Popen[str]) -> Iterator[None]:
                 process.communicate()
 
 
-def _assert_each_applied_once(repo: Repo, db: Database,
-                              first: subprocess.Popen[str],
-                              second: subprocess.Popen[str]) -> None:
-    out1, err1 = first.communicate(timeout=120)
-    out2, err2 = second.communicate(timeout=120)
+@contextlib.contextmanager
+def _gate_held(db: Database, take: str) -> Iterator[Any]:
+    """A connection of the test's own holding the gate lock (``take``)."""
+    engine = sa.create_engine(db.url, poolclass=sa.pool.NullPool,
+                              isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as connection:
+            connection.execute(sa.text(take))
+            yield connection
+    finally:
+        engine.dispose()
+
+
+def _run_the_race(repo: Repo, db: Database, first: subprocess.Popen[str],
+                  two: Worktree, open_gate: Callable[[], None]) -> None:
+    """The first run's lock connection is gone and its migration waits at the gate: start
+    a second run, see it wait for the first one's migration lock, open the gate. Every
+    migration then runs once; the first run stops, saying it lost the lock."""
+    second = _start_upgrade(two)
+    with _reaped(second):
+        said = _Lines(second.stderr)
+        try:
+            said.wait_for(WAITING)  # for the first run's migration lock
+        finally:
+            open_gate()
+        out1, err1 = first.communicate(timeout=120)
+        second.wait(timeout=120)
+        err2 = said.join()
+        assert second.stdout is not None
+        out2 = second.stdout.read()
     assert first.returncode == 1, out1 + err1
-    assert LOST in err1, err1
-    assert "nothing further was applied" in err1
+    assert LOST in err1 and "nothing further was applied" in err1, err1
     assert "Traceback" not in err1 + err2
     assert second.returncode == 0, out2 + err2
     assert "already exists" not in err2 and "duplicate" not in err2.lower()
     runs = collections.Counter(row[0] for row in db.execute(f"SELECT rev FROM {LOG_TABLE}"))
     assert runs == {SLOW: 1, SECOND: 1, THIRD: 1}
     assert repo.applied_versions() == {THIRD}
+    assert {"slow_one", "second_one", "third_one"} <= db.tables()
+
+
+def _lock_key_text(db: Database) -> str:
+    return locking.lock_key(db.name, Endpoint(url=None))  # reads only the version table
 
 
 @pytest.mark.slow
 def test_postgresql_lock_ended_by_idle_session_timeout_stops_the_run(
         tmp_path: Path, postgresql_db: Database) -> None:
     db = postgresql_db
-    repo, one, two = _slow_chain(tmp_path, db, "SELECT pg_sleep(6)")
-    db.execute(f"ALTER DATABASE {db.name} SET idle_session_timeout = '2s'")
-    advisory = ("SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database "
-                f"WHERE l.locktype = 'advisory' AND l.granted AND d.datname = '{db.name}'")
-    sleeping = ("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                "AND query LIKE 'SELECT pg_sleep%' AND state = 'active'")
+    gate = 4242
+    repo, one, two = _gated_chain(tmp_path, db, f"SELECT pg_advisory_xact_lock({gate})")
+    key = locking.advisory_key(_lock_key_text(db)) & 0xFFFFFFFFFFFFFFFF
+    lock_held = ("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted "
+                 f"AND classid::bigint = {key >> 32} AND objid::bigint = "
+                 f"{key & 0xFFFFFFFF} AND objsubid = 1")
+    at_gate = ("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+               "AND query LIKE 'SELECT pg_advisory_xact_lock%' AND wait_event_type = 'Lock'")
 
-    first = _start_upgrade(one)
-    with _reaped(first):
-        # The first run migrates SLOW: its lock connection idles, the server ends it; the
-        # migration lock on its migration connection remains.
-        _wait_for(lambda: db.execute(sleeping)[0][0] == 1, first, "the slow migration")
-        _wait_for(lambda: db.execute(advisory)[0][0] == 1, first, "the lock connection end")
-        db.execute(f"ALTER DATABASE {db.name} RESET idle_session_timeout")
-        second = _start_upgrade(two)
-        with _reaped(second):
-            _assert_each_applied_once(repo, db, first, second)
-
-
-def _lock_name(db: Database) -> str:
-    endpoint = Endpoint(url=None)  # lock_key reads only the version table of the endpoint
-    return locking.mysql_lock_name(locking.lock_key(db.name, endpoint))
+    with _gate_held(db, f"SELECT pg_advisory_lock({gate})") as gate_connection:
+        # Sessions opened from now on end after 2 idle seconds: the first run's lock
+        # connection idles while its migration waits at the gate.
+        db.execute(f"ALTER DATABASE {db.name} SET idle_session_timeout = '2s'")
+        first = _start_upgrade(one)
+        with _reaped(first):
+            _wait_for(lambda: db.execute(at_gate)[0][0] == 1, first, "the gate")
+            _wait_for(lambda: db.execute(lock_held)[0][0] == 0, first,
+                      "the end of the lock connection")
+            db.execute(f"ALTER DATABASE {db.name} RESET idle_session_timeout")
+            _run_the_race(repo, db, first, two, lambda: gate_connection.execute(
+                sa.text(f"SELECT pg_advisory_unlock({gate})")))
 
 
 @pytest.mark.slow
 def test_mariadb_lock_connection_killed_mid_upgrade_stops_the_run(
         tmp_path: Path, mariadb_db: Database) -> None:
     db = mariadb_db
-    repo, one, two = _slow_chain(tmp_path, db, "SELECT SLEEP(4)")
-    name = _lock_name(db)
-    sleeping = ("SELECT count(*) FROM information_schema.processlist "
-                f"WHERE db = '{db.name}' AND info LIKE 'SELECT SLEEP%'")
+    gate = f"gate-{db.name}"
+    repo, one, two = _gated_chain(tmp_path, db, f"SELECT GET_LOCK('{gate}', 120)")
+    name = locking.mysql_lock_name(_lock_key_text(db))
+    at_gate = ("SELECT count(*) FROM information_schema.processlist "
+               f"WHERE info LIKE 'SELECT GET_LOCK(''{gate}''%'")
 
-    first = _start_upgrade(one)
-    with _reaped(first):
-        _wait_for(lambda: db.execute(sleeping)[0][0] == 1, first, "the slow migration")
-        ((holder,),) = db.execute(f"SELECT IS_USED_LOCK('{name}')")
-        assert holder is not None
-        db.execute(f"KILL {int(holder)}")  # the first run's lock connection, mid-upgrade
-        second = _start_upgrade(two)
-        with _reaped(second):
-            _assert_each_applied_once(repo, db, first, second)
-    assert {"slow_one", "second_one", "third_one"} <= db.tables()
+    with _gate_held(db, f"SELECT GET_LOCK('{gate}', 0)") as gate_connection:
+        first = _start_upgrade(one)
+        with _reaped(first):
+            _wait_for(lambda: db.execute(at_gate)[0][0] == 1, first, "the gate")
+            ((holder,),) = db.execute(f"SELECT IS_USED_LOCK('{name}')")
+            assert holder is not None
+            db.execute(f"KILL {int(holder)}")  # the first run's lock connection
+            _run_the_race(repo, db, first, two, lambda: gate_connection.execute(
+                sa.text(f"SELECT RELEASE_LOCK('{gate}')")))
 
 
 # --- the SQLite lock is the file's, whatever the path --------------------------------------
