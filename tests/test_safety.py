@@ -348,7 +348,7 @@ def any_db_lock_files(db: Database) -> Iterator[Path]:
             yield path
 
 
-def test_async_env_lock_uses_a_synchronous_sibling_driver(
+def test_async_env_lock_goes_through_the_async_driver(
     tmp_path: Path, postgresql_db: Database
 ) -> None:
     repo = make_repo(tmp_path, postgresql_db, env="async")
