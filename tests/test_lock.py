@@ -390,3 +390,25 @@ def test_a_lock_timeout_names_the_database_and_the_setting(
     assert f"postgresql+psycopg://postgres@127.0.0.1:5432/{postgresql_db.name}" in error
     assert "lock_timeout = 1 s" in error
     assert "--lock-timeout" in result.stderr
+
+
+def test_a_removed_sqlite_lock_file_is_a_lost_lock(tmp_path: Path) -> None:
+    """Someone deleting the lock file lets another run lock a new one: the holder's check
+    (before each migration) says the lock is lost."""
+    path = tmp_path / f"db.sqlite{locking.LOCK_FILE_SUFFIX}"
+    held = locking.HeldLocks(locking.Waiting(1))
+    lock = locking.FileLock(path, transient=True)
+    assert lock.try_acquire()
+    held.locks["sqlite"] = lock
+    held.verify()
+    path.unlink()
+    other = locking.FileLock(path, transient=True)
+    assert other.try_acquire()  # the second run is in
+    with pytest.raises(locking.LockLost, match="lost the database lock") as raised:
+        list(held.guard_steps(["a migration"]))
+    assert str(path) in raised.value.message
+    lock.release()
+    assert path.exists(), "the stale holder removed the new holder's lock file"
+    assert not locking.FileLock(path, transient=True).try_acquire()
+    other.release()
+    assert not path.exists()

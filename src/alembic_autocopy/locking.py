@@ -217,9 +217,12 @@ class FileLock:
         descriptor, self._descriptor = self._descriptor, None
         if descriptor is None:
             return
-        if self.transient:  # unlink while still locked: a waiter then sees a new file
+        # Unlink while still locked (a waiter then sees a new file), unless the name now
+        # belongs to another run's lock file (ours was removed or replaced meanwhile).
+        if self.transient:
             with contextlib.suppress(OSError):
-                os.unlink(self.path)
+                if self._still_named(descriptor):
+                    os.unlink(self.path)
         with contextlib.suppress(OSError):
             _unlock_fd(descriptor)
         os.close(descriptor)
