@@ -58,7 +58,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from alembic_autocopy.errors import AutocopyError, DatabaseError
-from alembic_autocopy.redaction import mask_passwords
+from alembic_autocopy.redaction import mask_passwords, mask_url
 
 if TYPE_CHECKING:
     from alembic_autocopy.database import Endpoint
@@ -298,7 +298,7 @@ _MIGRATING = "\0migrating"  # the migration lock's key: the database lock's, plu
 
 
 def _masked(url: Any) -> str:
-    return str(url.render_as_string(hide_password=True))
+    return mask_url(url)  # the password and secret query parameters hidden
 
 
 def _first_line(error: BaseException) -> str:
