@@ -172,12 +172,12 @@ def _locked(original: MigrationFn, state: _State, heads: tuple[str, ...],
     try:
         if key not in _HELD:  # else an earlier run of this process, not committed yet
             try:
-                notes = stack.enter_context(locking.database_lock([endpoint], waiting))
+                held = stack.enter_context(locking.database_lock([endpoint], waiting))
             except Exception as error:
                 raise _command_error(error) from error
             _HELD.add(key)
             stack.callback(_HELD.discard, key)
-            for note in notes:
+            for note in held.notes:
                 say(note)
         fresh = _fresh_heads(context)
         if set(fresh) != set(heads):
