@@ -46,6 +46,11 @@ class DatabaseState:
     engines: int = 1  # how many times env.py configured a context (multi-database env.py)
     # Every database env.py connected to, for the upgrade lock (see locking.py).
     endpoints: tuple[Endpoint, ...] = field(default=(), repr=False, compare=False)
+    # The version folders Alembic uses once env.py ran (env.py may replace them, e.g. one
+    # folder per dialect: ``context.script.version_locations = [...]``), and whether it
+    # reads their sub-folders. None: not known.
+    version_locations: tuple[str, ...] | None = None
+    recursive_version_locations: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -164,6 +169,9 @@ def read_state(project: ProjectConfig,
         with EnvironmentContext(config, script, fn=collect, dont_mutate=True,
                                 **{INTERNAL_OPTION: True}):
             script.run_env()
+        details["version_locations"] = tuple(
+            os.fspath(path) for path in script._version_locations)
+        details["recursive"] = bool(script.recursive_version_locations)
 
     with quiet_alembic_logs():
         guarded(run, project)
@@ -175,6 +183,8 @@ def read_state(project: ProjectConfig,
         dialect=details.get("dialect"),
         engines=max(1, details["engines"]),
         endpoints=tuple(details.get("endpoints", ())),
+        version_locations=details.get("version_locations"),
+        recursive_version_locations=details.get("recursive"),
     )
 
 

@@ -972,6 +972,7 @@ def extend_inventory(project: ProjectConfig, inventory: scanning.Inventory,
     inventory.refs_searched = (inventory.refs_searched or 0) + found.stats.refs
     # A file that is no migration in a worktree is usually one at the refs too: say it once.
     already = {Path(skipped.path).as_posix() for skipped in inventory.skipped}
+    already.update(Path(path).as_posix() for path in inventory.loaded_by_alembic)
     for skipped in found.skipped:
         lfs = "Git LFS" in skipped.reason  # the worktree's copy is only a pointer: say why
         if lfs or not any(path.endswith("/" + skipped.path) for path in already):
@@ -987,7 +988,7 @@ def wanted_by(options: Options, inventory: scanning.Inventory) -> Wanted | None:
     prefix = options.revision_prefix
     here: set[str] = set()
     on_disk: set[tuple[str, str | None]] = set()
-    if options.closest_only:
+    if options.closest_only and not options.prefer:  # --prefer: see repair._wanted
         here = inventory.local_ids()
         if not options.prefer:
             on_disk = {(c.revision, c.location.blob) for c in inventory.all

@@ -38,7 +38,8 @@ from collections.abc import Iterator
 from alembic_autocopy.errors import MigrationParseError
 from alembic_autocopy.model import MigrationHeader
 
-__all__ = ["DEFAULT_MAX_BYTES", "parse_migration", "sha256_hex"]
+__all__ = ["DEFAULT_MAX_BYTES", "header_from_values", "parse_migration", "read_partly",
+           "sha256_hex"]
 
 #: Files larger than this are refused before any work (real migrations are a few kilobytes).
 DEFAULT_MAX_BYTES = 1_000_000
@@ -89,6 +90,48 @@ def parse_migration(
         return _parse_full(source, text, compile_check=check_syntax)
     except (RecursionError, MemoryError):
         raise MigrationParseError("too deeply nested for Python to parse") from None
+
+
+def read_partly(source: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES
+                ) -> tuple[MigrationHeader, tuple[str, ...]]:
+    """A best guess at the header of a file ``parse_migration`` refused, and the names it
+    could not decide (their values are left empty).
+
+    For this worktree's own files when Alembic's loading is not available here either: a
+    ``from x import *`` is taken not to rebind the header (it never does in real projects),
+    and ``branch_labels``/``depends_on`` that are not literals are left undecided.
+    ``revision`` and ``down_revision`` must still be literals (else MigrationParseError).
+    """
+    text, _strict = _text_of(source, max_bytes)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            tree = ast.parse(source)
+    except (SyntaxError, ValueError, OverflowError, RecursionError, MemoryError):
+        return parse_migration(source, max_bytes=max_bytes), ()  # raises the precise reason
+    scope = _ModuleScope(walrus=":=" in text)
+    scope.collect(tree)
+    scope.star_import = -1  # see the docstring
+    undecided: list[str] = []
+    values: dict[str, object] = {}
+    for name in _VALUE_NAMES:
+        try:
+            values[name] = scope.value_of(name)
+        except MigrationParseError:
+            if name in (_REVISION, _DOWN):
+                raise
+            values[name] = None
+            undecided.append(name)
+    doc = _docstring_of(tree)
+    header = _header(values[_REVISION], values[_DOWN], values[_LABELS], values[_DEPENDS], doc)
+    return header, tuple(undecided)
+
+
+def header_from_values(revision: object, down_revision: object, branch_labels: object,
+                       depends_on: object, doc: object) -> MigrationHeader:
+    """The header of a module Alembic loaded, from its attributes (with Alembic's checks);
+    MigrationParseError when Alembic would refuse them."""
+    return _header(revision, down_revision, branch_labels, depends_on, doc)
 
 
 # --------------------------------------------------------------------------------------------

@@ -46,6 +46,8 @@ class ToolSettings:
     record_table: str = "alembic_autocopy_scripts"
     record: bool = True  # keep each applied migration in the record table
     git_refs: bool = True
+    # Version folders to use instead of Alembic's (as the config or env.py sets them).
+    version_locations: tuple[str, ...] = ()
     extra: Mapping[str, Any] = field(default_factory=dict)  # keys this version does not know
 
 
@@ -161,6 +163,8 @@ def load_project(config_args: Sequence[str] = (), section: str = "alembic",
     if not version_locations:
         version_locations = (script_location / "versions",)
     tool = _tool_settings(parser, toml_data, ini_path, toml_path)
+    if tool.version_locations:  # the tool's own setting wins (relative to the config file)
+        version_locations = tuple(_resource_path(item, here) for item in tool.version_locations)
     return ProjectConfig(
         cwd=cwd,
         ini_path=ini_path,
@@ -313,8 +317,14 @@ def _boolean(value: Any) -> bool:
 _TOOL_KEYS = {
     "search", "fetch", "fetch_timeout", "trust_database", "notify_url", "lock_timeout",
     "max_file_bytes", "base_branch", "allow_untrusted_source", "record_table", "git_refs",
-    "record",
+    "record", "version_locations",
 }
+
+
+def _string_list(value: Any) -> tuple[str, ...]:
+    """A list setting: a TOML list, or text split on newlines and commas (ini)."""
+    items = re.split(r"[\n,]+", value) if isinstance(value, str) else list(value)
+    return tuple(str(item).strip() for item in items if str(item).strip())
 
 
 def _tool_settings(parser: configparser.ConfigParser | None, toml_data: Mapping[str, Any],
@@ -349,6 +359,7 @@ def _tool_settings(parser: configparser.ConfigParser | None, toml_data: Mapping[
             record_table=str(values.get("record_table", "alembic_autocopy_scripts")),
             git_refs=_boolean(values.get("git_refs", True)),
             record=_boolean(values.get("record", True)),
+            version_locations=_string_list(values.get("version_locations", ())),
             extra=extra,
         )
     except (TypeError, ValueError) as error:

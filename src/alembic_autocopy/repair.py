@@ -106,6 +106,8 @@ class Situation:
     held_by_database: tuple[Candidate, ...] = ()
     # what the record table says drifted (None: no record to compare with)
     drift: Drift | None = None
+    # --prefer naming another version of an id this worktree holds: (theirs, ours)
+    refused_preferences: tuple[tuple[Candidate, Candidate], ...] = ()
     # the databases env.py reached (database.Endpoint): what the upgrade lock locks
     endpoints: tuple[Any, ...] = ()
 
@@ -133,6 +135,92 @@ def read_file_content(candidate: Candidate) -> bytes:
     return reader(candidate)
 
 
+# --- the version folders env.py really uses ---------------------------------------------------
+
+_ENV_LOCATIONS = "alembic-autocopy/env-version-locations.json"
+
+
+def with_env_locations(project: ProjectConfig, locations: Sequence[str] | None,
+                       recursive: bool | None) -> ProjectConfig:
+    """``project`` reading the folders Alembic uses once env.py ran (``locations``, from
+    ``database.DatabaseState``): env.py may replace them, e.g. one folder per dialect. The
+    tool's own ``version_locations`` setting wins. Remembered for the commands that do not
+    run env.py (``find``, ``list --no-db``)."""
+    if project.tool.version_locations or locations is None:
+        return project
+    folders = tuple(Path(location) for location in locations)
+    recursive = project.recursive_version_locations if recursive is None else recursive
+    if (folders == project.version_locations
+            and recursive == project.recursive_version_locations):
+        _remember_env_locations(project, None)
+        return project
+    _remember_env_locations(project, (folders, recursive))
+    return replace(project, version_locations=folders, recursive_version_locations=recursive)
+
+
+def remembered_env_locations(project: ProjectConfig) -> ProjectConfig:
+    """``project`` with the folders env.py chose at the last run that ran it, if they
+    differed from the configuration (which has not changed since)."""
+    if project.tool.version_locations:
+        return project
+    import json
+
+    path, key = _env_locations_file(project)
+    if path is None:
+        return project
+    try:
+        entry = json.loads(path.read_text(encoding="utf-8")).get(key)
+        if not entry or entry["configured"] != [os.fspath(p) for p in
+                                                 project.version_locations]:
+            return project
+        folders = tuple(Path(item) for item in entry["env"])
+        return replace(project, version_locations=folders,
+                       recursive_version_locations=bool(entry["recursive"]))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return project
+
+
+def _env_locations_file(project: ProjectConfig) -> tuple[Path | None, str]:
+    from alembic_autocopy import git
+
+    common = git.locate(project.here)[1]
+    config = project.ini_path or project.toml_path
+    return (common / _ENV_LOCATIONS if common is not None else None,
+            f"{config}|{project.section}")
+
+
+def _remember_env_locations(project: ProjectConfig,
+                            chosen: tuple[tuple[Path, ...], bool] | None) -> None:
+    import json
+
+    path, key = _env_locations_file(project)
+    if path is None:
+        return
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(data, dict):
+            data = {}
+    except (OSError, ValueError):
+        data = {}
+    if chosen is None:
+        if key not in data:
+            return
+        del data[key]
+    else:
+        entry = {"configured": [os.fspath(p) for p in project.version_locations],
+                 "env": [os.fspath(p) for p in chosen[0]], "recursive": chosen[1]}
+        if data.get(key) == entry:
+            return
+        data[key] = entry
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        temporary.write_text(json.dumps(data, indent=1), encoding="utf-8")
+        os.replace(temporary, path)
+    except OSError:
+        pass  # only a convenience for the commands that do not run env.py
+
+
 def inventory(project: ProjectConfig, options: Options, *,
               here_only: bool = False) -> scanning.Inventory:
     """Every source, read through the persistent index (``index.open_for`` gives extensions
@@ -143,6 +231,7 @@ def inventory(project: ProjectConfig, options: Options, *,
     """
     from alembic_autocopy import index
 
+    project = remembered_env_locations(project)
     cache = index.open_for(project)
     found = scanning.scan(project, cache.read_file, cache.committed_blobs, cache.read_folder,
                           wanted=_wanted(options), allow_untrusted=_allow_untrusted(project,
@@ -193,7 +282,10 @@ def _wanted(options: Options,
     """Which revisions to build candidates for: ``find``'s prefix; for planning, none that
     this worktree already has (``found.local``)."""
     prefix = options.revision_prefix
-    here = found.local_ids() if options.closest_only and found is not None else set()
+    # With --prefer, copies of this worktree's own ids are kept: a preference naming one is
+    # refused (``refused_preferences``), never silently ignored.
+    here = (found.local_ids() if options.closest_only and found is not None
+            and not options.prefer else set())
     if prefix is None and not here:
         return None
 
@@ -228,6 +320,12 @@ def assess(project: ProjectConfig, options: Options, applied: Sequence[str] | No
         # The record table is read in the same run of env.py, on the same connection.
         state, recorded = records.read_state(project, records.content_wanted(found.all))
         applied, url, endpoints = state.heads, state.url, state.endpoints
+        chosen = with_env_locations(project, state.version_locations,
+                                    state.recursive_version_locations)
+        if chosen.version_locations != _scanned_locations(found, project):
+            # env.py pointed Alembic at other folders than the scan read: read those.
+            found = inventory(chosen, options, here_only=not found.complete)
+        project = chosen
     if not found.complete and _needs_more_sources(found, applied, recorded, options):
         # The other worktrees and folders first; git objects only if the files leave the
         # plan open (or a fetch was asked for: it exists to search git refs).
@@ -265,8 +363,114 @@ def assess(project: ProjectConfig, options: Options, applied: Sequence[str] | No
                 if trusted else [])
         drift = records.drift_of(full.local, [*full.elsewhere, *kept], recorded, applied,
                                  root)
+    refused = _refused_preferences(found, prefer) if prefer is not None else ()
     return Situation(project, root, found, tuple(applied), plan, url, recorded=recorded,
-                     held_by_database=held, drift=drift, endpoints=endpoints)
+                     held_by_database=held, drift=drift, endpoints=endpoints,
+                     refused_preferences=refused)
+
+
+def _refused_preferences(found: scanning.Inventory, prefer: planning.Preference
+                         ) -> tuple[tuple[Candidate, Candidate], ...]:
+    """Copies ``--prefer`` names of ids this worktree already holds, with other contents:
+    bringing one in would give Alembic two files for one id (both counted as heads)."""
+    ours = {c.revision: c for c in found.local}
+    contents = {(c.revision, c.sha256) for c in found.local}
+    refused: dict[str, tuple[Candidate, Candidate]] = {}
+    for candidate in found.elsewhere:
+        if (candidate.revision in ours and candidate.revision not in refused
+                and (candidate.revision, candidate.sha256) not in contents
+                and prefer(candidate)):
+            refused[candidate.revision] = (candidate, ours[candidate.revision])
+    return tuple(refused[revision] for revision in sorted(refused))
+
+
+def duplicate_ids(local: Sequence[Candidate]) -> dict[str, list[Candidate]]:
+    """Ids held by several files of this worktree's folders (Alembic warns, then counts
+    each as a head: ``upgrade head`` fails)."""
+    by_id: dict[str, list[Candidate]] = {}
+    for candidate in local:
+        by_id.setdefault(candidate.revision, []).append(candidate)
+    return {revision: sorted(group, key=lambda c: c.location.path or "")
+            for revision, group in sorted(by_id.items()) if len(group) > 1}
+
+
+def layout_warnings(situation: Situation) -> list[str]:
+    """What makes the tool (and Alembic) read other migrations than this worktree's: a
+    script location in another worktree (``pkg:path`` importable from there), or version
+    folders that hold nothing while the database holds revisions."""
+    from alembic_autocopy import git
+    from alembic_autocopy.report import id_list
+
+    project, root = situation.project, situation.worktree_root
+    warnings: list[str] = []
+    if root is not None and not _inside(project.script_location, root):
+        owner = git.locate(project.script_location)[0] if project.script_location.exists() \
+            else None
+        whose = f"worktree {owner}" if owner is not None else "no worktree of this repository"
+        warnings.append(
+            f"script_location resolves to {project.script_location}, which belongs to {whose}, "
+            f"not to this worktree ({root}): Alembic and this tool read the migrations there; "
+            "install the package from this worktree (`pip install -e .` here) or set "
+            "script_location to a path (e.g. %(here)s/...) or add prepend_sys_path = .")
+    if situation.applied and not situation.inventory.local:
+        folders = ", ".join(os.fspath(folder) for folder in project.version_locations)
+        warnings.append(
+            f"the database holds revisions ({id_list(situation.applied)}) but this "
+            f"worktree's version folders ({folders}) hold no migration: check script_location "
+            "and version_locations (env.py may choose other folders; version_locations under "
+            "[tool.alembic-autocopy] overrides)")
+    return warnings
+
+
+def _inside(path: Path, root: Path) -> bool:
+    try:
+        path.resolve().relative_to(root.resolve())
+    except (ValueError, OSError):
+        return False
+    return True
+
+
+def blocking_problem(situation: Situation) -> AutocopyError | None:
+    """What makes this worktree unusable whatever the plan: one id in two of its files,
+    or a --prefer that would create that. None when there is none."""
+    from alembic_autocopy import placement, report
+
+    if situation.refused_preferences:
+        parts = [f"--prefer names {report.source_of(theirs)}, another version of revision "
+                 f"{theirs.revision}, which this worktree already has "
+                 f"({ours.location.path})" for theirs, ours in situation.refused_preferences]
+        return AutocopyError(
+            "; ".join(parts) + "; a second file for one id makes Alembic count both as "
+            "heads: refused, nothing was changed",
+            hint="run again without --prefer; to use that version, replace this worktree's "
+                 "file with git (e.g. `git checkout REF -- PATH`)")
+    duplicates = duplicate_ids(situation.inventory.local)
+    if not duplicates:
+        return None
+    placed = placement.load_manifest(placement.manifest_path(
+        situation.project, situation.worktree_root)).by_path()
+    parts = []
+    for revision, group in duplicates.items():
+        files = []
+        for candidate in group:
+            path = candidate.location.path or "?"
+            entry = placed.get(path)
+            files.append(f"{path} (a copy alembic-autocopy placed from {entry.source})"
+                         if entry is not None else path)
+        parts.append(f"revision {revision} is in {len(group)} files here: {', '.join(files)}")
+    tool_copies = any(c.location.path in placed for g in duplicates.values() for c in g)
+    hint = ("`alembic-autocopy clean` removes the copies alembic-autocopy placed; "
+            if tool_copies else "") + "keep one file per revision id (delete or rename the " \
+        "other), then run again"
+    return AutocopyError("; ".join(parts) + "; Alembic counts each as a head, so "
+                         "`alembic upgrade head` fails", hint=hint)
+
+
+def _scanned_locations(found: scanning.Inventory,
+                       project: ProjectConfig) -> tuple[Path, ...]:
+    if found.here is None:
+        return project.version_locations
+    return tuple(folder for folder, _ in found.here.version_dirs)
 
 
 def _needs_more_sources(found: scanning.Inventory, applied: Sequence[str],
@@ -282,8 +486,7 @@ def _needs_more_sources(found: scanning.Inventory, applied: Sequence[str],
     """
     local = [candidate.header for candidate in found.local]
     outcome = planning.plan_repair(local, applied, found.elsewhere).outcome
-    final = outcome is Outcome.NOTHING_TO_DO or (outcome is Outcome.PLAN
-                                                 and not options.prefer)
+    final = not options.prefer and outcome in (Outcome.NOTHING_TO_DO, Outcome.PLAN)
     if not final:
         return True
     if recorded is None or not recorded.records:
@@ -318,6 +521,9 @@ def ensure_plan_possible(situation: Situation) -> None:
     """Raise PlanBlocked (exit 1) when the plan has unresolved ids or conflicts."""
     from alembic_autocopy import report, trust
 
+    problem = blocking_problem(situation)
+    if problem is not None:
+        raise problem
     plan = situation.plan
     trust.check_unresolved((u.revision for u in plan.unresolved),
                            situation.inventory.untrusted)
@@ -369,6 +575,7 @@ def repair(project: ProjectConfig, target: str = "head", options: Options | None
 
     options = options or Options()
     situation = situation if situation is not None else assess(project, options)
+    project = situation.project  # with the version folders env.py chose
     if options.dry_run:
         return _carry_out(project, target, options, on_version_apply, upgrade, situation)
     if _already_current(situation, target):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 
 from alembic_autocopy.model import (
     Candidate,
@@ -97,6 +97,41 @@ def source_of(candidate: Candidate) -> str:
         lfs = " [Git LFS]" if location.detail == "Git LFS" else ""
         return f"{where}: {location.path}{at}{lfs}"
     return where
+
+
+def id_list(ids: Sequence[str], limit: int = 8) -> str:
+    """``a, b, c`` or, for a long list, its first ``limit`` ids and how many more (a list of
+    a hundred ids on one line helps nobody; ``--json`` has them all)."""
+    shown = [revision for revision in ids if revision]
+    if len(shown) <= limit:
+        return ", ".join(shown)
+    return f"{', '.join(shown[:limit])} and {len(shown) - limit} more"
+
+
+def grouped(items: Sequence[tuple[str, str, str]], verbose: bool) -> list[str]:
+    """Warnings as lines; ``items`` are (kind, text, short form). Without ``verbose`` a kind
+    met more than once becomes ONE line: the kind, its count and the first short form as an
+    example. The order of first appearance is kept."""
+    by_kind: dict[str, list[tuple[str, str]]] = {}
+    for kind, text, short in items:
+        by_kind.setdefault(kind, []).append((text, short))
+    lines: list[str] = []
+    for kind, texts in by_kind.items():
+        if verbose or len(texts) == 1:
+            lines.extend(text for text, _ in texts)
+        else:
+            lines.append(f"{kind}: {len(texts):,} (e.g. {texts[0][1]}); -v lists them all")
+    return lines
+
+
+def missing_sentence(plan: Plan) -> str:
+    """Why a plan brings anything in: the database's unknown revisions, or parents this
+    worktree's own files lack (a file copied by hand without its ancestry)."""
+    if plan.unknown_applied:
+        return (f"The database has {len(plan.unknown_applied)} revision(s) this worktree "
+                f"lacks: {id_list(plan.unknown_applied)}")
+    return (f"This worktree's own migrations need {len(plan.bring)} parent migration(s) it "
+            "lacks")
 
 
 def plan_lines(plan: Plan) -> list[str]:

@@ -76,6 +76,10 @@ class Inventory:
     # plain files read in it, and the real paths of files behind symlinks or in sub-folders.
     seen_folders: dict[str, set[str]] = field(default_factory=dict, repr=False)
     seen_files: set[str] = field(default_factory=set, repr=False)
+    # This worktree's files the static reader refused, waiting for Alembic's loading
+    # (``settle_unreadable_here``), and those it read: path -> why the static reader could not.
+    unreadable_here: list[SkippedFile] = field(default_factory=list, repr=False)
+    loaded_by_alembic: dict[str, str] = field(default_factory=dict, repr=False)
 
     @property
     def all(self) -> list[Candidate]:
@@ -393,7 +397,62 @@ def scan(project: ProjectConfig, reader: FileReader = read_migration_file,
             inventory.local.extend(found)
         else:
             inventory.elsewhere.extend(found)
+    settle_unreadable_here(project, inventory, wanted)
     return inventory
+
+
+def settle_unreadable_here(project: ProjectConfig, inventory: Inventory,
+                           wanted: Callable[[str], bool] | None = None) -> None:
+    """Read this worktree's files the static reader refused the way Alembic does.
+
+    Alembic imports them at every run (``loading``), so their header is what it reads; when
+    that fails here too (a module the tool's environment lacks), the literal values the file
+    holds still name its id (``parsing.read_partly``), so the file is never taken as missing.
+    Only what neither can read is skipped, with both reasons.
+    """
+    pending, inventory.unreadable_here = inventory.unreadable_here, []
+    if not pending:
+        return
+    from alembic_autocopy import git, loading
+    from alembic_autocopy.parsing import read_partly, sha256_hex
+
+    loaded = loading.load_headers(project, [item.path for item in pending])
+    for item in pending:
+        facts = loading.file_facts(item.path)
+        if facts is None:
+            continue
+        content, size = facts
+        header = loaded.get(item.path)
+        if isinstance(header, MigrationHeader):
+            inventory.loaded_by_alembic[item.path] = item.reason
+        else:
+            try:
+                header, undecided = read_partly(content, max_bytes=project.tool.max_file_bytes)
+            except MigrationParseError:
+                inventory.skipped.append(SkippedFile(item.path, f"{item.reason}; {header}"))
+                continue
+            inventory.loaded_by_alembic[item.path] = item.reason
+            if undecided:
+                inventory.skipped.append(SkippedFile(
+                    item.path, f"read as revision {header.revision} without its "
+                               f"{' and '.join(undecided)} ({item.reason}; {header})"))
+        if wanted is not None and not wanted(header.revision):
+            continue
+        name = item.path.rpartition(os.sep)[2]
+        root = inventory.here.root if inventory.here is not None else project.here
+        relative = name
+        for location in project.version_locations:
+            prefix = os.fspath(location) + os.sep
+            if item.path.startswith(prefix):
+                relative = item.path[len(prefix):]
+        inventory.local.append(Candidate(
+            header=header, sha256=sha256_hex(content), size=size, filename=name,
+            relative_path=relative,
+            location=Location(kind=LocationKind.HERE, path=item.path, worktree=os.fspath(root),
+                              branch=inventory.here.branch if inventory.here else None,
+                              commit=inventory.here.commit if inventory.here else None,
+                              blob=git.blob_id(content)),
+        ))
 
 
 def refresh_here(project: ProjectConfig, inventory: Inventory, root: Path | None,
@@ -427,6 +486,7 @@ def refresh_here(project: ProjectConfig, inventory: Inventory, root: Path | None
                                  lambda: None, None, None, {}, set())
     if known or changed:
         inventory.local = fresh
+        settle_unreadable_here(project, inventory)
         return True
     return False
 
@@ -555,7 +615,10 @@ def _candidates(source: Source, folder: str, names: list[str], linked: set[str],
             continue
         path = prefix + name
         if isinstance(facts, MigrationParseError):
-            inventory.skipped.append(SkippedFile(path, str(facts)))
+            if kind is LocationKind.HERE:  # Alembic's own loading may read it
+                inventory.unreadable_here.append(SkippedFile(path, str(facts)))
+            else:
+                inventory.skipped.append(SkippedFile(path, str(facts)))
             continue
         if isinstance(facts, OSError):
             inventory.skipped.append(SkippedFile(path, facts.strerror or str(facts)))

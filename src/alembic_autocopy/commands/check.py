@@ -18,7 +18,13 @@ from alembic_autocopy.commands.common import show_inventory_warnings
 from alembic_autocopy.commands.record import show_records
 from alembic_autocopy.model import Outcome
 from alembic_autocopy.output import Output
-from alembic_autocopy.report import blocked_hint, blocked_message, plan_json, plan_lines
+from alembic_autocopy.report import (
+    blocked_hint,
+    blocked_message,
+    missing_sentence,
+    plan_json,
+    plan_lines,
+)
 
 if TYPE_CHECKING:
     from alembic_autocopy.project import ProjectConfig
@@ -53,25 +59,31 @@ def run(args: argparse.Namespace, out: Output) -> int:
     project = project_from(args)
     situation = repair.assess(project, options_from(args))
     show_inventory_warnings(situation.inventory, out)
+    for warning in repair.layout_warnings(situation):
+        out.warn(warning)
     recorded = show_records(out, project, situation.recorded, situation.drift,
                             situation.applied, situation.inventory.local, args.diff)
     plan = situation.plan
     outcome = plan.outcome
-    if outcome is Outcome.NOTHING_TO_DO:
+    problem = repair.blocking_problem(situation)
+    if problem is not None:
+        out.error(problem.message, problem.hint)
+    elif outcome is Outcome.NOTHING_TO_DO:
         heads = ", ".join(situation.applied) or "(empty)"
         out.result(f"OK: this worktree knows every revision the database has applied "
                    f"({heads}).")
     elif outcome is Outcome.PLAN:
-        out.result(f"The database has {len(plan.unknown_applied)} revision(s) this worktree "
-                   f"lacks: {', '.join(plan.unknown_applied)}")
+        out.result(missing_sentence(plan))
         out.line(f"`alembic-autocopy upgrade` would bring in {len(plan.bring)} migration(s):")
         for text in plan_lines(plan):
             out.line(text)
     else:
         out.error(*with_record_notes(blocked_message(plan), blocked_hint(plan), situation))
     schema = _check_schema(project, out) if getattr(args, "schema", False) else None
-    ok = outcome is Outcome.NOTHING_TO_DO and (schema is None or schema.ok)
-    out.emit({"ok": ok, "database_heads": list(situation.applied),
+    ok = (outcome is Outcome.NOTHING_TO_DO and problem is None
+          and (schema is None or schema.ok))
+    out.emit({"ok": ok, "error": problem.message if problem is not None else None,
+              "database_heads": list(situation.applied),
               "plan": plan_json(plan),
               **recorded,
               "held_by_database": [c.revision for c in situation.held_by_database],

@@ -2,19 +2,36 @@
 
 from __future__ import annotations
 
+import os
+import re
+
 from alembic_autocopy.output import Output
 from alembic_autocopy.scanning import Inventory
+
+_DIGITS = re.compile(r"\d+")
 
 
 def show_inventory_warnings(inventory: Inventory, out: Output,
                             every_id_known: bool = True) -> None:
-    """What was skipped, notes, and the faults of the revision graph (a cycle, a parent in
-    no source, an id in two files of a source: see graphfaults). ``every_id_known``: False
-    when the search kept only some revisions (``find``)."""
+    """What was skipped (outside this worktree, one line per kind of reason without -v),
+    notes, and the faults of the revision graph (a cycle, a parent in no source, an id in
+    two files of a source: see graphfaults). ``every_id_known``: False when the search kept
+    only some revisions (``find``)."""
     from alembic_autocopy.graphfaults import graph_faults
+    from alembic_autocopy.report import grouped
 
+    here = tuple(os.fspath(folder) + os.sep for folder, _ in inventory.here.version_dirs
+                 ) if inventory.here is not None else ()
+    items = []
     for skipped in inventory.skipped:
-        out.warn(f"skipped {skipped.path}: {skipped.reason}")
+        text = f"skipped {skipped.path}: {skipped.reason}"
+        # This worktree's own files are each named (Alembic will stumble on each of them);
+        # elsewhere (old refs, other worktrees) one line per kind of reason is enough.
+        kind = text if skipped.path.startswith(here) else (
+            f"files skipped elsewhere ({_DIGITS.sub('N', skipped.reason)})")
+        items.append((kind, text, skipped.path))
+    for line in grouped(items, out.verbose):
+        out.warn(line)
     for note in inventory.notes:
         out.warn(note)
     for fault in graph_faults(inventory.all, every_id_known=every_id_known):

@@ -65,15 +65,21 @@ def run(args: argparse.Namespace, out: Output) -> int:
         applied = graph.ancestry(headers, [h for h in state.heads if h in known])
         applied |= set(state.heads)
     rows: list[dict[str, Any]] = []
+    every_location = out.json_mode or out.verbose  # else only the closest few are named
     for revision in sorted(by_revision):
         group = sorted(by_revision[revision], key=closeness)
-        rows.append({
+        row = {
             **header_json(group[0].header),
             "here": revision in local_ids,
             "applied": None if applied is None else revision in applied,
             "distinct_contents": len({c.sha256 for c in group}),
-            "locations": [{**location_json(c.location), "sha256": c.sha256} for c in group],
-        })
+        }
+        if every_location:
+            row["locations"] = [{**location_json(c.location), "sha256": c.sha256}
+                                for c in group]
+        else:
+            row["closest"], row["more"] = _closest(group)
+        rows.append(row)
     for row in rows:
         _print_row(row, out)
     missing = [h for h in database_heads if h not in by_revision]
@@ -96,8 +102,28 @@ def _print_row(row: dict[str, Any], out: Output) -> None:
         state.append(f"{row['distinct_contents']} different contents!")
     message = f"  {row['message']}" if row["message"] else ""
     out.line(f"{row['revision']} <- {parents}{message}  [{', '.join(state)}]")
-    for location in row["locations"]:
-        out.detail(f"    {location['description']}: {location['path']}")
+    if "locations" in row:
+        for location in row["locations"]:
+            out.detail(f"    {location['description']}: {location['path']}")
     if not out.verbose:
-        where = list(dict.fromkeys(loc["description"] for loc in row["locations"]))  # closest first
-        out.line(f"    in: {'; '.join(where)}")
+        more = f"; and {row['more']:,} more place(s)" if row["more"] else ""
+        out.line(f"    in: {'; '.join(row['closest'])}{more}")
+
+
+def _closest(group: list[Candidate], shown: int = 3) -> tuple[list[str], int]:
+    """The closest ``shown`` places of a revision (``group`` sorted closest first), and how
+    many other places hold it: at 3,000 refs a row naming every one is megabytes."""
+    names: list[str] = []
+    places: set[tuple[object, ...]] = set()
+    for candidate in group:
+        location = candidate.location
+        key = (location.kind, location.worktree, location.ref, location.path
+               if location.kind.is_file else None)
+        if key in places:
+            continue
+        places.add(key)
+        if len(names) < shown:
+            description = location.describe()
+            if description not in names:
+                names.append(description)
+    return names, len(places) - len(names)

@@ -39,6 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace, out: Output) -> int:
     from alembic_autocopy import records, scanning
     from alembic_autocopy.commands.common import show_inventory_warnings
+    from alembic_autocopy.report import id_list
 
     project = project_from(args)
     if not records.env_py_records(project):
@@ -58,7 +59,7 @@ def run(args: argparse.Namespace, out: Output) -> int:
                  "here: kept (it says what ran; `alembic-autocopy check --diff` shows it)")
     if report.no_file:
         out.warn(f"applied but not in this worktree, not recorded: "
-                 f"{', '.join(report.no_file)} (run `alembic-autocopy record` where the files "
+                 f"{id_list(report.no_file)} (run `alembic-autocopy record` where the files "
                  "are, or `alembic-autocopy upgrade` here first)")
     out.result(f"{verb} {len(report.recorded)} revision(s) in {report.table}; "
                f"{len(report.already)} already recorded.")
@@ -76,7 +77,7 @@ def show_records(out: Output, project: ProjectConfig, recorded: RecordSet | None
                  diff: bool) -> dict[str, Any]:
     """Print drift and record-table notes as warnings; return them for ``--json``."""
     from alembic_autocopy import records
-    from alembic_autocopy.report import drift_json, drift_lines
+    from alembic_autocopy.report import drift_json, drift_lines, id_list
 
     diffs = diffs_of(drift) if diff and drift is not None else None
     for line in drift_lines(drift, diffs):
@@ -90,7 +91,7 @@ def show_records(out: Output, project: ProjectConfig, recorded: RecordSet | None
     missing = records.unrecorded(recorded, heads, local)
     integrated = records.env_py_records(project)
     if recorded.exists and not integrated:
-        unrecorded_note = (f"; applied but not recorded: {', '.join(missing)}"
+        unrecorded_note = (f"; applied but not recorded: {id_list(missing)}"
                            if missing else "")
         out.warn(f"the record table {recorded.name} exists but env.py does not have "
                  "alembic-autocopy's line: `alembic revision --autogenerate` proposes to "

@@ -131,6 +131,10 @@ def run(args: argparse.Namespace, out: Output) -> int:
     split = split_heads(inventory.local, inventory.elsewhere, managed)
     graph = graphing.build_graph([*inventory.all, *extra], heads, managed)
     if situation is not None:
+        attention += [Attention("layout", text) for text in repair.layout_warnings(situation)]
+        problem = repair.blocking_problem(situation)
+        if problem is not None:
+            attention.append(Attention("duplicate-revision", problem.message))
         attention += plan_attention(situation.plan)
         attention += [Attention("drift", line) for line in drift_lines(situation.drift)]
     attention += heads_attention(split)

@@ -18,7 +18,13 @@ from alembic_autocopy.commands import (
 from alembic_autocopy.commands.common import show_inventory_warnings
 from alembic_autocopy.commands.record import show_records
 from alembic_autocopy.output import Output
-from alembic_autocopy.report import manifest_entry_json, plan_json, plan_lines
+from alembic_autocopy.report import (
+    id_list,
+    manifest_entry_json,
+    missing_sentence,
+    plan_json,
+    plan_lines,
+)
 
 DESCRIPTION = """\
 Read the revisions the database has applied; find every one this worktree lacks, with its whole
@@ -58,9 +64,12 @@ def run(args: argparse.Namespace, out: Output) -> int:
     plan = situation.plan
     verb = "Would bring in" if report.dry_run else "Brought in"
     if plan.bring:
-        out.line(f"The database has applied {', '.join(plan.unknown_applied)}, unknown to "
-                 f"this worktree; with its ancestry, {len(plan.bring)} migration(s) are "
-                 "missing here.")
+        if plan.unknown_applied:
+            out.line(f"The database has applied {id_list(plan.unknown_applied)}, unknown to "
+                     f"this worktree; with its ancestry, {len(plan.bring)} migration(s) are "
+                     "missing here.")
+        else:
+            out.line(f"{missing_sentence(plan)}.")
         out.line(f"{verb} {len(plan.bring)} migration(s), parents first:")
         for text in plan_lines(plan):
             out.line(text)

@@ -1,0 +1,243 @@
+"""Real projects' layouts, read as Alembic reads them (issue 11).
+
+Each layout below was met in an open-source project (docs/compatibility.md); the files here
+are our own, written to reproduce the pattern. For each: the database at Alembic's own heads,
+every file present: `check` exits 0, `find` finds this worktree's file, and the heads the tool
+computes equal ``ScriptDirectory.get_heads()``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from support import BASE_REV, Database, Repo, Worktree, make_repo, run
+
+STAR = "5a5a00000001"
+LABELLED = "1abe00000001"
+DEPENDENT = "de9e00000001"
+CHILD = "c41d00000001"
+
+
+def alembic_heads(worktree: Worktree) -> list[str]:
+    """``ScriptDirectory(...).get_heads()`` for this worktree's configuration, as plain
+    Alembic computes it (its own process, the project's prepend_sys_path)."""
+    code = ("import json; from alembic.config import Config; "
+            "from alembic.script import ScriptDirectory; "
+            "print(json.dumps(sorted(ScriptDirectory.from_config(Config('alembic.ini'))"
+            ".get_heads())))")
+    result = run([sys.executable, "-c", code], cwd=worktree.path, check=True)
+    heads: list[str] = json.loads(result.stdout.strip().splitlines()[-1])
+    return heads
+
+
+def tool_heads(worktree: Worktree, *args: str) -> list[str]:
+    result = worktree.autocopy("--json", "status", *args, check=False)
+    document = json.loads(result.stdout)
+    return sorted(document["worktree"]["heads"])
+
+
+def write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def migration(rev: str, down: object, *, before: str = "", header: str = "") -> str:
+    """A migration whose header the test spells out (``header`` after the two ids)."""
+    return (f'"""{rev} layout"""\n{before}from alembic import op\nimport sqlalchemy as sa\n\n'
+            f"revision = {rev!r}\ndown_revision = {down!r}\n{header}\n\n"
+            f"def upgrade():\n    op.create_table('t_{rev}', sa.Column('id', sa.Integer(), "
+            "primary_key=True))\n\n\ndef downgrade():\n"
+            f"    op.drop_table('t_{rev}')\n")
+
+
+def _set_ini(worktree: Worktree, old: str, new: str) -> None:
+    ini = worktree.path / "alembic.ini"
+    text = ini.read_text(encoding="utf-8")
+    assert old in text
+    ini.write_text(text.replace(old, new, 1), encoding="utf-8")
+
+
+# --- the layouts ----------------------------------------------------------------------------
+
+def star_import(w: Worktree) -> str:
+    write(w.versions / f"{STAR}_star.py",
+          migration(STAR, BASE_REV, before="from sqlalchemy import *  # noqa\n"))
+    return STAR
+
+
+def labels_from_attribute(w: Worktree) -> str:
+    write(w.path / "branchnames.py", 'EXPAND_BRANCH = "expand"\nBASE = "%s"\n' % BASE_REV)
+    write(w.versions / f"{LABELLED}_expand.py", migration(
+        LABELLED, None, before="import branchnames\n",
+        header="branch_labels = (branchnames.EXPAND_BRANCH,)\ndepends_on = branchnames.BASE"))
+    return LABELLED
+
+
+def names_imported_from_module(w: Worktree) -> str:
+    write(w.path / "branchnames.py", 'CONTRACT = "contract"\nBASE = "%s"\n' % BASE_REV)
+    write(w.versions / f"{LABELLED}_contract.py", migration(
+        LABELLED, None, before="from branchnames import BASE, CONTRACT\n",
+        header="branch_labels = (CONTRACT,)\ndepends_on = BASE"))
+    return LABELLED
+
+
+def annotated(w: Worktree) -> str:
+    w.write_migration(CHILD, down=BASE_REV, annotated=True, branch_labels="feature")
+    return CHILD
+
+
+def tuples_and_lists(w: Worktree) -> str:
+    write(w.versions / f"{STAR}_side.py",
+          migration(STAR, [BASE_REV], header="branch_labels = ['side']"))
+    write(w.versions / f"{LABELLED}_other.py",
+          migration(LABELLED, (BASE_REV,), header="branch_labels = ('other', 'more')"))
+    write(w.versions / f"{CHILD}_merge.py",
+          migration(CHILD, [STAR, LABELLED], header="depends_on = []"))
+    return CHILD
+
+
+def depends_on_label(w: Worktree) -> str:
+    write(w.versions / f"{LABELLED}_data.py",
+          migration(LABELLED, None, header="branch_labels = ('data',)"))
+    write(w.versions / f"{DEPENDENT}_needs_data.py",
+          migration(DEPENDENT, BASE_REV, header="depends_on = 'data'"))
+    return DEPENDENT
+
+
+def multiple_locations(w: Worktree) -> str:
+    _set_ini(w, "script_location = %(here)s/migrations\n",
+             "script_location = %(here)s/migrations\nversion_locations = "
+             "%(here)s/migrations/versions:%(here)s/plugins/versions\n")
+    write(w.path / "plugins" / "versions" / f"{LABELLED}_plugin.py",
+          migration(LABELLED, None, header="branch_labels = ('plugin',)"))
+    write(w.path / "plugins" / "versions" / f"{DEPENDENT}_plugin_two.py",
+          migration(DEPENDENT, LABELLED))
+    return DEPENDENT
+
+
+def recursive_locations(w: Worktree) -> str:
+    _set_ini(w, "script_location = %(here)s/migrations\n",
+             "script_location = %(here)s/migrations\nrecursive_version_locations = true\n")
+    write(w.versions / "2026" / "11" / f"{CHILD}_nested.py", migration(CHILD, BASE_REV))
+    return CHILD
+
+
+def package_script_location(w: Worktree) -> str:
+    package = w.path / "myapp"
+    write(package / "__init__.py", "")
+    (w.path / "migrations").rename(package / "db")
+    _set_ini(w, "script_location = %(here)s/migrations\n", "script_location = myapp:db\n")
+    write(package / "db" / "versions" / f"{CHILD}_packaged.py", migration(CHILD, BASE_REV))
+    return CHILD
+
+
+LAYOUTS: dict[str, Callable[[Worktree], str]] = {
+    "star-import": star_import,
+    "labels-from-attribute": labels_from_attribute,
+    "names-imported-from-module": names_imported_from_module,
+    "annotated": annotated,
+    "tuples-and-lists": tuples_and_lists,
+    "depends-on-branch-label": depends_on_label,
+    "multiple-version-locations": multiple_locations,
+    "recursive-version-locations": recursive_locations,
+    "package-script-location": package_script_location,
+}
+
+
+@pytest.mark.parametrize("layout", list(LAYOUTS))
+def test_layout_read_as_alembic_reads_it(tmp_path: Path, sqlite_db: Database,
+                                         layout: str) -> None:
+    repo = make_repo(tmp_path, sqlite_db)
+    main = repo.main
+    own = LAYOUTS[layout](main)
+    main.commit(f"layout: {layout}")
+    repo.add_worktree("sibling")  # another source the plan could wrongly pick from
+    main.alembic("upgrade", "heads", check=True)
+    expected = alembic_heads(main)
+    assert expected and repo.applied_versions() <= set(expected)
+
+    check = main.autocopy("check")
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert "skipped" not in check.stderr
+    find = main.autocopy("find", own, check=True)
+    assert f"this worktree (main): {main.path}" in find.stdout or \
+        f"this worktree (master): {main.path}" in find.stdout, find.stdout
+    assert tool_heads(main) == expected
+    assert tool_heads(main, "--no-db") == expected
+
+
+def test_unloadable_here_still_counts_as_present(tmp_path: Path, sqlite_db: Database) -> None:
+    """A star import of a module the tool's Python lacks: Alembic's loading fails here too,
+    yet the literal ids still say the file is this worktree's, never missing."""
+    repo = make_repo(tmp_path, sqlite_db)
+    main = repo.main
+    write(main.versions / f"{STAR}_star.py",
+          migration(STAR, BASE_REV, before="from sqlalchemy import *\n"))
+    main.commit("star import")
+    main.alembic("upgrade", "heads", check=True)
+    (main.versions / f"{STAR}_star.py").write_text(
+        migration(STAR, BASE_REV, before="from not_installed_anywhere import *\n"),
+        encoding="utf-8")
+    check = main.autocopy("check")
+    assert check.returncode == 0, check.stdout + check.stderr
+    find = main.autocopy("find", STAR, check=True)
+    assert str(main.versions / f"{STAR}_star.py") in find.stdout
+
+
+# --- never a second file for one id --------------------------------------------------------
+
+def _tagged_other_version(repo: Repo) -> tuple[Worktree, Path]:
+    """main holds STAR (a star import); tag `old` holds another content of STAR; a sibling
+    applied CHILD on top of it."""
+    main = repo.main
+    path = write(main.versions / f"{STAR}_star.py",
+                 migration(STAR, BASE_REV, before="# first version\n"))
+    main.commit("star, first version")
+    main.git("tag", "old")
+    path.write_text(migration(STAR, BASE_REV, before="from sqlalchemy import *  # noqa\n"),
+                    encoding="utf-8")
+    main.commit("star, second version")
+    sibling = repo.add_worktree("sibling")
+    write(sibling.versions / f"{CHILD}_child.py", migration(CHILD, STAR))
+    sibling.commit("child")
+    sibling.alembic("upgrade", "head", check=True)
+    return main, path
+
+
+def test_prefer_naming_another_version_of_an_id_held_here_is_refused(
+        tmp_path: Path, sqlite_db: Database) -> None:
+    repo = make_repo(tmp_path, sqlite_db)
+    main, _path = _tagged_other_version(repo)
+    before = sorted(p.name for p in main.versions.glob("*.py"))
+    result = main.autocopy("upgrade", "--prefer", "old")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "refused" in result.stderr and STAR in result.stderr
+    assert sorted(p.name for p in main.versions.glob("*.py")) == before
+    assert repo.applied_versions() == {CHILD}
+    # Without --prefer the sibling's child comes in, and only it.
+    main.autocopy("upgrade", check=True)
+    assert sorted(p.name for p in main.versions.glob("*.py")) == sorted(
+        [*before, f"{CHILD}_child.py"])
+    assert main.autocopy("check").returncode == 0
+
+
+def test_two_files_for_one_id_fail_check_naming_both(tmp_path: Path,
+                                                      sqlite_db: Database) -> None:
+    repo = make_repo(tmp_path, sqlite_db)
+    main = repo.main
+    main.alembic("upgrade", "head", check=True)
+    first = main.versions / f"{BASE_REV}_base.py"
+    second = write(main.versions / "copy_of_base.py", first.read_text(encoding="utf-8")
+                   .replace("base", "base again"))
+    result = main.autocopy("check")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert str(first) in result.stderr and str(second) in result.stderr
+    assert "hint:" in result.stderr
+    upgrade = main.autocopy("upgrade")
+    assert upgrade.returncode == 1 and str(second) in upgrade.stderr
