@@ -72,7 +72,7 @@ def star_import(w: Worktree) -> str:
 
 
 def labels_from_attribute(w: Worktree) -> str:
-    write(w.path / "branchnames.py", 'EXPAND_BRANCH = "expand"\nBASE = "%s"\n' % BASE_REV)
+    write(w.path / "branchnames.py", f'EXPAND_BRANCH = "expand"\nBASE = "{BASE_REV}"\n')
     write(w.versions / f"{LABELLED}_expand.py", migration(
         LABELLED, None, before="import branchnames\n",
         header="branch_labels = (branchnames.EXPAND_BRANCH,)\ndepends_on = branchnames.BASE"))
@@ -80,7 +80,7 @@ def labels_from_attribute(w: Worktree) -> str:
 
 
 def names_imported_from_module(w: Worktree) -> str:
-    write(w.path / "branchnames.py", 'CONTRACT = "contract"\nBASE = "%s"\n' % BASE_REV)
+    write(w.path / "branchnames.py", f'CONTRACT = "contract"\nBASE = "{BASE_REV}"\n')
     write(w.versions / f"{LABELLED}_contract.py", migration(
         LABELLED, None, before="from branchnames import BASE, CONTRACT\n",
         header="branch_labels = (CONTRACT,)\ndepends_on = BASE"))
