@@ -241,3 +241,78 @@ def test_two_files_for_one_id_fail_check_naming_both(tmp_path: Path,
     assert "hint:" in result.stderr
     upgrade = main.autocopy("upgrade")
     assert upgrade.returncode == 1 and str(second) in upgrade.stderr
+
+
+# --- version folders chosen by env.py --------------------------------------------------------
+
+PER_DIALECT = '''
+import os as _os
+from sqlalchemy.engine import make_url as _make_url
+
+# One folder of migrations per dialect, chosen at run time (as some projects do).
+_DIALECT = _make_url(config.get_main_option("sqlalchemy.url")).get_backend_name()
+context.script.version_locations = [
+    _os.path.join(_os.path.dirname(_os.path.abspath(__file__)), "versions", _DIALECT)]
+'''
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_env_py_choosing_folders_per_dialect(tmp_path: Path, backend: str,
+                                             request: pytest.FixtureRequest) -> None:
+    db: Database = request.getfixturevalue(f"{backend}_db")
+    repo = make_repo(tmp_path, db)
+    main = repo.main
+    env_py = main.path / "migrations" / "env.py"
+    anchor = "config = context.config\n"
+    env_py.write_text(env_py.read_text(encoding="utf-8").replace(anchor, anchor + PER_DIALECT),
+                      encoding="utf-8")
+    dialect = "postgresql" if backend == "postgresql" else "sqlite"
+    other = "sqlite" if dialect == "postgresql" else "postgresql"
+    base = next(main.versions.glob(f"{BASE_REV}_*.py"))
+    (main.versions / dialect).mkdir()
+    base.rename(main.versions / dialect / base.name)
+    main.write_migration("0e4e00000001", down=None, filename=f"{other}/0e4e00000001_other.py")
+    main.commit("one folder per dialect")
+    main.alembic("upgrade", "head", check=True)
+
+    sibling = repo.add_worktree("sibling")
+    ids = ["51b000000001", "51b000000002"]
+    sibling.write_migration(ids[0], down=BASE_REV, filename=f"{dialect}/{ids[0]}_one.py")
+    sibling.write_migration(ids[1], down=ids[0], filename=f"{dialect}/{ids[1]}_two.py")
+    sibling.alembic("upgrade", "head", check=True)
+    assert repo.applied_versions() == {ids[1]}
+    assert main.alembic("current").returncode != 0  # plain Alembic is stuck here
+
+    check = main.autocopy("check")
+    assert check.returncode == 1 and "found nowhere" not in check.stderr, check.stderr
+    assert ids[0] in check.stdout and ids[1] in check.stdout
+    main.autocopy("upgrade", check=True)
+    assert (main.versions / dialect / f"{ids[1]}_two.py").is_file()
+    assert main.alembic("current", check=True).returncode == 0
+    assert main.autocopy("check").returncode == 0
+    status = json.loads(main.autocopy("--json", "status").stdout)
+    assert [head["revision"] for head in status["database"]["heads"]] == [ids[1]]
+    assert status["worktree"]["heads"] == [ids[1]]
+    # The folders env.py chose are remembered for the commands that do not run it.
+    assert tool_heads(main, "--no-db") == [ids[1]]
+    assert str(main.versions / dialect) in main.autocopy("find", ids[0], check=True).stdout
+
+
+def test_tool_setting_overrides_version_folders(tmp_path: Path, sqlite_db: Database) -> None:
+    repo = make_repo(tmp_path, sqlite_db)
+    main = repo.main
+    base = next(main.versions.glob(f"{BASE_REV}_*.py"))
+    (main.versions / "sqlite").mkdir()
+    base.rename(main.versions / "sqlite" / base.name)
+    main.commit("sub-folder that only env.py would name")
+    pyproject = main.path / "pyproject.toml"
+    pyproject.write_text('[tool.alembic-autocopy]\nversion_locations = '
+                         '["migrations/versions/sqlite"]\n', encoding="utf-8")
+    sqlite_db.execute(  # the database as Alembic would have left it
+        "CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL PRIMARY KEY)")
+    sqlite_db.execute(f"INSERT INTO alembic_version VALUES ('{BASE_REV}')")
+    check = main.autocopy("check")
+    assert check.returncode == 0, check.stderr
+    pyproject.unlink()
+    check = main.autocopy("check")
+    assert "hold no migration" in check.stderr
