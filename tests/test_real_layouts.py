@@ -9,6 +9,7 @@ computes equal ``ScriptDirectory.get_heads()``.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -316,3 +317,78 @@ def test_tool_setting_overrides_version_folders(tmp_path: Path, sqlite_db: Datab
     pyproject.unlink()
     check = main.autocopy("check")
     assert "hold no migration" in check.stderr
+
+
+def test_package_script_location_from_another_worktree_is_named(
+        tmp_path: Path, sqlite_db: Database) -> None:
+    """``script_location = myapp:db`` with myapp importable from the main checkout only
+    (an editable install there): a sibling reads the main checkout's migrations."""
+    repo = make_repo(tmp_path, sqlite_db)
+    main = repo.main
+    package = main.path / "src" / "myapp"
+    write(package / "__init__.py", "")
+    (main.path / "migrations").rename(package / "db")
+    _set_ini(main, "script_location = %(here)s/migrations\n", "script_location = myapp:db\n")
+    main.commit("packaged migrations")
+    sibling = repo.add_worktree("sibling")
+    env = {"PYTHONPATH": os.pathsep.join([os.environ["PYTHONPATH"], str(main.path / "src")])}
+    main.autocopy("upgrade", check=True, env=env)
+    for command in (["check"], ["status"]):
+        result = sibling.autocopy(*command, env=env)
+        assert str(package / "db") in result.stderr + result.stdout, result.stderr
+        assert f"worktree {main.path}" in result.stderr + result.stdout
+        assert "pip install -e ." in result.stderr + result.stdout
+    # From the main checkout itself, nothing to say.
+    assert "script_location" not in main.autocopy("check", env=env).stderr
+
+
+# --- messages and output at scale ----------------------------------------------------------
+
+def test_plan_from_a_local_file_whose_parent_is_missing_names_no_empty_id(
+        tmp_path: Path, sqlite_db: Database) -> None:
+    """The database holds nothing unknown; a file here needs a parent only a sibling has.
+    (Every run of the tool in the tests is also checked for empty ids: support/process.py.)"""
+    repo = make_repo(tmp_path, sqlite_db)
+    main = repo.main
+    main.alembic("upgrade", "head", check=True)
+    sibling = repo.add_worktree("sibling")
+    sibling.write_migration("9a4e00000001", down=BASE_REV)
+    main.write_migration("c41d00000002", down="9a4e00000001")
+    check = main.autocopy("check")
+    assert check.returncode == 1
+    assert "This worktree's own migrations need 1 parent migration(s)" in check.stdout
+    upgrade = main.autocopy("upgrade", check=True)
+    assert "need 1 parent migration(s)" in upgrade.stdout
+    assert repo.applied_versions() == {"c41d00000002"}
+
+
+def test_many_refs_and_unreadable_old_files_stay_readable(tmp_path: Path,
+                                                          sqlite_db: Database) -> None:
+    """3,000 refs holding 150 migrations: `list --no-db` stays small; 200 files no
+    migration in an old branch give one warning line per kind (``-v`` lists them)."""
+    repo = make_repo(tmp_path, sqlite_db)
+    main = repo.main
+    old = [write(main.versions / f"legacy_{number:03}.py", f"# before Alembic {number}\n")
+           for number in range(200)]
+    main.commit("pre-Alembic scripts")
+    main.git("branch", "release-0.1")
+    for path in old:
+        path.unlink()
+    main.chain(149, BASE_REV, "m")
+    main.commit("150 migrations")
+    head = main.git("rev-parse", "HEAD").stdout.strip()
+    refs = "".join(f"create refs/heads/feature-{number:04} {head}\n" for number in range(1500))
+    refs += "".join(f"create refs/tags/v{number:04} {head}\n" for number in range(1500))
+    run(["git", "update-ref", "--stdin"], cwd=main.path, check=True, input=refs)
+
+    listing = main.autocopy("list", "--no-db", check=True)
+    assert len(listing.stdout.encode()) + len(listing.stderr.encode()) < 200_000
+    assert "150 revision(s), 150 in this worktree" in listing.stdout
+    assert "more place(s)" in listing.stdout
+    warnings = [line for line in listing.stderr.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and "200" in warnings[0], listing.stderr
+    # -v names each skipped file (`find` reads the same sources, and prints less).
+    verbose = main.autocopy("find", BASE_REV, "-v", check=True)
+    assert sum(line.startswith("warning: skipped") for line in verbose.stderr.splitlines()
+               ) == 200
+    assert verbose.stdout.count("tag v") == 1500

@@ -443,6 +443,10 @@ class Found:
     skipped: list[SkippedAtRef] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     stats: SearchStats = field(default_factory=SearchStats)
+    # At most this many candidates per revision (the closest refs: tips come branches first,
+    # then remotes, tags); the others are only counted in ``more_places``. None: all.
+    places_cap: int | None = None
+    more_places: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -762,6 +766,10 @@ class RepositorySearch:
         # Per listing (one per commit), the entries to turn into candidates and the unusable
         # ones: a fleet of refs at a few commits is filtered a few times, not once per ref.
         split: dict[int, tuple[list[_Entry], list[str]]] = {}
+        cap = self.found.places_cap
+        per_revision: dict[str, int] = {}  # candidates built per revision (with a cap)
+        counted = self.found.more_places
+        saturated: dict[int, int] = {}  # listing -> refs at it that only count (cap reached)
         for tip, commit, listing in at_refs:
             kind, ref, oid, date = tip.kind, tip.ref, commit.oid, commit.date
             parts = split.get(id(listing))
@@ -773,15 +781,33 @@ class RepositorySearch:
             kept, broken = parts
             for blob in broken:
                 unusable[blob] = unusable.get(blob, 0) + 1
+            if cap is not None and id(listing) in saturated:
+                saturated[id(listing)] += 1  # thousands of refs at few commits: counted once
+                continue
             for path, relative, name, blob in kept:
                 fact = facts[blob]
                 assert fact.header is not None  # kept: a usable migration
+                if cap is not None:
+                    revision = fact.header.revision
+                    built = per_revision.get(revision, 0)
+                    if built >= cap:
+                        counted[revision] = counted.get(revision, 0) + 1
+                        continue
+                    per_revision[revision] = built + 1
                 candidates.append(Candidate(
                     header=fact.header, sha256=fact.sha256, size=fact.size, filename=name,
                     relative_path=relative,
                     location=Location(kind=kind, path=path, worktree=label, ref=ref,
                                       commit=oid, commit_date=date, blob=blob,
                                       detail="Git LFS" if fact.lfs else None)))
+            if cap is not None and all(
+                    per_revision.get(_revision_of(facts[entry[3]]), 0) >= cap for entry in kept):
+                saturated[id(listing)] = 0
+        for listing_id, refs in saturated.items():
+            for entry in split[listing_id][0]:
+                header = facts[entry[3]].header
+                if header is not None and refs:
+                    counted[header.revision] = counted.get(header.revision, 0) + refs
         lfs_missing: list[str] = []
         for blob, count in unusable.items():
             first = first_place[blob]
@@ -921,15 +947,20 @@ def repositories(project: ProjectConfig, here_root: Path) -> list[Repository]:
     return found
 
 
+def _revision_of(fact: BlobFacts) -> str:
+    return fact.header.revision if fact.header is not None else ""
+
+
 def search(project: ProjectConfig, fetch: bool = False,
-           cache: MigrationIndex | None = None, wanted: Wanted | None = None) -> Found:
+           cache: MigrationIndex | None = None, wanted: Wanted | None = None,
+           places_cap: int | None = None) -> Found:
     """Every migration at every ref of this repository and of the configured clones.
 
     ``cache``: the index to consult and fill (default: the project's, shared with the file
     scan; the caller saves it). ``wanted(revision, blob)``: build candidates only for what
     it accepts (every file is still listed, and files that are no migration still reported).
     """
-    found = Found()
+    found = Found(places_cap=places_cap)
     if cache is None:
         from alembic_autocopy import index
 
@@ -967,8 +998,11 @@ def extend_inventory(project: ProjectConfig, inventory: scanning.Inventory,
     if not enabled:
         return
     fetch = options.fetch if options.fetch is not None else project.tool.fetch
-    found = search(project, fetch=fetch, wanted=wanted_by(options, inventory))
+    found = search(project, fetch=fetch, wanted=wanted_by(options, inventory),
+                   places_cap=options.places_per_revision)
     inventory.elsewhere.extend(found.candidates)
+    for revision, count in found.more_places.items():
+        inventory.more_places[revision] = inventory.more_places.get(revision, 0) + count
     inventory.refs_searched = (inventory.refs_searched or 0) + found.stats.refs
     # A file that is no migration in a worktree is usually one at the refs too: say it once.
     already = {Path(skipped.path).as_posix() for skipped in inventory.skipped}

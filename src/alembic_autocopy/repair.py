@@ -89,6 +89,9 @@ class Options:
     # of revisions this worktree has (plan_repair never brings those) and git copies of a
     # content some file holds (the file is closer). find/list/status/graph show everything.
     closest_only: bool = False
+    # Listing only (``list`` without -v/--json): build at most this many git candidates per
+    # revision, the closest refs; the rest are counted (Inventory.more_places).
+    places_per_revision: int | None = None
 
 
 @dataclass

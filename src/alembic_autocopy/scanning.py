@@ -80,6 +80,8 @@ class Inventory:
     # (``settle_unreadable_here``), and those it read: path -> why the static reader could not.
     unreadable_here: list[SkippedFile] = field(default_factory=list, repr=False)
     loaded_by_alembic: dict[str, str] = field(default_factory=dict, repr=False)
+    # Places holding a revision that were only counted (``Options.places_per_revision``).
+    more_places: dict[str, int] = field(default_factory=dict, repr=False)
 
     @property
     def all(self) -> list[Candidate]:

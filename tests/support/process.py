@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import subprocess
 from collections.abc import Mapping, Sequence
@@ -38,6 +39,7 @@ def run(
     check: bool,
     env: Mapping[str, str | None] | None = None,
     timeout: float = 300,
+    input: str | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run ``args`` in ``cwd`` with captured UTF-8 output; raise CommandFailed if ``check``."""
     argv = [os.fspath(part) for part in args]
@@ -45,13 +47,32 @@ def run(
         argv,
         cwd=cwd,
         env=merged_env(env),
-        stdin=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL if input is None else None,
+        input=input,
         capture_output=True,
         encoding="utf-8",
         errors="replace",
         timeout=timeout,
         check=False,
     )
+    if any("alembic_autocopy" in part or "alembic-autocopy" in part for part in argv[:3]):
+        assert_no_empty_revision_id(result.stdout + result.stderr, argv)
     if check and result.returncode != 0:
         raise CommandFailed(result.returncode, argv, result.stdout, result.stderr)
     return result
+
+
+# Shapes a message takes when a revision id in it is empty (issue 11: "The database has
+# applied , unknown to this worktree"). Checked on every run of the tool by the tests.
+EMPTY_REVISION_ID = re.compile(
+    r"applied , |revision  \S|revision ''|revision \"\"|\(needed by \)|, , |lacks: ?(?:,|$)"
+    r"|found nowhere: ?(?:,|$)|revision\(s\) ,", re.MULTILINE)
+
+
+def assert_no_empty_revision_id(output: str, argv: Sequence[str]) -> None:
+    """Fail when the tool's output names an empty revision id."""
+    match = EMPTY_REVISION_ID.search(output)
+    if match is not None:
+        line = output[output.rfind("\n", 0, match.start()) + 1:].split("\n", 1)[0]
+        raise AssertionError(f"an empty revision id in the output of {shlex.join(argv)}: "
+                             f"{line!r}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 
 from alembic_autocopy.commands import (
     add_diff,
@@ -19,6 +20,9 @@ from alembic_autocopy.report import header_json, location_json
 TYPE_CHECKING = False  # typing's, without importing typing (~3 ms of every start)
 if TYPE_CHECKING:
     from typing import Any
+
+#: Places named on a row without -v (--json and -v give every one).
+PLACES_SHOWN = 3
 
 DESCRIPTION = """\
 Print every revision found in this worktree and every other source: its parents, message,
@@ -38,7 +42,11 @@ def run(args: argparse.Namespace, out: Output) -> int:
     from alembic_autocopy import repair, scanning
 
     project = project_from(args)
-    inventory = repair.inventory(project, options_from(args))
+    every_location = out.json_mode or out.verbose  # else only the closest few are named
+    options = options_from(args)
+    if not every_location:
+        options = dataclasses.replace(options, places_per_revision=PLACES_SHOWN)
+    inventory = repair.inventory(project, options)
     show_inventory_warnings(inventory, out)
     by_revision: dict[str, list[Candidate]] = {}
     for candidate in inventory.all:
@@ -65,7 +73,6 @@ def run(args: argparse.Namespace, out: Output) -> int:
         applied = graph.ancestry(headers, [h for h in state.heads if h in known])
         applied |= set(state.heads)
     rows: list[dict[str, Any]] = []
-    every_location = out.json_mode or out.verbose  # else only the closest few are named
     for revision in sorted(by_revision):
         group = sorted(by_revision[revision], key=closeness)
         row = {
@@ -79,6 +86,7 @@ def run(args: argparse.Namespace, out: Output) -> int:
                                 for c in group]
         else:
             row["closest"], row["more"] = _closest(group)
+            row["more"] += inventory.more_places.get(revision, 0)
         rows.append(row)
     for row in rows:
         _print_row(row, out)
@@ -105,25 +113,19 @@ def _print_row(row: dict[str, Any], out: Output) -> None:
     if "locations" in row:
         for location in row["locations"]:
             out.detail(f"    {location['description']}: {location['path']}")
-    if not out.verbose:
+    if "closest" in row:
         more = f"; and {row['more']:,} more place(s)" if row["more"] else ""
         out.line(f"    in: {'; '.join(row['closest'])}{more}")
 
 
-def _closest(group: list[Candidate], shown: int = 3) -> tuple[list[str], int]:
-    """The closest ``shown`` places of a revision (``group`` sorted closest first), and how
-    many other places hold it: at 3,000 refs a row naming every one is megabytes."""
+def _closest(group: list[Candidate]) -> tuple[list[str], int]:
+    """The closest few places of a revision (``group`` sorted closest first), and how many
+    other places hold it: at 3,000 refs a row naming every one is megabytes."""
     names: list[str] = []
-    places: set[tuple[object, ...]] = set()
     for candidate in group:
-        location = candidate.location
-        key = (location.kind, location.worktree, location.ref, location.path
-               if location.kind.is_file else None)
-        if key in places:
-            continue
-        places.add(key)
-        if len(names) < shown:
-            description = location.describe()
-            if description not in names:
-                names.append(description)
-    return names, len(places) - len(names)
+        description = candidate.location.describe()
+        if description not in names:
+            names.append(description)
+            if len(names) == PLACES_SHOWN:
+                break
+    return names, len(group) - len(names)
