@@ -232,9 +232,11 @@ def test_the_prefix_and_closest_only_reach_git_objects(sqlite_db: Database,
     # worktree's content (the worktree is closer)...
     assert kinds(repair.Options(closest_only=True)) == [
         (BASE_REV, "here"), ("d10000000001", "worktree")]
-    # ... unless --prefer may name the branch: then it stays.
+    # ... unless --prefer may name the branch: then it stays, and so do the copies of this
+    # worktree's own ids (a preference naming one of them is refused, not ignored).
     assert kinds(repair.Options(closest_only=True, prefer=("other",))) == [
-        (BASE_REV, "here"), ("d10000000001", "worktree"), ("d10000000001", "branch")]
+        (BASE_REV, "here"), (BASE_REV, "worktree"), (BASE_REV, "branch"),
+        (BASE_REV, "branch"), ("d10000000001", "worktree"), ("d10000000001", "branch")]
     assert kinds(repair.Options()) == [
         (BASE_REV, "here"), (BASE_REV, "worktree"), (BASE_REV, "branch"),
         (BASE_REV, "branch"), ("d10000000001", "worktree"), ("d10000000001", "branch")]
