@@ -837,10 +837,24 @@ def write_report(args: argparse.Namespace, run_data: dict[str, Any]) -> int:
         print(f"  {'PASS' if target.passed else 'FAIL'}  {target.text}: "
               f"{'' if target.ratio is None else f'{target.ratio:.2f}x'} {target.note}")
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(render(args, run_data["written"], run_data["machine"], starts,
-                                  scaled, solo_rows, sizes, results), encoding="utf-8")
+    text = render(args, run_data["written"], run_data["machine"], starts, scaled, solo_rows,
+                  sizes, results)
+    args.output.write_text(text + kept_sections(args.output), encoding="utf-8")
     print(f"wrote {args.output}")
     return 0
+
+
+# Sections other bench scripts write into the same report (bench/refs.py): kept as they are.
+SECTION_START = "<!-- section written by "
+
+
+def kept_sections(path: Path) -> str:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError:
+        return ""
+    at = text.find(SECTION_START)
+    return "\n" + text[at:] if at >= 0 else ""
 
 
 def _samples_json(rows: dict[str, Sample]) -> dict[str, dict[str, Any]]:
