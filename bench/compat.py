@@ -69,23 +69,27 @@ LAYOUTS = (
            features="Flask-Migrate: alembic.ini beside env.py, no script_location; helpers "
                     "imported from the application"),
     Layout("getredash/redash", "migrations", ("versions",),
-           features="Flask-Migrate layout; merge revisions"),
+           features="Flask-Migrate layout; a merge revision (tuple `down_revision`); files "
+                    "import the application"),
     Layout("PrefectHQ/prefect", "src/prefect/server/database/_migrations",
            ("versions/sqlite",), label="sqlite",
-           features="one version folder per dialect chosen at run time; package-style "
-                    "script_location; annotated headers; date-prefixed file names"),
+           features="env.py sets `context.script.version_locations` to one folder per "
+                    "dialect (`versions/sqlite`, `versions/postgresql`); the configured folder "
+                    "holds only those sub-folders; date-prefixed file names; files import the "
+                    "application"),
     Layout("PrefectHQ/prefect", "src/prefect/server/database/_migrations",
            ("versions/postgresql",), label="postgresql",
            features="(the same project, its PostgreSQL folder)"),
     Layout("openstack/neutron", "neutron/db/migration/alembic_migrations", ("versions",),
            recursive=True,
            features="expand/contract branches: `branch_labels = (cli.EXPAND_BRANCH,)` (an "
-                    "attribute of an imported module), `depends_on` across branches, one "
-                    "folder per release (recursive / many version locations)"),
+                    "attribute of an imported module), `depends_on` across branches (11 "
+                    "files), one folder per release and branch (recursive, or one version "
+                    "location each)"),
     Layout("openstack/keystone", "keystone/common/sql/migrations", ("versions",),
            recursive=True,
-           features="expand/contract branches as literals, release sub-folders, "
-                    "`depends_on` across branches"),
+           features="expand/contract branch labels as literals, release sub-folders "
+                    "(recursive)"),
 )
 
 
