@@ -357,6 +357,8 @@ def test_plan_from_a_local_file_whose_parent_is_missing_names_no_empty_id(
     check = main.autocopy("check")
     assert check.returncode == 1
     assert "This worktree's own migrations need 1 parent migration(s)" in check.stdout
+    status = main.autocopy("status", "--no-db", check=True)
+    assert "need 9a4e00000001, which this worktree lacks" in status.stdout, status.stdout
     upgrade = main.autocopy("upgrade", check=True)
     assert "need 1 parent migration(s)" in upgrade.stdout
     assert repo.applied_versions() == {"c41d00000002"}

@@ -87,6 +87,25 @@ def plan_attention(plan: Plan) -> list[Attention]:
                                 f"`alembic-autocopy upgrade` ({len(plan.bring)} to bring in)")]
 
 
+def missing_parent_attention(local: list[Candidate]) -> list[Attention]:
+    """Pure. Revisions here whose parent (or dependency) no file here holds: Alembic cannot
+    build its map, so the heads shown are not what it would compute."""
+    from alembic_autocopy.report import id_list
+
+    known = {c.revision for c in local} | {label for c in local
+                                          for label in c.header.branch_labels}
+    gaps: dict[str, list[str]] = {}
+    for candidate in local:
+        for parent in candidate.header.needs:
+            if parent not in known:
+                gaps.setdefault(parent, []).append(candidate.revision)
+    return [Attention("missing-parent",
+                      f"revision(s) {id_list(children)} here need {parent}, which this "
+                      "worktree lacks: plain Alembic fails to load its migrations; "
+                      "`alembic-autocopy upgrade` brings it in")
+            for parent, children in sorted(gaps.items())]
+
+
 def missing_hooks(worktree_root: Path) -> list[str]:
     """The git hooks (post-checkout, post-merge, post-rewrite) that are not ours, where git
     really reads hooks (``git rev-parse --git-path hooks``, core.hooksPath honoured)."""
@@ -137,6 +156,7 @@ def run(args: argparse.Namespace, out: Output) -> int:
             attention.append(Attention("duplicate-revision", problem.message))
         attention += plan_attention(situation.plan)
         attention += [Attention("drift", line) for line in drift_lines(situation.drift)]
+    attention += missing_parent_attention(inventory.local)
     attention += heads_attention(split)
     current = {entry.path: placement.file_sha256(Path(entry.path))
                for entry in manifest.entries}
