@@ -394,3 +394,23 @@ def test_many_refs_and_unreadable_old_files_stay_readable(tmp_path: Path,
     assert sum(line.startswith("warning: skipped") for line in verbose.stderr.splitlines()
                ) == 200
     assert verbose.stdout.count("tag v") == 1500
+
+
+def test_an_unreadable_file_here_naming_a_needed_id_blocks_the_copy(
+        tmp_path: Path, sqlite_db: Database) -> None:
+    """Neither the static reader nor Alembic's loading can tell this file's id, but its text
+    names the revision a plan would bring in: no second file for that id is risked."""
+    repo = make_repo(tmp_path, sqlite_db)
+    main = repo.main
+    sibling = repo.add_worktree("sibling")
+    sibling.write_migration("9a4e00000001", down=BASE_REV)
+    sibling.alembic("upgrade", "head", check=True)
+    broken = write(main.versions / "9a4e00000001_mine.py",
+                   '"""Revision ID: 9a4e00000001"""\nimport not_installed_anywhere\n'
+                   "revision = not_installed_anywhere.REVISION\ndown_revision = None\n")
+    for command in ("check", "upgrade"):
+        result = main.autocopy(command)
+        assert result.returncode == 1, result.stdout + result.stderr
+        assert f"{broken} here, which cannot be read" in result.stderr
+    assert sorted(p.name for p in main.versions.glob("*.py")) == sorted(
+        [broken.name, next(main.versions.glob(f"{BASE_REV}_*.py")).name])

@@ -433,6 +433,30 @@ def _inside(path: Path, root: Path) -> bool:
     return True
 
 
+def _unreadable_clash(situation: Situation) -> AutocopyError | None:
+    """A revision the plan brings in that an unreadable file of this worktree may already
+    hold (its text names the id): never risk a second file for one id."""
+    if not situation.plan.bring or situation.inventory.here is None:
+        return None
+    folders = tuple(os.fspath(folder) + os.sep
+                    for folder, _ in situation.inventory.here.version_dirs)
+    for skipped in situation.inventory.skipped:
+        if not skipped.path.startswith(folders):
+            continue
+        try:
+            content = Path(skipped.path).read_bytes()
+        except OSError:
+            continue
+        for candidate in situation.plan.bring:
+            if candidate.revision.encode() in content:
+                return AutocopyError(
+                    f"revision {candidate.revision} is needed, but {skipped.path} here, which "
+                    f"cannot be read ({skipped.reason}), names it: another file for the "
+                    "same id would break Alembic; refused, nothing was changed",
+                    hint=f"make {skipped.path} readable (or remove it), then run again")
+    return None
+
+
 def blocking_problem(situation: Situation) -> AutocopyError | None:
     """What makes this worktree unusable whatever the plan: one id in two of its files,
     or a --prefer that would create that. None when there is none."""
@@ -447,6 +471,9 @@ def blocking_problem(situation: Situation) -> AutocopyError | None:
             "heads: refused, nothing was changed",
             hint="run again without --prefer; to use that version, replace this worktree's "
                  "file with git (e.g. `git checkout REF -- PATH`)")
+    clash = _unreadable_clash(situation)
+    if clash is not None:
+        return clash
     duplicates = duplicate_ids(situation.inventory.local)
     if not duplicates:
         return None
