@@ -36,6 +36,8 @@ def show_inventory_warnings(inventory: Inventory, out: Output,
         out.warn(note)
     for fault in graph_faults(inventory.all, every_id_known=every_id_known):
         out.warn(fault)
+    for path, reason in inventory.loaded_by_alembic.items():
+        out.detail(f"read through Alembic's own loading (as `alembic` does): {path} ({reason})")
     out.detail(search_summary(inventory))
 
 
