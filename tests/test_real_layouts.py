@@ -226,6 +226,13 @@ def test_prefer_naming_another_version_of_an_id_held_here_is_refused(
     assert sorted(p.name for p in main.versions.glob("*.py")) == sorted(
         [*before, f"{CHILD}_child.py"])
     assert main.autocopy("check").returncode == 0
+    # The same id committed here by hand later (a cherry-pick under another name): both
+    # files are named, the tool's copy as such, and `clean` is the way out.
+    write(main.versions / f"{CHILD}_cherry_picked.py", migration(CHILD, STAR))
+    check = main.autocopy("check")
+    assert check.returncode == 1
+    assert "a copy alembic-autocopy placed from worktree" in check.stderr, check.stderr
+    assert f"{CHILD}_cherry_picked.py" in check.stderr and "alembic-autocopy clean" in check.stderr
 
 
 def test_two_files_for_one_id_fail_check_naming_both(tmp_path: Path,
