@@ -421,3 +421,16 @@ def test_an_unreadable_file_here_naming_a_needed_id_blocks_the_copy(
         assert f"{broken} here, which cannot be read" in result.stderr
     assert sorted(p.name for p in main.versions.glob("*.py")) == sorted(
         [broken.name, next(main.versions.glob(f"{BASE_REV}_*.py")).name])
+
+
+def test_grouping_and_long_lists_are_pure_and_keep_every_item_with_verbose() -> None:
+    from alembic_autocopy.report import grouped, id_list
+
+    items = [("kind a", f"skipped a{n}: why", f"a{n}") for n in range(200)]
+    items.insert(1, ("kind b", "skipped b: other", "b"))
+    assert grouped(items, verbose=False) == [
+        "kind a: 200 (e.g. a0); -v lists them all", "skipped b: other"]
+    assert len(grouped(items, verbose=True)) == 201
+    assert id_list([f"r{n}" for n in range(106)]) == (
+        "r0, r1, r2, r3, r4, r5, r6, r7 and 98 more")
+    assert id_list(["", "x"]) == "x"
