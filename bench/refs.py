@@ -99,7 +99,8 @@ def main() -> int:
         "",
         f"Written {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; medians of "
         f"{args.runs} warm runs each, alternating; {REFS:,} refs at the tip, {LEGACY} "
-        "pre-Alembic files on an old branch.",
+        f"pre-Alembic files on an old branch; {os.cpu_count()} cores, load average "
+        f"{os.getloadavg()[0]:.1f} at the end (both commands share it).",
         "",
         "| what | median | range | output |",
         "|---|---:|---:|---:|",
