@@ -158,6 +158,9 @@ def load_project(config_args: Sequence[str] = (), section: str = "alembic",
         where = ini_path or toml_path
         raise ConfigError(f"no 'script_location' key in {where}",
                           hint="Alembic needs script_location to find env.py and versions/")
+    if ":" in str(script_location_value):
+        # A package-style location is found on sys.path as Alembic extends it first.
+        _prepend_sys_path(option("prepend_sys_path"), option("path_separator"), cwd)
     script_location = _resource_path(str(script_location_value), cwd)
     version_locations = _version_locations(parser, section, alembic_toml, toml_here, cwd)
     if not version_locations:
@@ -228,6 +231,21 @@ def _interpolate_toml(value: Any, here: Path) -> Any:
     if isinstance(value, list):
         return [_interpolate_toml(item, here) for item in value]
     return value
+
+
+def _prepend_sys_path(value: Any, separator_name: Any, cwd: Path) -> None:
+    """``prepend_sys_path``, put in front of sys.path as ``ScriptDirectory.from_config``
+    does before it resolves ``pkg:path`` (entries relative to the current folder)."""
+    if not value:
+        return
+    if isinstance(value, list):
+        items = [str(item) for item in value]
+    elif separator_name in _SEPARATORS:
+        items = [item.strip() for item in str(value).split(_SEPARATORS[separator_name])]
+    else:
+        items = re.split(r", *|(?: +)|:", str(value))
+    entries = [os.path.join(cwd, item) for item in items if item]
+    sys.path[:0] = [entry for entry in entries if entry not in sys.path]
 
 
 def _resource_path(value: str, cwd: Path) -> Path:
