@@ -432,17 +432,12 @@ def _already_current(situation: Situation, target: str) -> bool:
 def _carry_out(project: ProjectConfig, target: str, options: Options,
                on_version_apply: Sequence[Callable[..., None]], upgrade: bool,
                situation: Situation) -> RepairReport:
-    from alembic_autocopy import database, graph, placement, trust
+    from alembic_autocopy import database, graph, placement
 
-    ensure_plan_possible(situation)
+    placements = preflight(project, situation, options, read_contents=options.dry_run)
     root = situation.worktree_root
-    bring = situation.plan.bring
-    headers_after = [c.header for c in situation.inventory.local] + [c.header for c in bring]
-    if bring:
-        graph.validate(headers_after)  # validate everything before writing anything
-        if not _allow_untrusted(project, options):
-            trust.check_copies(bring)  # code the upgrade will run: judged right before
-    placements = placement.destinations(bring, project, root, _target_folder(project))
+    headers_after = [c.header for c in situation.inventory.local] + [
+        c.header for c in situation.plan.bring]
     report = RepairReport(situation, dry_run=options.dry_run,
                           heads_before=situation.applied)
     local_heads = graph.heads(headers_after) if headers_after else ()
@@ -478,6 +473,29 @@ def _carry_out(project: ProjectConfig, target: str, options: Options,
     report.heads_before = result.before
     report.heads_after = result.after
     return report
+
+
+def preflight(project: ProjectConfig, situation: Situation, options: Options, *,
+              read_contents: bool = True) -> list[placement.Placement]:
+    """Every check ``upgrade`` makes before writing, in the same words: the plan is possible,
+    the final graph is valid, the copies come from trusted places, each destination is free
+    and its folder usable, and (``read_contents``) each content is the one planned and
+    compiles. ``check`` and ``upgrade --dry-run`` call it so that they refuse what
+    ``upgrade`` would refuse. Raises the AutocopyError ``upgrade`` would raise."""
+    from alembic_autocopy import graph, placement, trust
+
+    ensure_plan_possible(situation)
+    bring = situation.plan.bring
+    if bring:
+        graph.validate([c.header for c in situation.inventory.local]
+                       + [c.header for c in bring])
+        if not _allow_untrusted(project, options):
+            trust.check_copies(bring)  # code the upgrade will run: judged right before
+    placements = placement.destinations(bring, project, situation.worktree_root,
+                                        _target_folder(project))
+    if read_contents:
+        placement.read_verified(placements, read_file_content)
+    return placements
 
 
 def _copy_folders(project: ProjectConfig,

@@ -84,6 +84,26 @@ def skipped_json(skipped: Iterable[SkippedFile]) -> list[dict[str, str]]:
     return [{"path": s.path, "reason": s.reason} for s in skipped]
 
 
+def skipped_lines(skipped: Iterable[SkippedFile], verbose: bool = False) -> list[str]:
+    """``skipped PATH: REASON`` warnings, one per kind of reason (the first file of each,
+    with how many more are like it); ``verbose``: one per file."""
+    import re
+
+    groups: dict[str, list[SkippedFile]] = {}
+    for item in skipped:
+        kind = item.reason.split(":", 1)[0]
+        kind = re.sub(r"'[^']*'|\"[^\"]*\"|`[^`]*`|\d+", "#", kind)
+        groups.setdefault(kind, []).append(item)
+    lines: list[str] = []
+    for members in groups.values():
+        shown = members if verbose else members[:1]
+        lines.extend(f"skipped {item.path}: {item.reason}" for item in shown)
+        if len(members) > len(shown):
+            lines[-1] += (f" (and {len(members) - 1} more file(s) skipped for the same "
+                          "reason; -v lists them)")
+    return lines
+
+
 def source_of(candidate: Candidate) -> str:
     location = candidate.location
     where = location.describe()

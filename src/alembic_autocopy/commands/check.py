@@ -57,6 +57,10 @@ def run(args: argparse.Namespace, out: Output) -> int:
                             situation.applied, situation.inventory.local, args.diff)
     plan = situation.plan
     outcome = plan.outcome
+    if outcome is Outcome.PLAN:
+        # Refuse here what `upgrade` would refuse (broken file, untrusted source, name
+        # taken...), with its words and exit code: the plan shown is one that can be carried out.
+        repair.preflight(project, situation, options_from(args))
     if outcome is Outcome.NOTHING_TO_DO:
         heads = ", ".join(situation.applied) or "(empty)"
         out.result(f"OK: this worktree knows every revision the database has applied "

@@ -10,7 +10,7 @@ from alembic_autocopy.commands import (
     options_from,
     project_from,
 )
-from alembic_autocopy.commands.common import show_inventory_warnings
+from alembic_autocopy.commands.common import broken_reason, show_inventory_warnings
 from alembic_autocopy.errors import AutocopyError
 from alembic_autocopy.output import Output
 from alembic_autocopy.planning import locations_of
@@ -52,14 +52,18 @@ def run(args: argparse.Namespace, out: Output) -> int:
     first = matches[0]
     message = f"  {first.header.message}" if first.header.message else ""
     out.result(f"{revision}{message}")
-    for candidate in matches:
+    broken = [broken_reason(candidate) for candidate in matches]
+    for candidate, reason in zip(matches, broken, strict=True):
         flags = [f"sha256 {candidate.sha256[:12]}"]
         if candidate.location.committed is not None:
             flags.append("committed" if candidate.location.committed else "not committed")
+        if reason is not None:
+            flags.append(f"broken: {reason}")
         out.result(f"  {source_of(candidate)}  ({', '.join(flags)})")
     if len(contents) > 1:
         out.warn(f"revision {revision} has {len(contents)} different contents; "
                  "`upgrade --prefer` chooses one")
     out.emit({"ok": True, "revision": revision, "distinct_contents": len(contents),
-              "locations": [candidate_json(c) for c in matches]})
+              "locations": [{**candidate_json(c), "broken": reason}
+                            for c, reason in zip(matches, broken, strict=True)]})
     return 0
