@@ -436,8 +436,8 @@ def _carry_out(project: ProjectConfig, target: str, options: Options,
 
     placements = preflight(project, situation, options, read_contents=options.dry_run)
     root = situation.worktree_root
-    headers_after = [c.header for c in situation.inventory.local] + [
-        c.header for c in situation.plan.bring]
+    bring = situation.plan.bring
+    headers_after = [c.header for c in situation.inventory.local] + [c.header for c in bring]
     report = RepairReport(situation, dry_run=options.dry_run,
                           heads_before=situation.applied)
     local_heads = graph.heads(headers_after) if headers_after else ()
