@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterable
+
 from alembic_autocopy.model import Candidate
 from alembic_autocopy.output import Output
+from alembic_autocopy.project import ProjectConfig
 from alembic_autocopy.scanning import Inventory
 
 
@@ -42,23 +46,66 @@ def search_summary(inventory: Inventory) -> str:
             f"read, {stats.parses:,} parsed{shared}")
 
 
-def broken_reason(candidate: Candidate) -> str | None:
-    """Why the file of ``candidate`` would not load (None: it compiles, or it is not a file).
+def broken_reasons(project: ProjectConfig, candidates: Iterable[Candidate]
+                   ) -> dict[str, str | None]:
+    """Why each content (by sha256) of the files among ``candidates`` would not load (None:
+    it compiles). The scan reads headers only; ``find`` and ``list`` compile what they show,
+    so that a file broken below its header is marked instead of shown as a valid revision
+    (the check ``upgrade`` makes before copying). Verdicts are kept by content, per Python
+    version, beside the index: a warm ``list`` compiles nothing."""
+    import json
+    import sys
 
-    The scan reads headers only; ``find`` and ``list`` compile each file they show, so that a
-    file broken below its header is marked instead of shown as a valid revision (the same
-    check ``upgrade`` makes before copying it)."""
+    from alembic_autocopy import index
+
+    path = index.index_path(project).parent / (
+        f"compiled-{sys.version_info.major}.{sys.version_info.minor}.json")
+    try:
+        known: dict[str, str | None] = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(known, dict):
+            known = {}
+    except (OSError, ValueError):
+        known = {}
+    verdicts: dict[str, str | None] = {}
+    learnt = False
+    for candidate in candidates:
+        sha = candidate.sha256
+        if sha in verdicts or not (candidate.location.kind.is_file and candidate.location.path):
+            continue
+        if sha in known:
+            verdicts[sha] = known[sha]
+            continue
+        reason = _compile_error(candidate)
+        if reason is not None and reason.startswith("!"):
+            continue  # unreadable now: no verdict on its content
+        verdicts[sha] = known[sha] = reason
+        learnt = True
+    if learnt and not os.environ.get("ALEMBIC_AUTOCOPY_NO_INDEX"):
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            temporary.write_text(json.dumps(known), encoding="utf-8")
+            os.replace(temporary, path)
+        except OSError:
+            pass  # compiled again next time, nothing worse
+    return verdicts
+
+
+def _compile_error(candidate: Candidate) -> str | None:
+    """The compile error of the file's content (None: it compiles; "!...": unreadable)."""
     from alembic_autocopy.errors import MigrationParseError
-    from alembic_autocopy.parsing import parse_migration
+    from alembic_autocopy.parsing import parse_migration, sha256_hex
 
-    if not (candidate.location.kind.is_file and candidate.location.path):
-        return None
+    assert candidate.location.path is not None
     try:
         with open(candidate.location.path, "rb") as handle:
             content = handle.read(candidate.size + 1)
+    except OSError as error:
+        return f"!{error.strerror or error}"
+    if sha256_hex(content) != candidate.sha256:
+        return "!changed"
+    try:
         parse_migration(content, max_bytes=max(len(content), 1), check_syntax=True)
     except MigrationParseError as error:
         return str(error)
-    except OSError as error:
-        return error.strerror or str(error)
     return None

@@ -10,7 +10,7 @@ from alembic_autocopy.commands import (
     options_from,
     project_from,
 )
-from alembic_autocopy.commands.common import broken_reason, show_inventory_warnings
+from alembic_autocopy.commands.common import broken_reasons, show_inventory_warnings
 from alembic_autocopy.model import Candidate
 from alembic_autocopy.output import Output
 from alembic_autocopy.planning import closeness
@@ -65,14 +65,15 @@ def run(args: argparse.Namespace, out: Output) -> int:
         applied = graph.ancestry(headers, [h for h in state.heads if h in known])
         applied |= set(state.heads)
     rows: list[dict[str, Any]] = []
+    verdicts = broken_reasons(project, inventory.all)
     for revision in sorted(by_revision):
         group = sorted(by_revision[revision], key=closeness)
-        reasons = [reason for reason in map(broken_reason, group) if reason is not None]
+        files = [verdicts[c.sha256] for c in group
+                 if c.location.kind.is_file and c.sha256 in verdicts]
         rows.append({
             **header_json(group[0].header),
             # every file of it fails to compile (one good copy makes it usable)
-            "broken": reasons[0] if reasons and len(reasons) == sum(
-                1 for c in group if c.location.kind.is_file) else None,
+            "broken": files[0] if files and all(files) else None,
             "here": revision in local_ids,
             "applied": None if applied is None else revision in applied,
             "distinct_contents": len({c.sha256 for c in group}),
