@@ -94,3 +94,18 @@ def test_find_and_list_mark_a_file_that_does_not_compile(
     rows = json.loads(b.autocopy("list", "--no-db", "--json").stdout)["revisions"]
     assert next(r for r in rows if r["revision"] == ids[1])["broken"].startswith("syntax error")
     assert next(r for r in rows if r["revision"] == ids[0])["broken"] is None
+
+
+def test_an_unneeded_file_broken_below_its_header_is_one_warning(
+        tmp_path: Path, sqlite_db: Database) -> None:
+    b, a, ids = _sibling_with_chain(tmp_path, sqlite_db)
+    unrelated = a.write_migration("e00000000001", down=ids[1], message="unfinished")
+    _break_body(unrelated)  # a work in progress, never applied: nobody needs it
+
+    for command in (["check"], ["upgrade", "--dry-run"], ["upgrade"]):
+        result = b.autocopy(*command)
+        assert result.returncode == (1 if command == ["check"] else 0), result.stderr
+        warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+        assert len(warnings) == 1, warnings
+        assert warnings[0].startswith(f"warning: skipped {unrelated}: syntax error"), warnings
+    assert b.alembic("current").returncode == 0

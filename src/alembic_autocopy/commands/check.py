@@ -52,7 +52,7 @@ def run(args: argparse.Namespace, out: Output) -> int:
 
     project = project_from(args)
     situation = repair.assess(project, options_from(args))
-    show_inventory_warnings(situation.inventory, out)
+    show_inventory_warnings(situation.inventory, out, project=project, plan=situation.plan)
     recorded = show_records(out, project, situation.recorded, situation.drift,
                             situation.applied, situation.inventory.local, args.diff)
     plan = situation.plan

@@ -5,22 +5,28 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 
-from alembic_autocopy.model import Candidate
+from alembic_autocopy.model import Candidate, Plan, SkippedFile
 from alembic_autocopy.output import Output
 from alembic_autocopy.project import ProjectConfig
 from alembic_autocopy.scanning import Inventory
 
 
 def show_inventory_warnings(inventory: Inventory, out: Output,
-                            every_id_known: bool = True) -> None:
+                            every_id_known: bool = True, *,
+                            project: ProjectConfig | None = None,
+                            plan: Plan | None = None) -> None:
     """What was skipped (one line per kind of reason; -v: each file), notes, and the faults
     of the revision graph (a cycle, a parent in no source, an id in two files of a source:
     see graphfaults). ``every_id_known``: False when the search kept only some revisions
-    (``find``)."""
+    (``find``). With ``project``: also the files found elsewhere that do not compile and
+    that ``plan`` does not need (a needed one is refused by ``upgrade``'s own check)."""
     from alembic_autocopy.graphfaults import graph_faults
     from alembic_autocopy.report import skipped_lines
 
-    for line in skipped_lines(inventory.skipped, out.verbose):
+    skipped = list(inventory.skipped)
+    if project is not None:
+        skipped += unloadable_elsewhere(project, inventory, plan)
+    for line in skipped_lines(skipped, out.verbose):
         out.warn(line)
     for note in inventory.notes:
         out.warn(note)
@@ -44,6 +50,20 @@ def search_summary(inventory: Inventory) -> str:
               if stats.workers else "")
     return (f"searched {where}; index: {stats.hits:,} file(s) unchanged, {stats.reads:,} "
             f"read, {stats.parses:,} parsed{shared}")
+
+
+def unloadable_elsewhere(project: ProjectConfig, inventory: Inventory,
+                         plan: Plan | None) -> list[SkippedFile]:
+    """Files read in other places that would not load, other than those ``plan`` brings.
+    Only what was read elsewhere: nothing at all on a run with nothing to do."""
+    needed = {c.revision for c in plan.bring} if plan is not None else set()
+    files = [c for c in inventory.elsewhere
+             if c.location.kind.is_file and c.location.path and c.revision not in needed]
+    if not files:
+        return []
+    verdicts = broken_reasons(project, files)
+    return [SkippedFile(str(c.location.path), reason) for c in files
+            if (reason := verdicts.get(c.sha256))]
 
 
 def broken_reasons(project: ProjectConfig, candidates: Iterable[Candidate]

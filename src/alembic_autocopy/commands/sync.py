@@ -307,7 +307,8 @@ def run(args: argparse.Namespace, out: Output) -> int:
         out.warn(f"{entry.path} was edited after it was copied: kept (git now brings "
                  f"revision {entry.revision} too; remove the copy yourself)")
     repaired = repair.repair(project, "head", options_from(args))
-    show_inventory_warnings(repaired.situation.inventory, out)
+    show_inventory_warnings(repaired.situation.inventory, out, project=project,
+                            plan=repaired.situation.plan)
     bring = repaired.situation.plan.bring
     if bring:
         out.line(f"Brought in {len(bring)} migration(s): "

@@ -50,7 +50,7 @@ def run(args: argparse.Namespace, out: Output) -> int:
     project = project_from(args)
     report = repair.repair(project, args.target, options_from(args), notify=out.warn)
     situation = report.situation
-    show_inventory_warnings(situation.inventory, out)
+    show_inventory_warnings(situation.inventory, out, project=project, plan=situation.plan)
     recorded = show_records(out, project, situation.recorded, situation.drift,
                             situation.applied, situation.inventory.local, args.diff)
     for warning in report.warnings:
