@@ -345,8 +345,10 @@ def _check_or_repair(project: ProjectConfig, auto_upgrade: bool,
         return f"{PREFIX} OK, the database is current ({heads})"
     situation = repair.assess(project, repair.Options())
     plan = situation.plan
+    if plan.outcome is Outcome.NOTHING_TO_DO and not situation.applied:
+        return f"{PREFIX} OK, the database is empty (no revision applied yet)"
     if plan.outcome is Outcome.NOTHING_TO_DO:
-        heads = ", ".join(situation.applied) or "(empty)"
+        heads = ", ".join(situation.applied)
         return f"{PREFIX} OK, this worktree knows every revision the database applied ({heads})"
     if options is None:
         options = argparse.Namespace(config=[], name="alembic", x=[], project_dir=".")

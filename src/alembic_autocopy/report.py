@@ -108,7 +108,8 @@ def source_of(candidate: Candidate) -> str:
     location = candidate.location
     where = location.describe()
     if location.path and location.kind.is_file:
-        return f"{where}: {location.path}"
+        copy = f" ({location.detail})" if location.is_copy else ""
+        return f"{where}: {location.path}{copy}"
     if location.path:
         # git objects: the ref, then the commit and its date (which version of the ref).
         at = f" @ {location.commit[:10]}" if location.commit else ""

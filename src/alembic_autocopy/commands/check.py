@@ -61,10 +61,11 @@ def run(args: argparse.Namespace, out: Output) -> int:
         # Refuse here what `upgrade` would refuse (broken file, untrusted source, name
         # taken...), with its words and exit code: the plan shown is one that can be carried out.
         repair.preflight(project, situation, options_from(args))
-    if outcome is Outcome.NOTHING_TO_DO:
-        heads = ", ".join(situation.applied) or "(empty)"
+    if outcome is Outcome.NOTHING_TO_DO and not situation.applied:
+        out.result("OK: the database is empty (no revision applied yet); nothing to bring in.")
+    elif outcome is Outcome.NOTHING_TO_DO:
         out.result(f"OK: this worktree knows every revision the database has applied "
-                   f"({heads}).")
+                   f"({', '.join(situation.applied)}).")
     elif outcome is Outcome.PLAN:
         out.result(f"The database has {len(plan.unknown_applied)} revision(s) this worktree "
                    f"lacks: {', '.join(plan.unknown_applied)}")

@@ -58,7 +58,9 @@ def run(args: argparse.Namespace, out: Output) -> int:
               for candidate in matches]
     for candidate, reason in zip(matches, broken, strict=True):
         flags = [f"sha256 {candidate.sha256[:12]}"]
-        if candidate.location.committed is not None:
+        if candidate.location.is_copy:
+            flags.append("copy placed by alembic-autocopy")
+        elif candidate.location.committed is not None:
             flags.append("committed" if candidate.location.committed else "not committed")
         if reason is not None:
             flags.append(f"broken: {reason}")

@@ -29,6 +29,10 @@ from alembic_autocopy.output import Output
 from alembic_autocopy.project import ProjectConfig
 from alembic_autocopy.report import manifest_entry_json
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from alembic_autocopy.repair import RepairReport
+
 DESCRIPTION = """\
 Bring this branch up to date, then the database: fetch, rebase this branch onto its upstream
 (`git branch --set-upstream-to`), or else onto base_branch from [tool.alembic-autocopy]
@@ -316,7 +320,13 @@ def run(args: argparse.Namespace, out: Output) -> int:
     if repaired.applied:
         out.line(f"Applied {len(repaired.applied)} migration(s): "
                  + ", ".join(repaired.applied))
-    heads = ", ".join(repaired.heads_after) or "(empty)"
+    own_heads = committed_heads(repaired)
+    if len(own_heads) > 1:
+        out.warn(f"{branch} now has {len(own_heads)} heads of its own "
+                 f"({', '.join(own_heads)}): both branches added migrations; join them with "
+                 f"`alembic merge -m \"merge\" {' '.join(own_heads)}`, then commit the new "
+                 "file")
+    heads = ", ".join(repaired.heads_after) or "(none)"
     out.result(f"Synced {branch} with {upstream.short}; database heads: {heads}")
     out.emit({
         "ok": True, "branch": branch, "upstream": upstream.ref, "why": upstream.why,
@@ -328,8 +338,23 @@ def run(args: argparse.Namespace, out: Output) -> int:
         "copies_kept_modified": [manifest_entry_json(e) for e in report.kept_modified],
         "brought_in": [c.revision for c in bring], "placed": [e.path for e in repaired.placed],
         "applied": repaired.applied, "heads_after": list(repaired.heads_after),
+        "committed_heads": list(own_heads),
     })
     return 0
+
+
+def committed_heads(repaired: RepairReport) -> tuple[str, ...]:
+    """The heads of this worktree's own files (copies left out), in graph order."""
+    from alembic_autocopy import graph
+    from alembic_autocopy.planning import graph_order
+
+    own = [c.header for c in repaired.situation.inventory.local if not c.location.is_copy]
+    if not own:
+        return ()
+    try:
+        return graph_order(graph.heads(own), own)
+    except Exception:  # an invalid graph of its own: upgrade has said so already
+        return ()
 
 
 def _dry_run(report: SyncReport, root: Path, args: argparse.Namespace, out: Output) -> int:
