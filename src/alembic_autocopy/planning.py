@@ -180,8 +180,10 @@ def graph_order(revisions: Iterable[str], headers: Iterable[MigrationHeader]
                 ) -> tuple[str, ...]:
     """``revisions`` (e.g. the database's heads) in the graph's order, the same on every run:
     parents before children, siblings by id; ids the headers do not know come last, by id."""
-    by_id = {header.revision: header for header in headers}
     wanted = list(dict.fromkeys(revisions))
+    if len(wanted) < 2:
+        return tuple(wanted)  # the common case: one head, nothing to order
+    by_id = {header.revision: header for header in headers}
     position: dict[str, int] = {}
     entered: set[str] = set()  # a cycle ends here (Alembic reports it elsewhere)
     for start in sorted(by_id):
