@@ -88,22 +88,30 @@ def test_nothing_to_do_is_one_line_and_heads_keep_the_graphs_order(
 
 
 def test_a_notice_is_given_once(tmp_path: Path, sqlite_db: Database) -> None:
+    from support.project import integrate_env_py
+
     repo = make_repo(tmp_path, sqlite_db)
     main = repo.main
     main.alembic("upgrade", "head", check=True)
+    integrate_env_py(repo)
     main.autocopy("record", check=True)  # the record table exists
+    env_py = main.path / "migrations" / "env.py"
+    env_py.write_text(env_py.read_text("utf-8").replace(
+        ", **alembic_autocopy.integration.options()", "").replace(
+        "import alembic_autocopy.integration\n", ""), "utf-8")  # the line removed again
     first = main.chain(1, BASE_REV, "p")
     main.alembic("upgrade", "head", check=True)  # plain alembic: not recorded
 
     told = [main.autocopy("check").stderr for _ in range(2)]
 
-    assert f"applied but not recorded in alembic_autocopy_scripts: {first[0]}" in told[0]
-    assert "not recorded" not in told[1]
-    assert "not recorded" in main.autocopy("check", "-v").stderr  # -v repeats it
+    notice = "exists but env.py does not have"
+    assert notice in told[0] and f"applied but not recorded: {first[0]}" in told[0]
+    assert notice not in told[1]  # not on every run
+    assert notice in main.autocopy("check", "-v").stderr  # -v repeats it
     later = main.chain(1, first[0], "q")
     main.alembic("upgrade", "head", check=True)
-    newer = main.autocopy("check").stderr
-    assert f"applied but not recorded in alembic_autocopy_scripts: {later[0]} " in newer
+    newer = main.autocopy("check").stderr  # a revision newly unrecorded: said again
+    assert notice in newer and later[0] in newer
 
 
 def test_copies_are_labelled_and_the_plan_names_the_owner(tmp_path: Path,
