@@ -310,7 +310,17 @@ def run(args: argparse.Namespace, out: Output) -> int:
     for entry in report.kept_modified:
         out.warn(f"{entry.path} was edited after it was copied: kept (git now brings "
                  f"revision {entry.revision} too; remove the copy yourself)")
-    repaired = repair.repair(project, "head", options_from(args))
+    try:
+        repaired = repair.repair(project, "head", options_from(args))
+    except AutocopyError as error:
+        own = committed_heads_here(project)
+        if len(own) > 1:  # Alembic refuses `head`: say what joins them
+            raise AutocopyError(
+                f"{branch} now has {len(own)} heads of its own ({', '.join(own)}): both "
+                f"branches added migrations, so Alembic will not upgrade to `head`",
+                hint=f"join them with `alembic merge -m \"merge\" {' '.join(own)}`, commit "
+                     "the new file, then run `alembic-autocopy upgrade`") from error
+        raise
     show_inventory_warnings(repaired.situation.inventory, out, project=project,
                             plan=repaired.situation.plan)
     bring = repaired.situation.plan.bring
@@ -354,6 +364,19 @@ def committed_heads(repaired: RepairReport) -> tuple[str, ...]:
     try:
         return graph_order(graph.heads(own), own)
     except Exception:  # an invalid graph of its own: upgrade has said so already
+        return ()
+
+
+def committed_heads_here(project: ProjectConfig) -> tuple[str, ...]:
+    """The heads of this worktree's own files (copies left out), read again."""
+    from alembic_autocopy import graph, repair
+    from alembic_autocopy.planning import graph_order
+
+    found = repair.inventory(project, repair.Options(), here_only=True)
+    own = [c.header for c in found.local if not c.location.is_copy]
+    try:
+        return graph_order(graph.heads(own), own) if own else ()
+    except Exception:  # an invalid graph of its own: the error at hand says more
         return ()
 
 
