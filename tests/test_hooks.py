@@ -125,7 +125,7 @@ def test_a_failing_check_never_blocks_git(sqlite_db: Database, tmp_path: Path) -
 
     (line,) = _our_lines(result.stderr)  # one line, and git succeeded
     assert line.startswith(f"{OURS} check failed: cannot use the database")
-    assert line.endswith("unable to open database file")
+    assert line.endswith("unable to open database file (`alembic-autocopy check` explains)")
     assert "Traceback" not in result.stderr
 
 

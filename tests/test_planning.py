@@ -131,3 +131,15 @@ def test_reachable_walks_parents_through_gaps() -> None:
     assert reachable(["c", ""], parents) == {"c", "b", "a"}  # an empty head is no revision
     assert reachable([], parents) == set()
     assert reachable(["a", "a"], {"a": ["a"]}) == {"a"}  # a loop ends
+
+
+def test_graph_order_is_the_same_whatever_order_the_database_gives() -> None:
+    from alembic_autocopy.model import MigrationHeader as H
+    from alembic_autocopy.planning import graph_order
+
+    headers = [H("b0"), H("z1", ("b0",)), H("a2", ("z1",)), H("c1", ("b0",)),
+               H("x", ("y",)), H("y", ("x",))]  # a cycle too: it must not hang
+    for given in (["a2", "c1", "zz"], ["zz", "c1", "a2"], ["c1", "zz", "a2"]):
+        assert graph_order(given, headers) == ("a2", "c1", "zz")  # unknown ids last
+    chain = [H(f"r{i:05d}", (f"r{i - 1:05d}",) if i else ()) for i in range(5000)]
+    assert graph_order(["r04999", "r00003"], chain) == ("r00003", "r04999")  # no recursion

@@ -154,3 +154,80 @@ def test_common_options_before_or_after_the_verb(tmp_path: Path, sqlite_db: Data
     assert before.returncode == after.returncode == 0
     assert json.loads(before.stdout)["database_heads"] == [BASE_REV]
     assert json.loads(after.stdout)["database_heads"] == [BASE_REV]
+
+
+PYPROJECT_ALEMBIC = '[tool.alembic]\nscript_location = "%(here)s/migrations"\n\n'
+
+
+@pytest.mark.parametrize(("file", "text", "key", "said"), [
+    ("pyproject.toml", '[tool.alembic-autocopy]\nbase_brnach = "develop"\n', "base_brnach",
+     "did you mean `base_branch`?"),
+    ("pyproject.toml", '[tool.alembic-autocopy]\nfetch = "treu"\n', "fetch", "true or false"),
+    ("pyproject.toml", '[tool.alembic-autocopy]\nlock_timeout = "abc"\n', "lock_timeout",
+     "a number of seconds"),
+    ("alembic.ini", "[alembic-autocopy]\nbase_brnach = develop\n", "base_brnach",
+     "did you mean `base_branch`?"),
+    ("alembic.ini", "[alembic-autocopy]\nfetch = treu\n", "fetch", "true or false"),
+    ("alembic.ini", "[alembic-autocopy]\nlock_timeout = abc\n", "lock_timeout",
+     "a number of seconds"),
+    ("alembic.ini", "[alembic-autocopy]\nmax_file_bytes = -3\n", "max_file_bytes",
+     "a whole number of bytes"),
+])
+def test_a_bad_setting_is_exit_2_naming_the_key_and_the_file(
+        tmp_path: Path, sqlite_db: Database, file: str, text: str, key: str, said: str) -> None:
+    repo = make_repo(tmp_path, sqlite_db)
+    config = repo.main.path / file
+    before = config.read_text(encoding="utf-8") if config.exists() else ""
+    config.write_text(before + "\n" + text, encoding="utf-8")
+
+    with pytest.raises(ConfigError) as raised:
+        load_project(cwd=repo.main.path, environ={})
+    assert key in raised.value.message and str(config) in raised.value.message
+    assert said in (raised.value.hint or "")
+
+    for command in (["check"], ["upgrade", "--dry-run"], ["sync"]):
+        result = repo.main.autocopy(*command)
+        assert result.returncode == 2, (command, result.stdout, result.stderr)
+        assert f"'{key}'" in result.stderr and str(config) in result.stderr
+        assert said in result.stderr
+
+
+def test_good_settings_of_every_kind_are_read(tmp_path: Path) -> None:
+    write(tmp_path / "pyproject.toml", PYPROJECT_ALEMBIC + """\
+[tool.alembic-autocopy]
+fetch = true
+fetch_timeout = 5
+lock_timeout = 0.5
+max_file_bytes = 2000
+base_branch = "develop"
+record = false
+git_refs = "no"
+notify_url = "https://hooks.example.com/x"
+record_table = "my_scripts"
+""")
+    tool = load_project(cwd=tmp_path, environ={}).tool
+    assert (tool.fetch, tool.fetch_timeout, tool.lock_timeout, tool.max_file_bytes) == (
+        True, 5.0, 0.5, 2000)
+    assert (tool.base_branch, tool.record, tool.git_refs) == ("develop", False, False)
+    assert tool.notify_url == "https://hooks.example.com/x"
+    assert tool.record_table == "my_scripts"
+
+
+def test_every_setting_and_variable_is_documented() -> None:
+    """docs/configuration.md lists each setting and each ALEMBIC_AUTOCOPY_* variable the
+    source reads, with its default; the README links it."""
+    import re
+
+    from alembic_autocopy.project import SETTINGS
+
+    root = Path(__file__).resolve().parents[1]
+    doc = (root / "docs" / "configuration.md").read_text(encoding="utf-8")
+    for key in SETTINGS:
+        assert f"`{key}`" in doc, key
+    source = "\n".join(path.read_text(encoding="utf-8")
+                       for path in (root / "src").rglob("*.py"))
+    variables = set(re.findall(r"ALEMBIC_AUTOCOPY_[A-Z_]+", source))
+    assert len(variables) >= 6
+    for variable in variables:
+        assert f"`{variable}`" in doc, variable
+    assert "docs/configuration.md" in (root / "README.md").read_text(encoding="utf-8")

@@ -395,7 +395,7 @@ def test_many_refs_and_unreadable_old_files_stay_readable(tmp_path: Path,
     assert "150 revision(s), 150 in this worktree" in listing.stdout
     assert "more place(s)" in listing.stdout
     warnings = [line for line in listing.stderr.splitlines() if line.startswith("warning:")]
-    assert len(warnings) == 1 and "200" in warnings[0], listing.stderr
+    assert len(warnings) == 1 and "and 199 more file(s)" in warnings[0], listing.stderr
     # -v names each skipped file (`find` reads the same sources, and prints less).
     verbose = main.autocopy("find", BASE_REV, "-v", check=True)
     assert sum(line.startswith("warning: skipped") for line in verbose.stderr.splitlines()
@@ -424,13 +424,15 @@ def test_an_unreadable_file_here_naming_a_needed_id_blocks_the_copy(
 
 
 def test_grouping_and_long_lists_are_pure_and_keep_every_item_with_verbose() -> None:
-    from alembic_autocopy.report import grouped, id_list
+    from alembic_autocopy.model import SkippedFile
+    from alembic_autocopy.report import id_list, skipped_lines
 
-    items = [("kind a", f"skipped a{n}: why", f"a{n}") for n in range(200)]
-    items.insert(1, ("kind b", "skipped b: other", "b"))
-    assert grouped(items, verbose=False) == [
-        "kind a: 200 (e.g. a0); -v lists them all", "skipped b: other"]
-    assert len(grouped(items, verbose=True)) == 201
+    items = [SkippedFile(f"a{n}", f"line {n}: why") for n in range(200)]
+    items.insert(1, SkippedFile("b", "other"))
+    assert skipped_lines(items, verbose=False) == [
+        "skipped a0: line 0: why (and 199 more file(s) skipped for the same reason; "
+        "-v lists them)", "skipped b: other"]
+    assert len(skipped_lines(items, verbose=True)) == 201
     assert id_list([f"r{n}" for n in range(106)]) == (
         "r0, r1, r2, r3, r4, r5, r6, r7 and 98 more")
     assert id_list(["", "x"]) == "x"

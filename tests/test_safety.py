@@ -222,7 +222,7 @@ def test_hostile_files_are_skipped_with_one_warning_each(
     ids = apply_chain_in(a, 2)
     bad = hostile_files(a.versions)
 
-    # -v: files skipped outside this worktree are grouped by kind of reason without it.
+    # -v: one warning per file (without it, one line per kind of reason)
     result = run([sys.executable, "-m", "alembic_autocopy", "upgrade", "-v"], cwd=b.path,
                  check=False, timeout=120)  # a hang fails here
 

@@ -377,9 +377,7 @@ def translate_error(error: BaseException, project: ProjectConfig,
         detail = mask_passwords(_first_line(original))
         return connection_error(detail, _database_named(used, project), where)
     if isinstance(error, ModuleNotFoundError):
-        return DatabaseError(
-            f"env.py needs a module that is not installed: {error.name}",
-            hint=f"install it in this environment (pip install {error.name})")
+        return missing_module_error(error, project)
     if isinstance(error, CommandError):
         return AutocopyError(f"alembic: {text}")
     malformed = _malformed_graph(error)
@@ -480,6 +478,38 @@ def failed_migration(error: BaseException, step: Any, progress: MigrationProgres
     return DatabaseError(
         f"{message}; {dialect} has no transactional DDL: the version table still says "
         f"{heads}, and {left}", hint=hint)
+
+
+def missing_module_error(error: ModuleNotFoundError, project: ProjectConfig) -> AutocopyError:
+    """A local package (``app`` beside alembic.ini) that is not on ``sys.path`` from here,
+    told apart from a distribution that is not installed."""
+    name = error.name or "?"
+    top = name.split(".")[0]
+    looked = [os.path.abspath(entry) for entry in _prepend_sys_path(project)] or [os.getcwd()]
+    candidates = [project.here, *project.here.parents[:3], project.cwd]
+    for folder in dict.fromkeys(candidates):
+        package = folder / top
+        if (package / "__init__.py").is_file() or package.with_suffix(".py").is_file() or (
+                package.is_dir() and any(package.glob("*.py"))):
+            return DatabaseError(
+                f"env.py imports {name}, a local package in {package}, but {folder} is not on "
+                f"sys.path here (prepend_sys_path, relative to the current folder as for "
+                f"alembic, gave: {', '.join(looked)})",
+                hint=f"run the command from {folder} (cd there first), or set "
+                     f"prepend_sys_path in {project.ini_path or project.toml_path} to a "
+                     "folder that holds it")
+    return DatabaseError(
+        f"env.py needs a module that is not installed: {name} (not found on sys.path, "
+        f"nor as a local package beside {project.here})",
+        hint=f"install the distribution that provides it in this environment "
+             f"(pip install {top}, if that is its name on PyPI)")
+
+
+def _prepend_sys_path(project: ProjectConfig) -> list[str]:
+    try:
+        return alembic_config(project).get_prepend_sys_paths_list() or []
+    except Exception:  # an unreadable config is reported elsewhere
+        return []
 
 
 def _table_names_after(engine: Any) -> set[str] | None:

@@ -291,6 +291,10 @@ def run_hook(options: argparse.Namespace, root: Path, stdin_text: str = "") -> s
     folder = (root / options.project_dir).resolve()
     if not folder.is_dir():
         return None  # this branch does not have the project
+    # git runs hooks from the worktree root; Alembic resolves prepend_sys_path (the
+    # template's ".") and relative paths from the current folder: run where the hooks were
+    # installed, where the user runs `alembic` (e.g. backend/), with the sys.path it has there.
+    os.chdir(folder)
     try:
         project = load_project(options.config, options.name, options.x, cwd=folder)
     except AutocopyError as error:
@@ -301,12 +305,31 @@ def run_hook(options: argparse.Namespace, root: Path, stdin_text: str = "") -> s
         return f"{PREFIX} no migration changed; nothing to check"
     try:
         with _silenced():
-            return _check_or_repair(project, options.auto_upgrade)
+            return _check_or_repair(project, options.auto_upgrade, options)
     except AutocopyError as error:
-        return f"{PREFIX} check failed: {error.message}"
+        return (f"{PREFIX} check failed: {error.message} "
+                f"(`{suggested_command(options, 'check')}` explains)")
 
 
-def _check_or_repair(project: ProjectConfig, auto_upgrade: bool) -> str:
+def suggested_command(options: argparse.Namespace, verb: str) -> str:
+    """The command to type at the worktree root (where git runs hooks and users stand):
+    ``cd backend && alembic-autocopy -c x.ini upgrade`` when the project is in a subfolder."""
+    words = ["alembic-autocopy"]
+    for config in options.config:
+        words += ["-c", config]
+    if options.name != "alembic":
+        words += ["-n", options.name]
+    for x_arg in options.x:
+        words += ["-x", x_arg]
+    command = shlex.join([*words, verb])
+    folder = options.project_dir
+    if folder in (".", ""):
+        return command
+    return f"cd {shlex.quote(folder)} && {command}"
+
+
+def _check_or_repair(project: ProjectConfig, auto_upgrade: bool,
+                     options: argparse.Namespace | None = None) -> str:
     # Imported here: the common case above (nothing changed) never pays for them.
     from alembic_autocopy import repair
     from alembic_autocopy.model import Outcome
@@ -322,14 +345,19 @@ def _check_or_repair(project: ProjectConfig, auto_upgrade: bool) -> str:
         return f"{PREFIX} OK, the database is current ({heads})"
     situation = repair.assess(project, repair.Options())
     plan = situation.plan
+    if plan.outcome is Outcome.NOTHING_TO_DO and not situation.applied:
+        return f"{PREFIX} OK, the database is empty (no revision applied yet)"
     if plan.outcome is Outcome.NOTHING_TO_DO:
-        heads = ", ".join(situation.applied) or "(empty)"
+        heads = ", ".join(situation.applied)
         return f"{PREFIX} OK, this worktree knows every revision the database applied ({heads})"
+    if options is None:
+        options = argparse.Namespace(config=[], name="alembic", x=[], project_dir=".")
     if plan.outcome is Outcome.PLAN:
         return (f"{PREFIX} the database holds {len(plan.unknown_applied)} revision(s) this "
                 f"worktree lacks ({', '.join(plan.unknown_applied)}): run "
-                "`alembic-autocopy upgrade`")
-    return f"{PREFIX} {blocked_message(plan)} (`alembic-autocopy check` explains)"
+                f"`{suggested_command(options, 'upgrade')}`")
+    return (f"{PREFIX} {blocked_message(plan)} (`{suggested_command(options, 'check')}` "
+            "explains)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -61,6 +61,9 @@ class LocationKind(enum.Enum):
 _KIND_ORDER = list(LocationKind)
 
 
+#: ``Location.detail`` of a file this tool placed (see ``Location.is_copy``).
+COPY_DETAIL = "copy placed by alembic-autocopy"
+
 @dataclass(frozen=True)
 class Location:
     """One place a migration was found, with everything a user needs to recognise it."""
@@ -75,6 +78,12 @@ class Location:
     committed: bool | None = None  # file kinds: is this exact content committed at HEAD?
     blob: str | None = None  # git object id of the content, when known
     detail: str | None = None  # free text, e.g. "recorded by alice@laptop at 2026-11-20T10:00"
+
+    @property
+    def is_copy(self) -> bool:
+        """A file this tool copied into a worktree (listed in that folder's managed
+        .gitignore): the worktree holds it, another place owns it."""
+        return self.detail == COPY_DETAIL
 
     def describe(self) -> str:
         """A short human label: 'worktree ~/Proj-a (feature-a)', 'branch feature-a', ..."""

@@ -95,6 +95,11 @@ class Output:
         if hint:
             print(self.style("hint: ", "blue") + shown(hint), file=self.stderr)
 
+    def flush(self) -> None:
+        """Before another writer (Alembic, env.py, git) prints to the same terminal."""
+        self.stdout.flush()
+        self.stderr.flush()
+
     def emit(self, document: dict[str, Any]) -> None:
         """The JSON document of a command (only with --json)."""
         if self.json_mode:

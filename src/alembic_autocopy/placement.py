@@ -313,15 +313,12 @@ def _ensure_loadable(candidate: Candidate, content: bytes) -> None:
                  "nothing was changed") from None
 
 
-def place(placements: Sequence[Placement], manifest: Manifest, read_content: ContentReader,
-          worktree_root: Path | None, scratch: Path | None = None) -> list[ManifestEntry]:
-    """Copy each file; record it in the manifest first (crash-safe), then the ignore file.
-
-    A kill at any moment leaves no partial file: every file appears whole, by a rename or a
-    hard link; a manifest entry whose copy never appeared is dropped by the next
-    ``reconcile``. ``scratch``: where temporary files go (see ``scratch_folder``)."""
+def read_verified(placements: Sequence[Placement], read_content: ContentReader) -> list[bytes]:
+    """The content of each copy, checked (same sha256 as planned, the whole file compiles):
+    what ``place`` checks before writing, and ``check``/``upgrade --dry-run`` before planning
+    out loud, in the same words."""
     contents: list[bytes] = []
-    for placement in placements:  # read and verify everything before writing anything
+    for placement in placements:
         content = read_content(placement.candidate)
         if hashlib.sha256(content).hexdigest() != placement.candidate.sha256:
             raise PlacementError(
@@ -329,6 +326,17 @@ def place(placements: Sequence[Placement], manifest: Manifest, read_content: Con
                 "while alembic-autocopy was running", hint="run the command again")
         _ensure_loadable(placement.candidate, content)
         contents.append(content)
+    return contents
+
+
+def place(placements: Sequence[Placement], manifest: Manifest, read_content: ContentReader,
+          worktree_root: Path | None, scratch: Path | None = None) -> list[ManifestEntry]:
+    """Copy each file; record it in the manifest first (crash-safe), then the ignore file.
+
+    A kill at any moment leaves no partial file: every file appears whole, by a rename or a
+    hard link; a manifest entry whose copy never appeared is dropped by the next
+    ``reconcile``. ``scratch``: where temporary files go (see ``scratch_folder``)."""
+    contents = read_verified(placements, read_content)
     placed_at = now_iso()
     new_entries = [
         ManifestEntry(

@@ -40,10 +40,12 @@ def group_by_content(candidates: Iterable[Candidate]) -> dict[str, list[Candidat
     return dict(sorted(groups.items(), key=lambda item: closeness(item[1][0])))
 
 
-def closeness(candidate: Candidate) -> tuple[int, str, str]:
-    """Sort key: worktrees, then local branches, remote branches, tags, stashes, database."""
+def closeness(candidate: Candidate) -> tuple[bool, int, str, str]:
+    """Sort key: worktrees, then local branches, remote branches, tags, stashes, database;
+    a copy this tool placed comes after all of them (the plan names the real owner)."""
     location = candidate.location
-    return (location.kind.rank, location.worktree or location.ref or "", location.path or "")
+    return (location.is_copy, location.kind.rank, location.worktree or location.ref or "",
+            location.path or "")
 
 
 def plan_repair(
@@ -172,6 +174,35 @@ def order_parents_first(chosen: Mapping[str, Candidate]) -> list[Candidate]:
     for revision in sorted(chosen):
         visit(revision)
     return ordered
+
+
+def graph_order(revisions: Iterable[str], headers: Iterable[MigrationHeader]
+                ) -> tuple[str, ...]:
+    """``revisions`` (e.g. the database's heads) in the graph's order, the same on every run:
+    parents before children, siblings by id; ids the headers do not know come last, by id."""
+    wanted = list(dict.fromkeys(revisions))
+    if len(wanted) < 2:
+        return tuple(wanted)  # the common case: one head, nothing to order
+    by_id = {header.revision: header for header in headers}
+    position: dict[str, int] = {}
+    entered: set[str] = set()  # a cycle ends here (Alembic reports it elsewhere)
+    for start in sorted(by_id):
+        stack = [(start, False)]
+        while stack:  # iterative: a chain of thousands would exceed the recursion limit
+            revision, expanded = stack.pop()
+            if revision in position or revision not in by_id:
+                continue
+            if expanded:
+                position[revision] = len(position)
+                continue
+            if revision in entered:
+                continue
+            entered.add(revision)
+            stack.append((revision, True))
+            for parent in sorted(by_id[revision].needs, reverse=True):
+                if parent not in position:
+                    stack.append((parent, False))
+    return tuple(sorted(wanted, key=lambda r: (r not in position, position.get(r, 0), r)))
 
 
 def locations_of(candidates: Iterable[Candidate], revision_prefix: str) -> list[Candidate]:

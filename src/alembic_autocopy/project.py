@@ -11,7 +11,7 @@ import os
 import re
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from alembic_autocopy.errors import ConfigError
@@ -48,7 +48,6 @@ class ToolSettings:
     git_refs: bool = True
     # Version folders to use instead of Alembic's (as the config or env.py sets them).
     version_locations: tuple[str, ...] = ()
-    extra: Mapping[str, Any] = field(default_factory=dict)  # keys this version does not know
 
 
 @dataclass(frozen=True)
@@ -332,53 +331,108 @@ def _boolean(value: Any) -> bool:
     return str(value).strip().lower() in ("1", "yes", "true", "on")
 
 
-_TOOL_KEYS = {
-    "search", "fetch", "fetch_timeout", "trust_database", "notify_url", "lock_timeout",
-    "max_file_bytes", "base_branch", "allow_untrusted_source", "record_table", "git_refs",
-    "record", "version_locations",
+# Every setting: its kind and default. Kinds: "bool", "seconds" (a number >= 0), "size" (a
+# whole number > 0), "text", "folders" (a list of globs), "url", "table" (an SQL name).
+SETTINGS: dict[str, tuple[str, Any]] = {
+    "search": ("folders", ()),
+    "fetch": ("bool", False),
+    "fetch_timeout": ("seconds", 30.0),
+    "trust_database": ("bool", False),
+    "notify_url": ("url", None),
+    "lock_timeout": ("seconds", 120.0),
+    "max_file_bytes": ("size", DEFAULT_MAX_FILE_BYTES),
+    "base_branch": ("text", None),
+    "allow_untrusted_source": ("bool", False),
+    "record_table": ("table", "alembic_autocopy_scripts"),
+    "record": ("bool", True),
+    "git_refs": ("bool", True),
+    # Version folders to use instead of Alembic's (as the config or env.py sets them).
+    "version_locations": ("folders", ()),
+}
+_TRUE_WORDS = ("1", "yes", "true", "on")
+_FALSE_WORDS = ("0", "no", "false", "off")
+_KIND_WORDS = {
+    "bool": "true or false",
+    "seconds": "a number of seconds, 0 or more (e.g. 30)",
+    "size": "a whole number of bytes, more than 0 (e.g. 1000000)",
+    "text": "a non-empty text",
+    "folders": "a list of folders or globs (e.g. [\"~/Proj-*\"])",
+    "url": "an http(s) URL",
+    "table": "a table name (letters, digits, _)",
 }
 
 
-def _string_list(value: Any) -> tuple[str, ...]:
-    """A list setting: a TOML list, or text split on newlines and commas (ini)."""
-    items = re.split(r"[\n,]+", value) if isinstance(value, str) else list(value)
-    return tuple(str(item).strip() for item in items if str(item).strip())
+def _setting_value(key: str, value: Any, where: str) -> Any:
+    """``value`` of setting ``key`` as its kind says; ConfigError (exit 2) naming the key,
+    the file and what is accepted."""
+    kind, _default = SETTINGS[key]
+
+    def bad() -> ConfigError:
+        return ConfigError(f"invalid value {value!r} for setting {key!r} in {where}",
+                           hint=f"{key} must be {_KIND_WORDS[kind]}; every setting: "
+                                "docs/configuration.md")
+
+    if kind == "bool":
+        if isinstance(value, bool):
+            return value
+        word = str(value).strip().lower()
+        if isinstance(value, str) and word in _TRUE_WORDS + _FALSE_WORDS:
+            return word in _TRUE_WORDS
+        raise bad()
+    if kind in ("seconds", "size"):
+        if isinstance(value, bool):
+            raise bad()
+        try:
+            number = float(value) if kind == "seconds" else int(str(value).strip())
+        except (TypeError, ValueError):
+            raise bad() from None
+        if not (number >= 0 if kind == "seconds" else number > 0):  # nan fails too
+            raise bad()
+        return number
+    if kind == "folders":
+        items = [value] if isinstance(value, str) else value
+        if not isinstance(items, (list, tuple)) or not all(isinstance(i, str) for i in items):
+            raise bad()
+        return tuple(item.strip() for item in items if item.strip())
+    if not isinstance(value, str) or not value.strip():
+        raise bad()
+    text = value.strip()
+    if kind == "url" and not re.match(r"^https?://", text):
+        raise bad()
+    if kind == "table" and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", text):
+        raise bad()
+    return text
+
+
+def _unknown_setting(key: str, where: str, section: str) -> ConfigError:
+    import difflib
+
+    close = difflib.get_close_matches(key, SETTINGS, n=1)
+    guess = f"did you mean `{close[0]}`? " if close else ""
+    return ConfigError(f"unknown setting {key!r} in [{section}] of {where}",
+                       hint=f"{guess}valid settings: {', '.join(SETTINGS)} "
+                            "(docs/configuration.md)")
 
 
 def _tool_settings(parser: configparser.ConfigParser | None, toml_data: Mapping[str, Any],
                    ini_path: Path | None, toml_path: Path | None) -> ToolSettings:
+    """The settings of both files (pyproject.toml wins a key set in both); an unknown key
+    or a bad value is a ConfigError naming the key and the file."""
     values: dict[str, Any] = {}
     if parser is not None and parser.has_section(TOOL_SECTION):
         for key in parser.options(TOOL_SECTION):
             if key == "here" or key in parser.defaults():
                 continue
-            values[key.replace("-", "_")] = parser.get(TOOL_SECTION, key)
-        if "search" in values:
-            values["search"] = [item for item in re.split(r"[\n,]+", values["search"])
-                                if item.strip()]
+            name = key.replace("-", "_")
+            if name not in SETTINGS:
+                raise _unknown_setting(key, str(ini_path), TOOL_SECTION)
+            raw: Any = parser.get(TOOL_SECTION, key)
+            if SETTINGS[name][0] == "folders":
+                raw = [item for item in re.split(r"[\n,]+", raw) if item.strip()]
+            values[name] = _setting_value(name, raw, str(ini_path))
     for key, value in _table(toml_data, "tool", TOOL_SECTION).items():
-        values[key.replace("-", "_")] = value
-    where = toml_path if _table(toml_data, "tool", TOOL_SECTION) else ini_path
-    extra = {key: value for key, value in values.items() if key not in _TOOL_KEYS}
-    try:
-        search = values.get("search", ())
-        if isinstance(search, str):
-            search = [search]
-        return ToolSettings(
-            search=tuple(str(item).strip() for item in search),
-            fetch=_boolean(values.get("fetch")),
-            fetch_timeout=float(values.get("fetch_timeout", 30.0)),
-            trust_database=_boolean(values.get("trust_database")),
-            notify_url=str(values["notify_url"]) if values.get("notify_url") else None,
-            lock_timeout=float(values.get("lock_timeout", 120.0)),
-            max_file_bytes=int(values.get("max_file_bytes", DEFAULT_MAX_FILE_BYTES)),
-            base_branch=str(values["base_branch"]) if values.get("base_branch") else None,
-            allow_untrusted_source=_boolean(values.get("allow_untrusted_source")),
-            record_table=str(values.get("record_table", "alembic_autocopy_scripts")),
-            git_refs=_boolean(values.get("git_refs", True)),
-            record=_boolean(values.get("record", True)),
-            version_locations=_string_list(values.get("version_locations", ())),
-            extra=extra,
-        )
-    except (TypeError, ValueError) as error:
-        raise ConfigError(f"invalid [{TOOL_SECTION}] setting in {where}: {error}") from error
+        name = key.replace("-", "_")
+        if name not in SETTINGS:
+            raise _unknown_setting(key, str(toml_path), f"tool.{TOOL_SECTION}")
+        values[name] = _setting_value(name, value, str(toml_path))
+    return ToolSettings(**values)

@@ -6,6 +6,7 @@ placement). It returns data; commands and the Python API decide how to show it.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 from collections.abc import Callable, Collection, Sequence
@@ -83,6 +84,7 @@ class Options:
     git_refs: bool | None = None
     lock_timeout: float | None = None  # None: the configuration decides (lock_timeout)
     notify_url: str | None = None  # None: the configuration decides (--notify-url)
+    quiet: bool = False  # -q: hide Alembic's INFO lines ("Running upgrade ...") too
     # Only candidates whose id starts with this (``find``): sources may skip the rest early.
     revision_prefix: str | None = None
     # Planning only (check, upgrade): leave out what no plan can use, i.e. copies elsewhere
@@ -338,6 +340,8 @@ def assess(project: ProjectConfig, options: Options, applied: Sequence[str] | No
             search_elsewhere(project, planning_options, found)
     prefer = _preference(project, options)
     local = [c.header for c in found.local]
+    # The database returns its rows in no set order: show them in the graph's, every run.
+    applied = planning.graph_order(applied, [*local, *(c.header for c in found.elsewhere)])
     from_database: list[Candidate] = []
     if recorded is not None:
         from_database = records.candidates(recorded, {c.revision for c in found.all})
@@ -588,13 +592,16 @@ def _recorded(function: F) -> F:
 def repair(project: ProjectConfig, target: str = "head", options: Options | None = None,
            on_version_apply: Sequence[Callable[..., None]] = (), *, upgrade: bool = True,
            situation: Situation | None = None,
-           notify: Callable[[str], None] | None = None) -> RepairReport:
+           notify: Callable[[str], None] | None = None,
+           before_upgrade: Callable[[RepairReport], None] | None = None) -> RepairReport:
     """Bring in every missing revision (whole ancestry), then ONE Alembic upgrade.
 
     ``upgrade=False`` only places the copies: for a caller (``run``) whose own command
     upgrades next. ``situation``: an assessment already made (saves reading the database
     twice when there is nothing to do). ``notify``: where "waiting for another upgrade..."
-    goes (default: stderr).
+    goes (default: stderr). ``before_upgrade(report)``: called once the copies are placed,
+    right before Alembic runs (a command prints its plan there, so that it comes before
+    Alembic's own lines).
 
     Order: scan, read the heads (to learn which database env.py reaches), take the database
     lock then the worktree lock, look at this worktree's folders and read the heads AGAIN
@@ -607,10 +614,12 @@ def repair(project: ProjectConfig, target: str = "head", options: Options | None
     situation = situation if situation is not None else assess(project, options)
     project = situation.project  # with the version folders env.py chose
     if options.dry_run:
-        return _carry_out(project, target, options, on_version_apply, upgrade, situation)
+        return _carry_out(project, target, options, on_version_apply, upgrade, situation,
+                          before_upgrade)
     if _already_current(situation, target):
         locking.remove_stale_lock_files(situation.endpoints)
-        return _carry_out(project, target, options, on_version_apply, upgrade, situation)
+        return _carry_out(project, target, options, on_version_apply, upgrade, situation,
+                          before_upgrade)
     waiting = locking.Waiting(_lock_timeout(project, options), notify or locking.print_notice)
     manifest_file = placement.manifest_path(project, situation.worktree_root)
     with (locking.database_lock(situation.endpoints, waiting) as held,
@@ -622,7 +631,7 @@ def repair(project: ProjectConfig, target: str = "head", options: Options | None
         situation.inventory.notes.extend(held.notes)
         held.verify()  # e.g. the lock connection ended while env.py ran
         return _carry_out(project, target, options, on_version_apply, upgrade, situation,
-                          held)
+                          before_upgrade, held)
 
 
 @_recorded  # logged and notified like every repair
@@ -670,18 +679,15 @@ def _already_current(situation: Situation, target: str) -> bool:
 
 def _carry_out(project: ProjectConfig, target: str, options: Options,
                on_version_apply: Sequence[Callable[..., None]], upgrade: bool,
-               situation: Situation, held: locking.HeldLocks | None = None) -> RepairReport:
-    from alembic_autocopy import database, graph, placement, trust
+               situation: Situation,
+               before_upgrade: Callable[[RepairReport], None] | None = None,
+               held: locking.HeldLocks | None = None) -> RepairReport:
+    from alembic_autocopy import database, graph, placement
 
-    ensure_plan_possible(situation)
+    placements = preflight(project, situation, options, read_contents=options.dry_run)
     root = situation.worktree_root
     bring = situation.plan.bring
     headers_after = [c.header for c in situation.inventory.local] + [c.header for c in bring]
-    if bring:
-        graph.validate(headers_after)  # validate everything before writing anything
-        if not _allow_untrusted(project, options):
-            trust.check_copies(bring)  # code the upgrade will run: judged right before
-    placements = placement.destinations(bring, project, root, _target_folder(project))
     report = RepairReport(situation, dry_run=options.dry_run,
                           heads_before=situation.applied)
     local_heads = graph.heads(headers_after) if headers_after else ()
@@ -712,11 +718,38 @@ def _carry_out(project: ProjectConfig, target: str, options: Options,
         if records.env_py_records(project):
             on_version_apply = (*on_version_apply,
                                 records.Recorder(project.tool.record_table))
-    result = database.upgrade(project, report.target, on_version_apply, held)
+    if before_upgrade is not None:
+        before_upgrade(report)
+    with database.quiet_alembic_logs() if options.quiet else contextlib.nullcontext():
+        result = database.upgrade(project, report.target, on_version_apply, held)
     report.applied = result.applied
-    report.heads_before = result.before
-    report.heads_after = result.after
+    known = [*headers_after, *(c.header for c in situation.inventory.elsewhere)]
+    report.heads_before = planning.graph_order(result.before, known)
+    report.heads_after = planning.graph_order(result.after, known)
     return report
+
+
+def preflight(project: ProjectConfig, situation: Situation, options: Options, *,
+              read_contents: bool = True) -> list[placement.Placement]:
+    """Every check ``upgrade`` makes before writing, in the same words: the plan is possible,
+    the final graph is valid, the copies come from trusted places, each destination is free
+    and its folder usable, and (``read_contents``) each content is the one planned and
+    compiles. ``check`` and ``upgrade --dry-run`` call it so that they refuse what
+    ``upgrade`` would refuse. Raises the AutocopyError ``upgrade`` would raise."""
+    from alembic_autocopy import graph, placement, trust
+
+    ensure_plan_possible(situation)
+    bring = situation.plan.bring
+    if bring:
+        graph.validate([c.header for c in situation.inventory.local]
+                       + [c.header for c in bring])
+        if not _allow_untrusted(project, options):
+            trust.check_copies(bring)  # code the upgrade will run: judged right before
+    placements = placement.destinations(bring, project, situation.worktree_root,
+                                        _target_folder(project))
+    if read_contents:
+        placement.read_verified(placements, read_file_content)
+    return placements
 
 
 def _copy_folders(project: ProjectConfig,

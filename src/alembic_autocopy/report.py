@@ -84,11 +84,32 @@ def skipped_json(skipped: Iterable[SkippedFile]) -> list[dict[str, str]]:
     return [{"path": s.path, "reason": s.reason} for s in skipped]
 
 
+def skipped_lines(skipped: Iterable[SkippedFile], verbose: bool = False) -> list[str]:
+    """``skipped PATH: REASON`` warnings, one per kind of reason (the first file of each,
+    with how many more are like it); ``verbose``: one per file."""
+    import re
+
+    groups: dict[str, list[SkippedFile]] = {}
+    for item in skipped:
+        kind = item.reason.split(":", 1)[0]
+        kind = re.sub(r"'[^']*'|\"[^\"]*\"|`[^`]*`|\d+", "#", kind)
+        groups.setdefault(kind, []).append(item)
+    lines: list[str] = []
+    for members in groups.values():
+        shown = members if verbose else members[:1]
+        lines.extend(f"skipped {item.path}: {item.reason}" for item in shown)
+        if len(members) > len(shown):
+            lines[-1] += (f" (and {len(members) - 1} more file(s) skipped for the same "
+                          "reason; -v lists them)")
+    return lines
+
+
 def source_of(candidate: Candidate) -> str:
     location = candidate.location
     where = location.describe()
     if location.path and location.kind.is_file:
-        return f"{where}: {location.path}"
+        copy = f" ({location.detail})" if location.is_copy else ""
+        return f"{where}: {location.path}{copy}"
     if location.path:
         # git objects: the ref, then the commit and its date (which version of the ref).
         at = f" @ {location.commit[:10]}" if location.commit else ""
@@ -106,22 +127,6 @@ def id_list(ids: Sequence[str], limit: int = 8) -> str:
     if len(shown) <= limit:
         return ", ".join(shown)
     return f"{', '.join(shown[:limit])} and {len(shown) - limit} more"
-
-
-def grouped(items: Sequence[tuple[str, str, str]], verbose: bool) -> list[str]:
-    """Warnings as lines; ``items`` are (kind, text, short form). Without ``verbose`` a kind
-    met more than once becomes ONE line: the kind, its count and the first short form as an
-    example. The order of first appearance is kept."""
-    by_kind: dict[str, list[tuple[str, str]]] = {}
-    for kind, text, short in items:
-        by_kind.setdefault(kind, []).append((text, short))
-    lines: list[str] = []
-    for kind, texts in by_kind.items():
-        if verbose or len(texts) == 1:
-            lines.extend(text for text, _ in texts)
-        else:
-            lines.append(f"{kind}: {len(texts):,} (e.g. {texts[0][1]}); -v lists them all")
-    return lines
 
 
 def missing_sentence(plan: Plan) -> str:

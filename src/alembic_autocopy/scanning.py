@@ -19,6 +19,7 @@ from pathlib import Path
 from alembic_autocopy import git, progress
 from alembic_autocopy.errors import GitError, MigrationParseError
 from alembic_autocopy.model import (
+    COPY_DETAIL,
     Candidate,
     Location,
     LocationKind,
@@ -584,6 +585,7 @@ def _candidates(source: Source, folder: str, names: list[str], linked: set[str],
     Inventory) skip a file already read through another path, and record this folder's."""
     found: list[Candidate] = []
     committed: dict[str, str] | None = None
+    copies: set[str] = set()
     root = os.fspath(source.root)
     prefix = folder + os.sep
     kind, branch, commit = source.kind, source.branch, source.commit
@@ -638,6 +640,7 @@ def _candidates(source: Source, folder: str, names: list[str], linked: set[str],
                 untrusted = verdicts[judged_folder] = judge.tree_reason(real, root)
         if not found and untrusted is None:
             committed = listing()
+            copies = _copies_in(folder)
         is_committed = None
         if committed is not None:
             is_committed = committed.get(_root_relative(path, root)) == facts.blob
@@ -645,7 +648,8 @@ def _candidates(source: Source, folder: str, names: list[str], linked: set[str],
             header=facts.header, sha256=facts.sha256, size=facts.size,
             filename=path[path.rfind(os.sep) + 1:], relative_path=name,
             location=Location(kind=kind, path=path, worktree=root, branch=branch,
-                              commit=commit, blob=facts.blob, committed=is_committed),
+                              commit=commit, blob=facts.blob, committed=is_committed,
+                              detail=COPY_DETAIL if name in copies else None),
         )
         if untrusted is not None:
             inventory.untrusted.append((candidate, untrusted))
@@ -653,6 +657,19 @@ def _candidates(source: Source, folder: str, names: list[str], linked: set[str],
             continue
         found.append(candidate)
     return found
+
+
+def _copies_in(folder: str) -> set[str]:
+    """The names this tool copied into ``folder`` (its managed .gitignore lists them)."""
+    ignore = os.path.join(folder, ".gitignore")
+    if not os.path.isfile(ignore):
+        return set()
+    from alembic_autocopy.placement import ignored_names
+
+    try:
+        return set(ignored_names(Path(ignore)))
+    except (OSError, UnicodeDecodeError):
+        return set()
 
 
 def _root_relative(path: str, root: str) -> str:

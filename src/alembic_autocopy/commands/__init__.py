@@ -22,6 +22,7 @@ def options_from(args: argparse.Namespace) -> Options:
         allow_untrusted_source=bool(getattr(args, "allow_untrusted_source", False)),
         lock_timeout=getattr(args, "lock_timeout", None),
         notify_url=getattr(args, "notify_url", None),
+        quiet=bool(getattr(args, "quiet", False) or getattr(args, "json", False)),
     )
 
 

@@ -58,7 +58,7 @@ def run(args: argparse.Namespace, out: Output) -> int:
 
     project = project_from(args)
     situation = repair.assess(project, options_from(args))
-    show_inventory_warnings(situation.inventory, out)
+    show_inventory_warnings(situation.inventory, out, project=project, plan=situation.plan)
     for warning in repair.layout_warnings(situation):
         out.warn(warning)
     recorded = show_records(out, project, situation.recorded, situation.drift,
@@ -66,12 +66,17 @@ def run(args: argparse.Namespace, out: Output) -> int:
     plan = situation.plan
     outcome = plan.outcome
     problem = repair.blocking_problem(situation)
+    if problem is None and outcome is Outcome.PLAN:
+        # Refuse here what `upgrade` would refuse (broken file, untrusted source, name
+        # taken...), with its words and exit code: the plan shown is one that can be carried out.
+        repair.preflight(project, situation, options_from(args))
     if problem is not None:
         out.error(problem.message, problem.hint)
+    elif outcome is Outcome.NOTHING_TO_DO and not situation.applied:
+        out.result("OK: the database is empty (no revision applied yet); nothing to bring in.")
     elif outcome is Outcome.NOTHING_TO_DO:
-        heads = ", ".join(situation.applied) or "(empty)"
         out.result(f"OK: this worktree knows every revision the database has applied "
-                   f"({heads}).")
+                   f"({', '.join(situation.applied)}).")
     elif outcome is Outcome.PLAN:
         out.result(missing_sentence(plan))
         out.line(f"`alembic-autocopy upgrade` would bring in {len(plan.bring)} migration(s):")

@@ -10,7 +10,7 @@ from alembic_autocopy.commands import (
     options_from,
     project_from,
 )
-from alembic_autocopy.commands.common import show_inventory_warnings
+from alembic_autocopy.commands.common import broken_reasons, show_inventory_warnings
 from alembic_autocopy.errors import AutocopyError
 from alembic_autocopy.output import Output
 from alembic_autocopy.planning import locations_of
@@ -33,7 +33,8 @@ def run(args: argparse.Namespace, out: Output) -> int:
     from alembic_autocopy import repair
 
     options = dataclasses.replace(options_from(args), revision_prefix=args.revision)
-    inventory = repair.inventory(project_from(args), options)
+    project = project_from(args)
+    inventory = repair.inventory(project, options)
     show_inventory_warnings(inventory, out, every_id_known=False)
     matches = locations_of(inventory.all, args.revision)
     revisions = sorted({c.revision for c in matches})
@@ -52,14 +53,22 @@ def run(args: argparse.Namespace, out: Output) -> int:
     first = matches[0]
     message = f"  {first.header.message}" if first.header.message else ""
     out.result(f"{revision}{message}")
-    for candidate in matches:
+    verdicts = broken_reasons(project, matches)
+    broken = [verdicts.get(candidate.sha256) if candidate.location.kind.is_file else None
+              for candidate in matches]
+    for candidate, reason in zip(matches, broken, strict=True):
         flags = [f"sha256 {candidate.sha256[:12]}"]
-        if candidate.location.committed is not None:
+        if candidate.location.is_copy:
+            flags.append("copy placed by alembic-autocopy")
+        elif candidate.location.committed is not None:
             flags.append("committed" if candidate.location.committed else "not committed")
+        if reason is not None:
+            flags.append(f"broken: {reason}")
         out.result(f"  {source_of(candidate)}  ({', '.join(flags)})")
     if len(contents) > 1:
         out.warn(f"revision {revision} has {len(contents)} different contents; "
                  "`upgrade --prefer` chooses one")
     out.emit({"ok": True, "revision": revision, "distinct_contents": len(contents),
-              "locations": [candidate_json(c) for c in matches]})
+              "locations": [{**candidate_json(c), "broken": reason}
+                            for c, reason in zip(matches, broken, strict=True)]})
     return 0

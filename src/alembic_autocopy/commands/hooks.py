@@ -78,7 +78,9 @@ def _install(args: argparse.Namespace, out: Output) -> int:
         if change.legacy is not None and change.action == "installed":
             out.line(f"Kept your {change.name} as {change.legacy.name}: it still runs first.")
     work = "the repair (upgrade)" if args.auto_upgrade else "`check`"
-    out.result(f"Installed {names} in {folder} ({where}). Each runs {work} with "
+    # git runs hooks at the worktree root; they move to this folder first (prepend_sys_path)
+    in_folder = f" in {project_dir}/ of each worktree" if project_dir != "." else ""
+    out.result(f"Installed {names} in {folder} ({where}). Each runs {work}{in_folder} with "
                f"{sys.executable}, prints one line and never stops git.")
     out.emit({"ok": True, "hooks_dir": str(folder), "shared": shared,
               "python": sys.executable, "project_dir": project_dir,

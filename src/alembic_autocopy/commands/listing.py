@@ -11,7 +11,7 @@ from alembic_autocopy.commands import (
     options_from,
     project_from,
 )
-from alembic_autocopy.commands.common import show_inventory_warnings
+from alembic_autocopy.commands.common import broken_reasons, show_inventory_warnings
 from alembic_autocopy.model import Candidate
 from alembic_autocopy.output import Output
 from alembic_autocopy.planning import closeness
@@ -73,10 +73,15 @@ def run(args: argparse.Namespace, out: Output) -> int:
         applied = graph.ancestry(headers, [h for h in state.heads if h in known])
         applied |= set(state.heads)
     rows: list[dict[str, Any]] = []
+    verdicts = broken_reasons(project, inventory.all)
     for revision in sorted(by_revision):
         group = sorted(by_revision[revision], key=closeness)
+        files = [verdicts[c.sha256] for c in group
+                 if c.location.kind.is_file and c.sha256 in verdicts]
         row = {
             **header_json(group[0].header),
+            # every file of it fails to compile (one good copy makes it usable)
+            "broken": files[0] if files and all(files) else None,
             "here": revision in local_ids,
             "applied": None if applied is None else revision in applied,
             "distinct_contents": len({c.sha256 for c in group}),
@@ -106,6 +111,8 @@ def _print_row(row: dict[str, Any], out: Output) -> None:
     state = ["here" if row["here"] else "not here"]
     if row["applied"] is not None:
         state.append("applied" if row["applied"] else "not applied")
+    if row["broken"] is not None:
+        state.append(f"broken: {row['broken']}")
     if row["distinct_contents"] > 1:
         state.append(f"{row['distinct_contents']} different contents!")
     message = f"  {row['message']}" if row["message"] else ""

@@ -6,6 +6,7 @@ Also the record-table output that ``check``, ``upgrade`` and ``list`` share (dri
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -90,13 +91,17 @@ def show_records(out: Output, project: ProjectConfig, recorded: RecordSet | None
         return document
     missing = records.unrecorded(recorded, heads, local)
     integrated = records.env_py_records(project)
-    if recorded.exists and not integrated:
+    # Said once (remembered in the tool's state folder), again for each revision newly
+    # unrecorded; -v repeats it.
+    new = first_notice(project, f"unintegrated:{recorded.name}", ["(table)", *missing])
+    if recorded.exists and not integrated and (new or out.verbose):
         unrecorded_note = (f"; applied but not recorded: {id_list(missing)}"
                            if missing else "")
+        once = "" if out.verbose else " (said once; -v repeats it)"
         out.warn(f"the record table {recorded.name} exists but env.py does not have "
                  "alembic-autocopy's line: `alembic revision --autogenerate` proposes to "
-                 f"drop it and plain `alembic` runs are not recorded{unrecorded_note}; add "
-                 f"{records.ENV_PY_LINE}")
+                 f"drop it and plain `alembic` runs are not recorded{unrecorded_note}"
+                 f"{once}; add {records.ENV_PY_LINE}")
     document["record_table"] = {
         "name": recorded.name, "exists": recorded.exists, "records": len(recorded.records),
         "unrecorded": missing, "env_py_integration": integrated,
@@ -104,6 +109,36 @@ def show_records(out: Output, project: ProjectConfig, recorded: RecordSet | None
         "problems": recorded.problems,
     }
     return document
+
+
+def first_notice(project: ProjectConfig, key: str, items: Sequence[str]) -> list[str]:
+    """The ``items`` not yet told under ``key``; remembers them in the tool's state folder
+    (beside the index), so that a notice is given once, not by every command."""
+    import json
+
+    from alembic_autocopy import index
+
+    if not items:
+        return []
+    path = index.index_path(project).parent / "notices.json"
+    try:
+        told: dict[str, list[str]] = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(told, dict):
+            told = {}
+    except (OSError, ValueError):
+        told = {}
+    before = set(told.get(key) or ())
+    new = [item for item in items if item not in before]
+    if new:
+        told[key] = sorted(before | set(new))
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            temporary = path.with_name(f".notices.{os.getpid()}.tmp")
+            temporary.write_text(json.dumps(told, indent=1), encoding="utf-8")
+            os.replace(temporary, path)
+        except OSError:
+            pass  # cannot remember: the notice is given again next time, nothing worse
+    return new
 
 
 def diffs_of(drift: Drift) -> dict[str, list[str]]:

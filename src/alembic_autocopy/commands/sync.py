@@ -29,6 +29,10 @@ from alembic_autocopy.output import Output
 from alembic_autocopy.project import ProjectConfig
 from alembic_autocopy.report import manifest_entry_json
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from alembic_autocopy.repair import RepairReport
+
 DESCRIPTION = """\
 Bring this branch up to date, then the database: fetch, rebase this branch onto its upstream
 (`git branch --set-upstream-to`), or else onto base_branch from [tool.alembic-autocopy]
@@ -306,8 +310,19 @@ def run(args: argparse.Namespace, out: Output) -> int:
     for entry in report.kept_modified:
         out.warn(f"{entry.path} was edited after it was copied: kept (git now brings "
                  f"revision {entry.revision} too; remove the copy yourself)")
-    repaired = repair.repair(project, "head", options_from(args))
-    show_inventory_warnings(repaired.situation.inventory, out)
+    try:
+        repaired = repair.repair(project, "head", options_from(args))
+    except AutocopyError as error:
+        own = committed_heads_here(project)
+        if len(own) > 1:  # Alembic refuses `head`: say what joins them
+            raise AutocopyError(
+                f"{branch} now has {len(own)} heads of its own ({', '.join(own)}): both "
+                f"branches added migrations, so Alembic will not upgrade to `head`",
+                hint=f"join them with `alembic merge -m \"merge\" {' '.join(own)}`, commit "
+                     "the new file, then run `alembic-autocopy upgrade`") from error
+        raise
+    show_inventory_warnings(repaired.situation.inventory, out, project=project,
+                            plan=repaired.situation.plan)
     bring = repaired.situation.plan.bring
     if bring:
         out.line(f"Brought in {len(bring)} migration(s): "
@@ -315,7 +330,13 @@ def run(args: argparse.Namespace, out: Output) -> int:
     if repaired.applied:
         out.line(f"Applied {len(repaired.applied)} migration(s): "
                  + ", ".join(repaired.applied))
-    heads = ", ".join(repaired.heads_after) or "(empty)"
+    own_heads = committed_heads(repaired)
+    if len(own_heads) > 1:
+        out.warn(f"{branch} now has {len(own_heads)} heads of its own "
+                 f"({', '.join(own_heads)}): both branches added migrations; join them with "
+                 f"`alembic merge -m \"merge\" {' '.join(own_heads)}`, then commit the new "
+                 "file")
+    heads = ", ".join(repaired.heads_after) or "(none)"
     out.result(f"Synced {branch} with {upstream.short}; database heads: {heads}")
     out.emit({
         "ok": True, "branch": branch, "upstream": upstream.ref, "why": upstream.why,
@@ -327,8 +348,36 @@ def run(args: argparse.Namespace, out: Output) -> int:
         "copies_kept_modified": [manifest_entry_json(e) for e in report.kept_modified],
         "brought_in": [c.revision for c in bring], "placed": [e.path for e in repaired.placed],
         "applied": repaired.applied, "heads_after": list(repaired.heads_after),
+        "committed_heads": list(own_heads),
     })
     return 0
+
+
+def committed_heads(repaired: RepairReport) -> tuple[str, ...]:
+    """The heads of this worktree's own files (copies left out), in graph order."""
+    from alembic_autocopy import graph
+    from alembic_autocopy.planning import graph_order
+
+    own = [c.header for c in repaired.situation.inventory.local if not c.location.is_copy]
+    if not own:
+        return ()
+    try:
+        return graph_order(graph.heads(own), own)
+    except Exception:  # an invalid graph of its own: upgrade has said so already
+        return ()
+
+
+def committed_heads_here(project: ProjectConfig) -> tuple[str, ...]:
+    """The heads of this worktree's own files (copies left out), read again."""
+    from alembic_autocopy import graph, repair
+    from alembic_autocopy.planning import graph_order
+
+    found = repair.inventory(project, repair.Options(), here_only=True)
+    own = [c.header for c in found.local if not c.location.is_copy]
+    try:
+        return graph_order(graph.heads(own), own) if own else ()
+    except Exception:  # an invalid graph of its own: the error at hand says more
+        return ()
 
 
 def _dry_run(report: SyncReport, root: Path, args: argparse.Namespace, out: Output) -> int:
