@@ -234,13 +234,23 @@ def tree_blobs(worktree: Path, commit: str, folders: Sequence[str]) -> dict[str,
 
 
 def tracked(worktree: Path, paths: Sequence[Path]) -> set[Path]:
-    """Which of ``paths`` (inside ``worktree``) are in the index of that worktree."""
+    """Which of ``paths`` (inside ``worktree``) are in the index of that worktree
+    (skip-worktree entries of a sparse checkout included). Raises GitError when git cannot
+    tell (e.g. a path outside the worktree): never taken as "untracked"."""
     if not paths:
         return set()
-    args = ["ls-files", "-z", "--full-name", "--", *(str(p) for p in paths)]
+    # literal pathspecs: a name holding "*" or "[" matches itself only
+    args = ["--literal-pathspecs", "ls-files", "-z", "--full-name", "--",
+            *(str(p) for p in paths)]
     raw = run_git(args, worktree).stdout
-    root = toplevel(worktree) or worktree
-    return {root / item.decode("utf-8", "surrogateescape") for item in raw.split(b"\0") if item}
+    names = {item.decode("utf-8", "surrogateescape") for item in raw.split(b"\0") if item}
+    root = os.path.realpath(toplevel(worktree) or worktree)
+    found: set[Path] = set()
+    for path in paths:  # compared by real path: a folder reached through a symlink too
+        real = os.path.join(os.path.realpath(Path(path).parent), Path(path).name)
+        if Path(os.path.relpath(real, root)).as_posix() in names:
+            found.add(path)
+    return found
 
 
 def commit_dates(worktree: Path, commits: Iterable[str]) -> dict[str, str]:
