@@ -230,8 +230,23 @@ def _is_stale(path: Path, match: re.Match[str] | None) -> bool:
         return False
 
 
+def _across_mounts(error: OSError, scratch: Path | None) -> bool:
+    """A rename or link from the scratch folder refused because the destination is another
+    mount of the same file system (a bind mount has the same st_dev)."""
+    return scratch is not None and error.errno == errno.EXDEV
+
+
 def atomic_write(path: Path, content: bytes, scratch: Path | None = None) -> None:
     """Write ``content`` to ``path`` through a temporary file + rename (never partial)."""
+    try:
+        _atomic_write(path, content, scratch)
+    except OSError as error:
+        if not _across_mounts(error, scratch):
+            raise
+        _atomic_write(path, content, None)
+
+
+def _atomic_write(path: Path, content: bytes, scratch: Path | None) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     descriptor, temporary = _temporary_file(path, scratch)
     try:
@@ -249,6 +264,15 @@ def atomic_write(path: Path, content: bytes, scratch: Path | None = None) -> Non
 
 def create_exclusively(path: Path, content: bytes, scratch: Path | None = None) -> None:
     """Create ``path`` atomically with ``content``; fail if anything exists there already."""
+    try:
+        _create_exclusively(path, content, scratch)
+    except OSError as error:
+        if not _across_mounts(error, scratch):
+            raise
+        _create_exclusively(path, content, None)
+
+
+def _create_exclusively(path: Path, content: bytes, scratch: Path | None) -> None:
     descriptor, temporary = _temporary_file(path, scratch)
     try:
         with os.fdopen(descriptor, "wb") as handle:
@@ -261,9 +285,11 @@ def create_exclusively(path: Path, content: bytes, scratch: Path | None = None) 
         except FileExistsError:
             raise PlacementError(f"refusing to overwrite {path}: it appeared during the run",
                                  hint="run the command again") from None
-        except OSError:
+        except OSError as error:
             if path.exists():
                 raise PlacementError(f"refusing to overwrite {path}") from None
+            if error.errno in (errno.EXDEV, errno.EROFS, errno.EACCES, errno.ENOSPC):
+                raise
             os.replace(temporary, path)  # filesystems without hard links
     finally:
         with contextlib.suppress(OSError):

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     F = TypeVar("F", bound=Callable[..., Any])
 
 ContentReader = Callable[[Candidate], bytes]
+UNSAFE_NAME = "unsafe name refused"  # how a skipped file with a hostile name is reported
 
 # Readers for candidates that are not plain files (git objects, database records) register
 # here, keyed by location kind, so placement never needs to know where content comes from.
@@ -565,10 +566,13 @@ def ensure_plan_possible(situation: Situation) -> None:
     if plan.outcome in (Outcome.CONFLICT, Outcome.UNRESOLVED):
         message, hint = report.blocked_message(plan), report.blocked_hint(plan)
         message, hint = report.with_record_notes(message, hint, situation)
-        if plan.unresolved and situation.inventory.notes:
-            # Why a search came up short (offline, git-lfs missing...) explains "found nowhere".
-            hint = "; ".join([hint, *situation.inventory.notes]) if hint else "; ".join(
-                situation.inventory.notes)
+        # Why a search came up short (offline, git-lfs missing, a file under a name that
+        # would write outside the versions folder...) explains "found nowhere".
+        refused = [f"{s.path}: {s.reason}" for s in situation.inventory.skipped
+                   if s.reason.startswith(UNSAFE_NAME)]
+        if plan.unresolved and (situation.inventory.notes or refused):
+            why = [*situation.inventory.notes, *refused]
+            hint = "; ".join([hint, *why]) if hint else "; ".join(why)
         raise PlanBlocked(message, plan, hint)
 
 
