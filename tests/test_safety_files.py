@@ -174,6 +174,25 @@ def test_dotdot_entries_in_a_git_tree_write_nothing_outside(
     assert repo.applied_versions() == {rev}
 
 
+def test_a_sibling_file_with_a_control_character_in_its_name_is_refused(
+    tmp_path: Path, sqlite_db: Database
+) -> None:
+    repo, a, b = setup_pair(tmp_path, sqlite_db)
+    rev = "c0000000000c"
+    a.write_migration(rev, down=BASE_REV, filename="c0\tforged.py")
+    a.alembic("upgrade", "head", check=True)
+    before = sorted(p.name for p in b.versions.iterdir())
+
+    result = b.autocopy("upgrade")
+
+    no_crash(result)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "unsafe name refused (control character in the name)" in result.stderr
+    assert str(a.versions) in result.stderr  # names the path it came from
+    assert sorted(p.name for p in b.versions.iterdir()) == before
+    assert repo.applied_versions() == {rev}
+
+
 def test_a_record_named_init_is_refused(tmp_path: Path, sqlite_db: Database) -> None:
     repo = make_repo(tmp_path, sqlite_db)
     a = repo.add_worktree("a")

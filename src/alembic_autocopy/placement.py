@@ -84,7 +84,15 @@ class Manifest:
                                for entry in self.entries],
                    "ignores": {self._stored(path): digest
                                for path, digest in sorted(self.ignores.items())}}
-        atomic_write(self.path, (json.dumps(payload, indent=2) + "\n").encode())
+        content = (json.dumps(payload, indent=2) + "\n").encode()
+        try:
+            current = _read_or_none(self.path)
+        except OSError:
+            current = None
+        if current == content or (current is None and not self.entries
+                                  and not self.ignores):
+            return  # unchanged (or nothing to record): no write at all
+        atomic_write(self.path, content)
 
     def _stored(self, path: str) -> str:
         if self.base is None:
