@@ -239,18 +239,20 @@ def tracked(worktree: Path, paths: Sequence[Path]) -> set[Path]:
     tell (e.g. a path outside the worktree): never taken as "untracked"."""
     if not paths:
         return set()
+    root = os.path.realpath(toplevel(worktree) or worktree)
+    inside: dict[Path, str] = {}  # compared by real path: a folder reached by a symlink too
+    for path in paths:
+        real = os.path.join(os.path.realpath(Path(path).parent), Path(path).name)
+        if real.startswith(root.rstrip(os.sep) + os.sep):  # outside: not tracked HERE
+            inside[path] = Path(os.path.relpath(real, root)).as_posix()
+    if not inside:
+        return set()
     # literal pathspecs: a name holding "*" or "[" matches itself only
     args = ["--literal-pathspecs", "ls-files", "-z", "--full-name", "--",
-            *(str(p) for p in paths)]
-    raw = run_git(args, worktree).stdout
+            *sorted(set(inside.values()))]
+    raw = run_git(args, root).stdout
     names = {item.decode("utf-8", "surrogateescape") for item in raw.split(b"\0") if item}
-    root = os.path.realpath(toplevel(worktree) or worktree)
-    found: set[Path] = set()
-    for path in paths:  # compared by real path: a folder reached through a symlink too
-        real = os.path.join(os.path.realpath(Path(path).parent), Path(path).name)
-        if Path(os.path.relpath(real, root)).as_posix() in names:
-            found.add(path)
-    return found
+    return {path for path, relative in inside.items() if relative in names}
 
 
 def commit_dates(worktree: Path, commits: Iterable[str]) -> dict[str, str]:

@@ -313,7 +313,7 @@ def _create_exclusively(path: Path, content: bytes, scratch: Path | None) -> Non
 # pick them up; when no folder up to the worktree root is free, the command says how.
 
 def _escape_pattern(name: str) -> str:
-    escaped = "".join("\\" + ch if ch in "*?[\\!#" else ch for ch in name)
+    escaped = "".join("\\" + ch if ch in "*?[\\" else ch for ch in name)
     if escaped.endswith(" "):
         escaped = escaped[:-1] + "\\ "
     return escaped
