@@ -140,7 +140,8 @@ def load_manifest(path: Path, base: Path | None = None, allowed: Sequence[Path] 
         if not allowed or is_confined(Path(full), allowed):
             manifest.entries.append(replace(entry, path=full))
     for stored, digest in raw_ignores.items():
-        manifest.ignores[manifest._loaded(stored)] = digest
+        if Path(stored).name == ".gitignore":  # nothing else is ever an ignore of ours
+            manifest.ignores[manifest._loaded(stored)] = digest
     return manifest
 
 
@@ -458,15 +459,15 @@ def _plan_ignores(manifest: Manifest) -> _IgnorePlan:
 def _confine_ignore(manifest: Manifest, path: Path) -> None:
     """A managed .gitignore lives in a version folder or in one of its parents inside the
     worktree (never anywhere else)."""
-    root = manifest.worktree_root
-    allowed = list(manifest.allowed)
-    if root is not None:
-        allowed_parents = {str(f) for folder in manifest.allowed for f in _chain(folder, root)}
-        if str(path.parent) in allowed_parents:
-            return
     if path.name != ".gitignore":
         raise PlacementError(f"refusing to write {path}: not a .gitignore")
-    confine(path, allowed, "write")
+    root = manifest.worktree_root
+    if root is not None:
+        parents = {os.path.realpath(f) for folder in manifest.allowed
+                   for f in _chain(folder, root)}
+        if os.path.realpath(path.parent) in parents:
+            return
+    confine(path, manifest.allowed, "write")
 
 
 def sync_ignores(manifest: Manifest, scratch: Path | None = None) -> list[ManifestEntry]:
