@@ -21,6 +21,7 @@ import sqlalchemy as sa
 
 from alembic_autocopy import names
 from support import BASE_REV, Database, Repo, Worktree, make_repo, run
+from test_records import applied_then_gone
 
 MANIFEST = "alembic-autocopy/manifest.json"
 
@@ -194,11 +195,7 @@ def test_a_sibling_file_with_a_control_character_in_its_name_is_refused(
 
 
 def test_a_record_named_init_is_refused(tmp_path: Path, sqlite_db: Database) -> None:
-    repo = make_repo(tmp_path, sqlite_db)
-    a = repo.add_worktree("a")
-    ids = a.chain(2, BASE_REV, "a")
-    a.autocopy("upgrade", check=True)
-    repo.main.git("worktree", "remove", "--force", str(a.path))
+    repo, ids = applied_then_gone(tmp_path, sqlite_db)  # only the record table holds them
     with sqlite_db.engine.begin() as connection:
         connection.execute(sa.text("UPDATE alembic_autocopy_scripts SET filename = '__init__.py'"
                                    " WHERE revision = :revision"), {"revision": ids[0]})
