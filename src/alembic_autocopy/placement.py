@@ -135,6 +135,8 @@ def load_manifest(path: Path, base: Path | None = None, allowed: Sequence[Path] 
         raw_ignores = {str(k): str(v) for k, v in dict(data.get("ignores", {})).items()}
     except (OSError, ValueError, TypeError, AttributeError):
         return manifest
+    if manifest.base is None and isinstance(data.get("worktree"), str):
+        manifest.base = Path(data["worktree"])  # a caller that did not say (use open_manifest)
     for entry in raw_entries:
         full = manifest._loaded(entry.path)
         if not allowed or is_confined(Path(full), allowed):
