@@ -817,10 +817,10 @@ class RepositorySearch:
                 header = facts[entry[3]].header
                 if header is not None and refs:
                     counted[header.revision] = counted.get(header.revision, 0) + refs
-        for path, (problem, refs) in refused.items():
-            more = f" (and {len(refs) - 1} other ref(s))" if len(refs) > 1 else ""
+        for path, (problem, holders) in refused.items():
+            more = f" (and {len(holders) - 1} other ref(s))" if len(holders) > 1 else ""
             self.found.skipped.append(SkippedAtRef(
-                f"{refs[0]}: {path}{more}", path,
+                f"{holders[0]}: {path}{more}", path,
                 f"unsafe name refused ({problem}): nothing is ever written outside the "
                 "versions folder"))
         lfs_missing: list[str] = []

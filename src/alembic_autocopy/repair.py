@@ -483,8 +483,7 @@ def blocking_problem(situation: Situation) -> AutocopyError | None:
     duplicates = duplicate_ids(situation.inventory.local)
     if not duplicates:
         return None
-    placed = placement.load_manifest(placement.manifest_path(
-        situation.project, situation.worktree_root)).by_path()
+    placed = placement.open_manifest(situation.project, situation.worktree_root).by_path()
     parts = []
     for revision, group in duplicates.items():
         files = []
