@@ -85,25 +85,25 @@ def test_current_history_check_and_downgrade_heal(sqlite_db: Database,
                                                   tmp_path: Path) -> None:
     _repo, b, ids, own = setup(tmp_path, sqlite_db)
     # Without the heal each of these fails on A's head (FINDINGS); `clean` removes the
-    # copies between them, so every command has to heal on its own.
+    # copies between them (--all: the database needs them), so every command has to heal on its own.
     current = ok(b.alembic("current"))
     assert ids[-1] in current.stdout
-    ok(b.autocopy("clean"))
+    ok(b.autocopy("clean", "--all"))
     history = ok(b.alembic("history", "-r", "current:"))
     assert CANT_LOCATE not in history.stdout + history.stderr
-    ok(b.autocopy("clean"))
+    ok(b.autocopy("clean", "--all"))
     downgrade = ok(b.alembic("downgrade", "-1"))
     assert "brought in 3 migration(s)" in downgrade.stderr
     assert sqlite_db.versions() == {ids[-2]}
     ok(b.alembic("upgrade", "head"))
     assert sqlite_db.versions() == {ids[-1], own}
-    ok(b.autocopy("clean"))
+    ok(b.autocopy("clean", "--all"))
     check = ok(b.alembic("check"))
     assert "No new upgrade operations detected" in check.stdout
-    ok(b.autocopy("clean"))
+    ok(b.autocopy("clean", "--all"))
     revision = ok(b.alembic("revision", "--autogenerate", "-m", "more", "--head", own))
     assert "brought in 3 migration(s)" in revision.stderr
-    ok(b.autocopy("clean"))
+    ok(b.autocopy("clean", "--all"))
     stamp = ok(b.alembic("stamp", ids[-1], own))
     assert "brought in 3 migration(s)" in stamp.stderr
 

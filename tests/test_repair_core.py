@@ -292,7 +292,7 @@ def test_clean_removes_unchanged_copies_and_keeps_modified(
     assert len(copies) == 3
     copies[1].write_text(copies[1].read_text() + "\n# edited by hand\n")
 
-    result = b.autocopy("clean")
+    result = b.autocopy("clean", "--all")  # the database needs them: --all removes them
 
     assert result.returncode == 0, result.stderr
     assert not copies[0].exists() and not copies[2].exists()

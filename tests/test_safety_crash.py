@@ -150,7 +150,8 @@ def assert_no_partial_or_orphan_file(scene: Scene) -> None:
         else:
             assert path.name == "__pycache__", f"orphan file {path}"
     if copies:
-        listed = {e["path"] for e in json.loads(manifest_file(scene).read_text())["entries"]}
+        listed = {str(scene.b.path / e["path"])  # relative to the worktree
+                  for e in json.loads(manifest_file(scene).read_text())["entries"]}
         assert copies <= listed, "a copy the manifest does not know"
     assert scene.b.status_porcelain() == ""
 

@@ -234,13 +234,25 @@ def tree_blobs(worktree: Path, commit: str, folders: Sequence[str]) -> dict[str,
 
 
 def tracked(worktree: Path, paths: Sequence[Path]) -> set[Path]:
-    """Which of ``paths`` (inside ``worktree``) are in the index of that worktree."""
+    """Which of ``paths`` (inside ``worktree``) are in the index of that worktree
+    (skip-worktree entries of a sparse checkout included). Raises GitError when git cannot
+    tell (e.g. a path outside the worktree): never taken as "untracked"."""
     if not paths:
         return set()
-    args = ["ls-files", "-z", "--full-name", "--", *(str(p) for p in paths)]
-    raw = run_git(args, worktree).stdout
-    root = toplevel(worktree) or worktree
-    return {root / item.decode("utf-8", "surrogateescape") for item in raw.split(b"\0") if item}
+    root = os.path.realpath(toplevel(worktree) or worktree)
+    inside: dict[Path, str] = {}  # compared by real path: a folder reached by a symlink too
+    for path in paths:
+        real = os.path.join(os.path.realpath(Path(path).parent), Path(path).name)
+        if real.startswith(root.rstrip(os.sep) + os.sep):  # outside: not tracked HERE
+            inside[path] = Path(os.path.relpath(real, root)).as_posix()
+    if not inside:
+        return set()
+    # literal pathspecs: a name holding "*" or "[" matches itself only
+    args = ["--literal-pathspecs", "ls-files", "-z", "--full-name", "--",
+            *sorted(set(inside.values()))]
+    raw = run_git(args, root).stdout
+    names = {item.decode("utf-8", "surrogateescape") for item in raw.split(b"\0") if item}
+    return {path for path, relative in inside.items() if relative in names}
 
 
 def commit_dates(worktree: Path, commits: Iterable[str]) -> dict[str, str]:

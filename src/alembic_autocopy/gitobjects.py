@@ -44,6 +44,7 @@ from alembic_autocopy.model import (
     SkippedFile,
     short_ref,
 )
+from alembic_autocopy.names import refusal
 from alembic_autocopy.project import ProjectConfig, version_locations_from_text
 
 TYPE_CHECKING = False  # typing's, without importing typing (~3 ms of every start)
@@ -770,6 +771,9 @@ class RepositorySearch:
         per_revision: dict[str, int] = {}  # candidates built per revision (with a cap)
         counted = self.found.more_places
         saturated: dict[int, int] = {}  # listing -> refs at it that only count (cap reached)
+        # unsafe repository path -> (why, the refs holding it)
+        refused: dict[str, tuple[str, list[str]]] = {}
+        recursive = self.project.recursive_version_locations
         for tip, commit, listing in at_refs:
             kind, ref, oid, date = tip.kind, tip.ref, commit.oid, commit.date
             parts = split.get(id(listing))
@@ -785,6 +789,11 @@ class RepositorySearch:
                 saturated[id(listing)] += 1  # thousands of refs at few commits: counted once
                 continue
             for path, relative, name, blob in kept:
+                problem = refusal(relative, recursive=recursive)
+                if problem is not None:  # a tree entry named "..", "/"... (git mktree)
+                    refused.setdefault(path, (problem, []))[1].append(
+                        f"{kind.value} {short_ref(ref)}")
+                    continue
                 fact = facts[blob]
                 assert fact.header is not None  # kept: a usable migration
                 if cap is not None:
@@ -808,6 +817,12 @@ class RepositorySearch:
                 header = facts[entry[3]].header
                 if header is not None and refs:
                     counted[header.revision] = counted.get(header.revision, 0) + refs
+        for path, (problem, holders) in refused.items():
+            more = f" (and {len(holders) - 1} other ref(s))" if len(holders) > 1 else ""
+            self.found.skipped.append(SkippedAtRef(
+                f"{holders[0]}: {path}{more}", path,
+                f"unsafe name refused ({problem}): nothing is ever written outside the "
+                "versions folder"))
         lfs_missing: list[str] = []
         for blob, count in unusable.items():
             first = first_place[blob]

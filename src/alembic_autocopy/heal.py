@@ -128,7 +128,7 @@ def _every_head_instead(original: MigrationFn, heads: tuple[str, ...],
     try:
         local_heads = tuple(script.get_heads())
         root = scanning.this_worktree(project)
-        manifest = placement.load_manifest(placement.manifest_path(project, root))
+        manifest = placement.open_manifest(project, root)
     except Exception:
         raise error from None
     copies = {entry.revision for entry in manifest.entries}

@@ -64,6 +64,27 @@ def hooks_dir(worktree: Path) -> Path:
     return git.git_path(worktree, "hooks")
 
 
+def refuse_tracked_folder(worktree: Path, folder: Path) -> None:
+    """Never write hooks into a folder git tracks (``core.hooksPath`` set to a folder of the
+    repository, e.g. ``.githooks``): a rewritten hook would be a change to commit, in every
+    clone."""
+    root = git.toplevel(worktree)
+    if root is None:
+        return
+    try:
+        inside = Path(os.path.realpath(folder)).relative_to(os.path.realpath(root))
+    except ValueError:
+        return  # outside this worktree (the repository's own hooks folder, or elsewhere)
+    listed = git.run_git(["--literal-pathspecs", "ls-files", "-z", "--", str(inside)],
+                         root).stdout
+    if any(listed.split(b"\0")):
+        raise PlacementError(
+            f"refusing to write hooks into {folder}: core.hooksPath points to a folder git "
+            "tracks in this repository",
+            hint="add a line running `alembic-autocopy check` to your tracked hooks "
+                 "yourself (and commit it), or unset core.hooksPath; nothing was changed")
+
+
 def is_ours(path: Path) -> bool:
     try:
         with open(path, encoding="utf-8", errors="replace") as handle:
@@ -121,6 +142,7 @@ def install(worktree: Path, settings: HookSettings) -> list[HookChange]:
     """Write the three hooks; keep any foreign hook as ``<name>.legacy``. Validates all three
     before changing anything."""
     folder = hooks_dir(worktree)
+    refuse_tracked_folder(worktree, folder)
     for name in HOOK_TYPES:
         path, legacy = folder / name, folder / (name + LEGACY_SUFFIX)
         present = path.exists() or path.is_symlink()
@@ -155,6 +177,7 @@ def _write_executable(path: Path, text: str) -> None:
 def uninstall(worktree: Path) -> list[HookChange]:
     """Remove our hooks; put back the ``.legacy`` ones. Leaves anyone else's hook alone."""
     folder = hooks_dir(worktree)
+    refuse_tracked_folder(worktree, folder)
     changes: list[HookChange] = []
     for name in HOOK_TYPES:
         path, legacy = folder / name, folder / (name + LEGACY_SUFFIX)

@@ -113,7 +113,7 @@ def foreign_revisions(project: ProjectConfig, heads: Sequence[str],
 
     found = repair.inventory(project, repair.Options())
     root = scanning.this_worktree(project)
-    manifest = placement.load_manifest(placement.manifest_path(project, root))
+    manifest = placement.open_manifest(project, root)
     lineage = split_lineage(found.local, found.elsewhere,
                             [entry.path for entry in manifest.entries], heads)
     missing = [r for r in lineage.foreign if r not in lineage.readable]

@@ -26,7 +26,6 @@ Importing this module imports neither Alembic nor SQLAlchemy.
 from __future__ import annotations
 
 import functools
-import os
 import re
 import weakref
 from collections.abc import Callable, Collection, Iterable, Sequence
@@ -37,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 from alembic_autocopy import git
 from alembic_autocopy.errors import AutocopyError, GitError, MigrationParseError
 from alembic_autocopy.model import Candidate, Location, LocationKind, SkippedFile
+from alembic_autocopy.names import refusal as name_refusal
 from alembic_autocopy.project import (
     DEFAULT_MAX_FILE_BYTES,
     ProjectConfig,
@@ -429,6 +429,11 @@ def candidates(recorded: RecordSet, present_ids: Collection[str]) -> list[Candid
             continue
         _CONTENTS[record.sha256] = record.content
         filename = safe_filename(record)
+        if filename != record.filename:
+            problem = name_refusal(record.filename, recursive=False) or "not a plain file name"
+            recorded.problems.append(
+                f"record of revision {revision} in table {recorded.name}: file name "
+                f"{record.filename!r} refused ({problem}); a copy would be named {filename}")
         found.append(Candidate(
             header=record.header, sha256=record.sha256, size=len(record.content),
             filename=filename, relative_path=filename,
@@ -442,8 +447,8 @@ def candidates(recorded: RecordSet, present_ids: Collection[str]) -> list[Candid
 def safe_filename(record: Record) -> str:
     """The recorded file name, when it is a plain name (a record is never trusted to pick
     a path)."""
-    name = os.path.basename(record.filename.replace("\\", "/"))
-    if _SAFE_FILENAME.fullmatch(name):
+    name = record.filename
+    if _SAFE_FILENAME.fullmatch(name) and name_refusal(name, recursive=False) is None:
         return name
     if _SAFE_REVISION.fullmatch(record.revision):
         return f"{record.revision}_recorded.py"

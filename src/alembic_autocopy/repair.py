@@ -14,7 +14,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from alembic_autocopy import planning, scanning
-from alembic_autocopy.errors import AutocopyError, PlacementError, PlanBlocked
+from alembic_autocopy.errors import (
+    AutocopyError,
+    MigrationParseError,
+    PlacementError,
+    PlanBlocked,
+)
 from alembic_autocopy.model import Candidate, LocationKind, ManifestEntry, Outcome, Plan
 from alembic_autocopy.project import ProjectConfig
 
@@ -30,6 +35,7 @@ if TYPE_CHECKING:
     F = TypeVar("F", bound=Callable[..., Any])
 
 ContentReader = Callable[[Candidate], bytes]
+UNSAFE_NAME = "unsafe name refused"  # how a skipped file with a hostile name is reported
 
 # Readers for candidates that are not plain files (git objects, database records) register
 # here, keyed by location kind, so placement never needs to know where content comes from.
@@ -481,8 +487,7 @@ def blocking_problem(situation: Situation) -> AutocopyError | None:
     duplicates = duplicate_ids(situation.inventory.local)
     if not duplicates:
         return None
-    placed = placement.load_manifest(placement.manifest_path(
-        situation.project, situation.worktree_root)).by_path()
+    placed = placement.open_manifest(situation.project, situation.worktree_root).by_path()
     parts = []
     for revision, group in duplicates.items():
         files = []
@@ -564,10 +569,13 @@ def ensure_plan_possible(situation: Situation) -> None:
     if plan.outcome in (Outcome.CONFLICT, Outcome.UNRESOLVED):
         message, hint = report.blocked_message(plan), report.blocked_hint(plan)
         message, hint = report.with_record_notes(message, hint, situation)
-        if plan.unresolved and situation.inventory.notes:
-            # Why a search came up short (offline, git-lfs missing...) explains "found nowhere".
-            hint = "; ".join([hint, *situation.inventory.notes]) if hint else "; ".join(
-                situation.inventory.notes)
+        # Why a search came up short (offline, git-lfs missing, a file under a name that
+        # would write outside the versions folder...) explains "found nowhere".
+        refused = [f"{s.path}: {s.reason}" for s in situation.inventory.skipped
+                   if s.reason.startswith(UNSAFE_NAME)]
+        if plan.unresolved and (situation.inventory.notes or refused):
+            why = [*situation.inventory.notes, *refused]
+            hint = "; ".join([hint, *why]) if hint else "; ".join(why)
         raise PlanBlocked(message, plan, hint)
 
 
@@ -692,7 +700,7 @@ def _carry_out(project: ProjectConfig, target: str, options: Options,
                           heads_before=situation.applied)
     local_heads = graph.heads(headers_after) if headers_after else ()
     manifest_file = placement.manifest_path(project, root)
-    manifest = placement.load_manifest(manifest_file)
+    manifest = placement.open_manifest(project, root)
     copies = {entry.revision for entry in manifest.entries} | {c.revision for c in bring}
     report.target = effective_target(target, local_heads, copies)
     report.upgraded_to_every_head = target == "head" and report.target == "heads"
@@ -704,10 +712,15 @@ def _carry_out(project: ProjectConfig, target: str, options: Options,
     scratch = placement.scratch_folder(manifest_file)
     placement.remove_stale_temporaries(
         {scratch, manifest_file.parent, *_copy_folders(project, placements)})
-    placement.reconcile(manifest, root)
+    try:
+        kept = placement.reconcile(manifest, root)
+    except OSError as error:
+        raise placement.fault_error(error, manifest_file.parent) from error
     if placements:
         report.placed = placement.place(placements, manifest, read_file_content, root,
                                         scratch if root is not None else None)
+        kept.unhidden = placement.sync_ignores(manifest) if root is not None else []
+    report.warnings.extend(placement.unhidden_warning(kept.unhidden))
     if not upgrade:
         return report
     if project.tool.record:  # each applied file kept in the database, same transaction
@@ -784,15 +797,61 @@ def _target_folder(project: ProjectConfig) -> Callable[[Candidate], Path]:
     return folder_for
 
 
-def clean(project: ProjectConfig, dry_run: bool = False) -> placement.CleanReport:
+def clean(project: ProjectConfig, dry_run: bool = False,
+          remove_needed: bool = False) -> placement.CleanReport:
+    """Remove the copies this tool placed here. Without ``remove_needed`` (``--all``), a
+    copy the database still needs (its revision is applied, or an ancestor of one) and that
+    no other file here provides is kept. ``dry_run`` changes no byte (no lock file, no
+    manifest or .gitignore rewrite)."""
     from alembic_autocopy import locking, placement
 
     root = scanning.this_worktree(project)
     manifest_file = placement.manifest_path(project, root)
+    needed = None if remove_needed else _needed_by_database(project)
+    if dry_run:
+        manifest = placement.open_manifest(project, root)
+        return placement.clean(manifest, root, dry_run=True, needed=needed)
     waiting = locking.Waiting(project.tool.lock_timeout)
     with locking.worktree_lock(locking.worktree_lock_path(manifest_file), waiting):
-        manifest = placement.load_manifest(manifest_file)
+        manifest = placement.open_manifest(project, root)
         try:
-            return placement.clean(manifest, root, dry_run=dry_run)
+            return placement.clean(manifest, root, dry_run=dry_run, needed=needed)
         except OSError as error:
-            raise PlacementError(f"cannot remove a copy: {error}") from error
+            raise PlacementError(f"cannot remove a copy: {error}",
+                                 hint="fix the cause, then run `alembic-autocopy clean` "
+                                      "again") from error
+
+
+def _needed_by_database(project: ProjectConfig) -> Callable[[ManifestEntry], bool]:
+    """Which copies the database still needs: revisions applied there (and their
+    ancestors, following this worktree's files) that no file here other than a copy holds."""
+    from alembic_autocopy import database
+    from alembic_autocopy.model import reachable
+
+    try:
+        heads = database.read_state(project).heads
+    except AutocopyError as error:
+        raise AutocopyError(
+            f"cannot tell which copies the database still needs: {error.message}",
+            hint="make the database reachable, or run `alembic-autocopy clean --all` to "
+                 "remove every unchanged copy anyway") from error
+    parents: dict[str, tuple[str, ...]] = {}
+    providers: dict[str, set[str]] = {}
+    skipped: list[Any] = []
+    for location in project.version_locations:
+        for path in scanning.iter_migration_paths(location,
+                                                  project.recursive_version_locations,
+                                                  skipped):
+            try:
+                header = scanning.read_migration_file(path, project.tool.max_file_bytes).header
+            except (OSError, MigrationParseError):
+                continue
+            parents[header.revision] = header.needs
+            providers.setdefault(header.revision, set()).add(os.path.realpath(path))
+    applied = reachable(heads, parents)
+
+    def needed(entry: ManifestEntry) -> bool:
+        others = providers.get(entry.revision, set()) - {os.path.realpath(entry.path)}
+        return entry.revision in applied and not others
+
+    return needed

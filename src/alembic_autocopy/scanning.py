@@ -26,6 +26,7 @@ from alembic_autocopy.model import (
     MigrationHeader,
     SkippedFile,
 )
+from alembic_autocopy.names import refusal
 from alembic_autocopy.project import ProjectConfig
 
 TYPE_CHECKING = False  # typing's, without importing typing (see output.py)
@@ -627,6 +628,11 @@ def _candidates(source: Source, folder: str, names: list[str], linked: set[str],
         if isinstance(facts, OSError):
             inventory.skipped.append(SkippedFile(path, facts.strerror or str(facts)))
             continue
+        if kind is not LocationKind.HERE:  # a name that would become a file here
+            problem = refusal(name.replace(os.sep, "/"), recursive=True)
+            if problem is not None:
+                inventory.skipped.append(SkippedFile(path, f"unsafe name refused ({problem})"))
+                continue
         untrusted = None
         if judge is not None:
             if not real:

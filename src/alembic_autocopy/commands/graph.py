@@ -73,7 +73,7 @@ def collect(project: ProjectConfig, args: argparse.Namespace,
             label = f"database ({scheme})"
     show_inventory_warnings(inventory, out)
     root = scanning.this_worktree(project)
-    manifest = placement.load_manifest(placement.manifest_path(project, root))
+    manifest = placement.open_manifest(project, root)
     managed = {entry.path: entry.source for entry in manifest.entries}
     return graphing.build_graph([*inventory.all, *extra], heads, managed,
                                 database_label=label)

@@ -270,7 +270,7 @@ def run(args: argparse.Namespace, out: Output) -> int:
     inventory = repair.inventory(project, options_from(args))
     show_inventory_warnings(inventory, out)
     root = scanning.this_worktree(project)
-    manifest = placement.load_manifest(placement.manifest_path(project, root))
+    manifest = placement.open_manifest(project, root)
     split = split_heads(inventory.local, inventory.elsewhere,
                         (entry.path for entry in manifest.entries))
     head = base_for_new_revision(split, args.head)

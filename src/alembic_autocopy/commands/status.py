@@ -145,7 +145,7 @@ def run(args: argparse.Namespace, out: Output) -> int:
         where = f"Database {situation.database_url or ''}".rstrip()
     show_inventory_warnings(inventory, out)
     root = scanning.this_worktree(project)
-    manifest = placement.load_manifest(placement.manifest_path(project, root))
+    manifest = placement.open_manifest(project, root)
     managed = {entry.path: entry.source for entry in manifest.entries}
     split = split_heads(inventory.local, inventory.elsewhere, managed)
     graph = graphing.build_graph([*inventory.all, *extra], heads, managed)

@@ -224,7 +224,7 @@ class _Stopped(AutocopyError):
 def drop_copies_git_brings(project: ProjectConfig, root: Path,
                            report: SyncReport) -> None:
     """Forget the copies git now provides; remove a copy git brought under another name."""
-    manifest = placement.load_manifest(placement.manifest_path(project, root))
+    manifest = placement.open_manifest(project, root)
     reconciled = placement.reconcile(manifest, root)
     report.now_from_git.extend(reconciled.now_tracked)
     if not manifest.entries:
@@ -253,17 +253,14 @@ def drop_copies_git_brings(project: ProjectConfig, root: Path,
         if entry not in superseded:
             kept.append(entry)
         elif placement.file_sha256(Path(entry.path)) == entry.sha256:
+            placement.confine(Path(entry.path), manifest.allowed, "remove")
             os.unlink(entry.path)
             report.now_from_git.append(entry)
         else:
             kept.append(entry)  # the user edited the copy: never delete their work
             report.kept_modified.append(entry)
     manifest.entries = kept
-    manifest.save()
-    for folder in {Path(entry.path).parent for entry in superseded}:
-        names = [os.path.relpath(entry.path, folder) for entry in kept
-                 if Path(entry.path).parent == folder]
-        placement.write_ignore(folder, names)
+    placement.sync_ignores(manifest)  # saves the manifest too
 
 
 def run(args: argparse.Namespace, out: Output) -> int:
