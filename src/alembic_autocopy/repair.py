@@ -470,7 +470,7 @@ def _unreadable_clash(situation: Situation) -> AutocopyError | None:
 def blocking_problem(situation: Situation) -> AutocopyError | None:
     """What makes this worktree unusable whatever the plan: one id in two of its files,
     or a --prefer that would create that. None when there is none."""
-    from alembic_autocopy import placement, report
+    from alembic_autocopy import report
 
     if situation.refused_preferences:
         parts = [f"--prefer names {report.source_of(theirs)}, another version of revision "
@@ -487,6 +487,8 @@ def blocking_problem(situation: Situation) -> AutocopyError | None:
     duplicates = duplicate_ids(situation.inventory.local)
     if not duplicates:
         return None
+    from alembic_autocopy import placement  # only here: `check` never imports it otherwise
+
     placed = placement.open_manifest(situation.project, situation.worktree_root).by_path()
     parts = []
     for revision, group in duplicates.items():

@@ -415,6 +415,11 @@ def settle_unreadable_here(project: ProjectConfig, inventory: Inventory,
     Only what neither can read is skipped, with both reasons.
     """
     pending, inventory.unreadable_here = inventory.unreadable_here, []
+    # Only a regular file of a sane size is worth a second look: opening a FIFO (or a
+    # device) would block this process forever, and a huge or binary file is no migration.
+    loadable = [item for item in pending if _plain_file(item.path, project.tool.max_file_bytes)]
+    inventory.skipped.extend(item for item in pending if item not in loadable)
+    pending = loadable
     if not pending:
         return
     from alembic_autocopy import git, loading
@@ -457,6 +462,15 @@ def settle_unreadable_here(project: ProjectConfig, inventory: Inventory,
                               commit=inventory.here.commit if inventory.here else None,
                               blob=git.blob_id(content)),
         ))
+
+
+def _plain_file(path: str, max_bytes: int) -> bool:
+    """A regular file (symlinks followed, as Alembic's import does) of at most ``max_bytes``."""
+    try:
+        facts = os.stat(path)
+    except OSError:
+        return False
+    return stat.S_ISREG(facts.st_mode) and facts.st_size <= max_bytes
 
 
 def refresh_here(project: ProjectConfig, inventory: Inventory, root: Path | None,
