@@ -55,12 +55,18 @@ def _build_venv(folder: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def async_only_python(request: pytest.FixtureRequest) -> Path:
+def async_only_python(request: pytest.FixtureRequest,
+                      tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The python of a virtualenv holding Alembic, SQLAlchemy and the async drivers only
-    (pinned by requirements/test.txt), built once and kept in pytest's cache."""
+    (pinned by requirements/test.txt), built once and kept in pytest's cache (in the run's
+    temporary folder under ``-p no:cacheprovider``)."""
     digest = hashlib.sha256(PINS.read_bytes() + repr(ASYNC_ONLY_PACKAGES).encode()
                             ).hexdigest()[:12]
-    folder = Path(request.config.cache.mkdir(f"async-only-venv-{digest}"))
+    name = f"async-only-venv-{digest}"
+    cache = getattr(request.config, "cache", None)
+    folder = (Path(cache.mkdir(name)) if cache is not None
+              else tmp_path_factory.getbasetemp().parent / name)
+    folder.mkdir(parents=True, exist_ok=True)
     python, ready = folder / "venv" / "bin" / "python", folder / "ready"
     with open(folder / "lock", "w") as lock:  # xdist workers build it once between them
         fcntl.flock(lock, fcntl.LOCK_EX)
