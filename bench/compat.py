@@ -12,7 +12,7 @@ to a temporary folder, then:
 * the tool: ``parsing.parse_migration`` on the same files (the static reader); the files it
   refuses are the ones this worktree's reader hands to Alembic's own loading
   (``loading.py``), so the tool's headers are the static ones plus Alembic's for those;
-  its heads through ``graph.heads``;
+  its heads through ``revisions.heads``;
 * history: every version of every file under the migration folder across all refs, read
   by the static reader (how many it reads, how many it refuses, and why).
 
@@ -39,10 +39,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
-from alembic_autocopy import graph
-from alembic_autocopy.errors import MigrationParseError
-from alembic_autocopy.model import MigrationHeader
-from alembic_autocopy.parsing import parse_migration
+from alembic_autocopy.core import revisions
+from alembic_autocopy.core.errors import MigrationParseError
+from alembic_autocopy.core.model import MigrationHeader
+from alembic_autocopy.core.parsing import parse_migration
 
 MIRRORS = Path("/work/.mirror")
 
@@ -245,7 +245,7 @@ def compare(layout: Layout) -> Result:
             tool_headers.append(header)
             if expected is not None and _same(header, expected):
                 result.static_agree += 1
-        result.tool_heads = tuple(sorted(graph.heads(tool_headers)))
+        result.tool_heads = tuple(sorted(revisions.heads(tool_headers)))
     _history(repository, layout, result)
     return result
 

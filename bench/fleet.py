@@ -58,7 +58,7 @@ from typing import Any
 CHECKOUT = Path(__file__).resolve().parents[1]
 SRC = CHECKOUT / "src"
 PYTHON = sys.executable
-OUR_MAIN = "import sys; from alembic_autocopy.main import main; sys.exit(main())"
+OUR_MAIN = "import sys; from alembic_autocopy.cli.main import main; sys.exit(main())"
 GIT_DATE = "1704164645 +0000"  # 2024-01-02T03:04:05Z, fixed so every build is the same
 
 MIGRATION = '''"""{message}

@@ -54,8 +54,9 @@ import sys, time, traceback
 tool, start = sys.argv[1], float(sys.argv[2])
 if tool == "autocopy":
     import alembic.runtime.environment, alembic.script
-    import alembic_autocopy.database, alembic_autocopy.locking, alembic_autocopy.repair
-    from alembic_autocopy.main import main
+    import alembic_autocopy.effects.database, alembic_autocopy.effects.locking
+    import alembic_autocopy.repair
+    from alembic_autocopy.cli.main import main
     run = lambda: main(["upgrade", "-q"])
 else:
     import alembic.config

@@ -141,7 +141,7 @@ def test_an_application_is_not_left_with_git_processes(sqlite_db: Database,
     document = _script(b, """
         import alembic_autocopy
         report = alembic_autocopy.ensure_database_current("alembic.ini")
-        from alembic_autocopy import gitobjects
+        from alembic_autocopy.sources import gitobjects
         assert all("branch a" in item.source for item in report.brought_in), report
         pid = os.getpid()
         children = open(f"/proc/{pid}/task/{pid}/children").read().split()

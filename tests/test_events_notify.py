@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from alembic_autocopy import events, notify
+from alembic_autocopy.workflow import events, notify
 from support import BASE_REV, Database, Worktree, make_repo
 
 NO_PROXY = {"NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost"}

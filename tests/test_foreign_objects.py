@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from alembic_autocopy.foreign_objects import (
+from alembic_autocopy.core.foreign_objects import (
     CHECK,
     COLUMN,
     FOREIGN_KEY,
@@ -158,8 +158,8 @@ def test_lookup_by_name_by_columns_and_through_the_table() -> None:
 
 
 def test_foreign_means_applied_but_not_in_this_worktree_s_own_lineage() -> None:
-    from alembic_autocopy.model import Candidate, Location, LocationKind, MigrationHeader
-    from alembic_autocopy.ownership import split_lineage
+    from alembic_autocopy.core.model import Candidate, Location, LocationKind, MigrationHeader
+    from alembic_autocopy.workflow.ownership import split_lineage
 
     def here(rev: str, parents: tuple[str, ...], committed: bool = True) -> Candidate:
         return Candidate(MigrationHeader(rev, parents), "s" + rev, 1, f"{rev}.py",

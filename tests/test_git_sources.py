@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 
-from alembic_autocopy import gitobjects, index
-from alembic_autocopy.project import load_project
+from alembic_autocopy.effects.project import load_project
+from alembic_autocopy.sources import gitobjects, index
 from support import BASE_REV, Database, Repo, Worktree, make_repo, rev_ids, run
 
 GIT = shutil.which("git") or "git"
@@ -558,7 +558,7 @@ def test_commit_dates_keep_their_offset() -> None:
 
 
 def test_lfs_pointer_recognition() -> None:
-    from alembic_autocopy.git import is_lfs_pointer
+    from alembic_autocopy.effects.git import is_lfs_pointer
 
     pointer = (b"version https://git-lfs.github.com/spec/v1\noid sha256:" + b"0" * 64
                + b"\nsize 12\n")

@@ -358,7 +358,7 @@ def _statements_and_connections(ini: Path) -> tuple[list[str], int]:
     from alembic import command
     from alembic.config import Config
 
-    from alembic_autocopy.api import _logging_preserved  # env.py's fileConfig()
+    from alembic_autocopy.workflow.api import _logging_preserved  # env.py's fileConfig()
 
     statements: list[str] = []
     connections: list[int] = []
@@ -396,7 +396,7 @@ def test_nothing_to_do_adds_no_query_and_no_connection(sqlite_db: Database,
 
 
 def test_what_run_says_to_run_instead() -> None:
-    from alembic_autocopy.commands.run import instead
+    from alembic_autocopy.cli.commands.run import instead
 
     assert instead(["alembic", "upgrade", "head"]) == "alembic upgrade heads"
     assert instead(["/venv/bin/alembic", "-c", "x.ini", "upgrade", "head"]) == (
@@ -424,7 +424,7 @@ def test_two_commands_in_one_open_transaction_do_not_wait_for_themselves(
     from alembic import command
     from alembic.config import Config
 
-    from alembic_autocopy.api import _logging_preserved
+    from alembic_autocopy.workflow.api import _logging_preserved
 
     repo = make_repo(tmp_path, sqlite_db)
     ids = repo.main.chain(2, BASE_REV, "m")

@@ -18,7 +18,7 @@ from support import Database, Worktree, make_repo, run
 _WRAPPER = """
 import atexit, sys
 atexit.register(lambda: sys.stderr.write("\\nMODULES " + " ".join(sorted(sys.modules)) + "\\n"))
-from alembic_autocopy.main import main
+from alembic_autocopy.cli.main import main
 sys.exit(main())
 """
 
@@ -50,7 +50,7 @@ def test_no_database_command_imports_neither_alembic_nor_sqlalchemy(
         fleet: Worktree, command: list[str]) -> None:
     cold, _ = modules_imported(fleet, *command, "--json")  # builds the index
     warm, stdout = modules_imported(fleet, *command, "--json")  # an up-to-date index
-    assert "alembic_autocopy.index" in warm  # the index was what answered
+    assert "alembic_autocopy.sources.index" in warm  # the index was what answered
     assert database_modules(cold) == []
     assert database_modules(warm) == []
     assert json.loads(stdout)["ok"] is True
@@ -61,7 +61,8 @@ def test_no_database_command_imports_neither_alembic_nor_sqlalchemy(
 # socket and getpass (who applied a migration); the repair's event log; traceback (printed
 # only on a failure); the TOML parser (this project has only an alembic.ini).
 NOT_NEEDED_WITHOUT_DATABASE = frozenset({
-    "alembic_autocopy.records", "alembic_autocopy.drift", "alembic_autocopy.events",
+    "alembic_autocopy.sources.records", "alembic_autocopy.core.drift",
+    "alembic_autocopy.workflow.events",
     "socket", "getpass", "traceback", "tomllib",
 })
 
@@ -81,7 +82,7 @@ def test_a_database_command_does_import_them(fleet: Worktree) -> None:
     modules, _ = modules_imported(fleet, "list", "--json")
     assert "alembic" in database_modules(modules)
     assert "sqlalchemy" in database_modules(modules)
-    assert "alembic_autocopy.records" in modules
+    assert "alembic_autocopy.sources.records" in modules
 
 
 def test_check_with_nothing_to_do_imports_no_search_it_does_not_make(fleet: Worktree) -> None:
@@ -92,9 +93,9 @@ def test_check_with_nothing_to_do_imports_no_search_it_does_not_make(fleet: Work
     modules, stdout = modules_imported(fleet, "check", "--json")
     assert json.loads(stdout)["ok"] is True
     # Nor the drift checks: the database has no record table to compare with.
-    unused = {"alembic_autocopy.gitobjects", "alembic_autocopy.trust",
-              "alembic_autocopy.placement", "alembic_autocopy.locking",
-              "alembic_autocopy.drift"}
+    unused = {"alembic_autocopy.sources.gitobjects", "alembic_autocopy.sources.trust",
+              "alembic_autocopy.effects.placement", "alembic_autocopy.effects.locking",
+              "alembic_autocopy.core.drift"}
     assert modules & unused == set()
     assert "alembic" in database_modules(modules)  # the database was read, through env.py
 
@@ -105,7 +106,7 @@ def test_check_with_nothing_to_do_imports_no_search_it_does_not_make(fleet: Work
 _FROZEN_AT_EXIT = """
 import atexit, gc, sys
 atexit.register(lambda: sys.stderr.write("\\nFROZEN %d\\n" % gc.get_freeze_count()))
-from alembic_autocopy.main import main
+from alembic_autocopy.cli.main import main
 sys.exit(main({argv}))
 """
 

@@ -17,12 +17,12 @@ from pathlib import Path
 
 import pytest
 
-from alembic_autocopy import index as index_module
-from alembic_autocopy import scanning
-from alembic_autocopy.errors import MigrationParseError
-from alembic_autocopy.index import MigrationIndex
-from alembic_autocopy.project import load_project
-from alembic_autocopy.scanning import ReadFile
+from alembic_autocopy.core.errors import MigrationParseError
+from alembic_autocopy.effects.project import load_project
+from alembic_autocopy.sources import index as index_module
+from alembic_autocopy.sources import scanning
+from alembic_autocopy.sources.index import MigrationIndex
+from alembic_autocopy.sources.scanning import ReadFile
 from support import Database, make_repo, rev_ids, run
 from support.templates import render_migration
 
@@ -469,7 +469,7 @@ def test_worker_processes_are_forked_only_when_they_pay_and_it_is_safe(
         stop.set()
         helper.join()
     # A single-threaded process forks one worker per spare core, three at most.
-    code = ("import os, sys; from alembic_autocopy import index; "
+    code = ("import os, sys; from alembic_autocopy.sources import index; "
             "print(index.parallel_workers(int(sys.argv[1]), 20))")
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     expected = max(0, min((cores or 1) - 1, index_module.MAX_WORKERS))

@@ -13,11 +13,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from alembic_autocopy import gitobjects, index, repair, scanning
-from alembic_autocopy.drift import Record
-from alembic_autocopy.model import Candidate, Location, LocationKind, MigrationHeader
-from alembic_autocopy.project import load_project
-from alembic_autocopy.records import RecordSet
+from alembic_autocopy import repair
+from alembic_autocopy.core.drift import Record
+from alembic_autocopy.core.model import Candidate, Location, LocationKind, MigrationHeader
+from alembic_autocopy.effects.project import load_project
+from alembic_autocopy.sources import gitobjects, index, scanning
+from alembic_autocopy.sources.records import RecordSet
 from support import BASE_REV, Database, Repo, integrate_env_py, make_repo
 
 JUNK = "this is not a migration (\n"

@@ -28,8 +28,8 @@ from typing import IO, Any
 import pytest
 import sqlalchemy as sa
 
-from alembic_autocopy import locking
-from alembic_autocopy.database import Endpoint
+from alembic_autocopy.effects import locking
+from alembic_autocopy.effects.database import Endpoint
 from support import BASE_REV, Database, Repo, Worktree, make_repo, run
 from support.databases import MARIADB_HOST, MARIADB_PORT, MARIADB_USER, temporary_database
 from support.process import merged_env
@@ -378,8 +378,8 @@ def test_a_lock_timeout_names_the_database_and_the_setting(
     b = repo.main
     holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent("""
         import sys
-        from alembic_autocopy import database, locking
-        from alembic_autocopy.project import load_project
+        from alembic_autocopy.effects import database, locking
+        from alembic_autocopy.effects.project import load_project
 
         state = database.read_state(load_project())
         with locking.database_lock(state.endpoints, locking.Waiting(30)):

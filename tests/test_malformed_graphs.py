@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from alembic_autocopy.graphfaults import graph_faults
-from alembic_autocopy.model import Candidate, Location, LocationKind, MigrationHeader
+from alembic_autocopy.core.graphfaults import graph_faults
+from alembic_autocopy.core.model import Candidate, Location, LocationKind, MigrationHeader
 from support import BASE_REV, Database, Worktree, make_repo
 
 CYCLE = ("c00000000001", "c00000000002")

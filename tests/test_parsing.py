@@ -21,9 +21,9 @@ from alembic.config import Config
 from alembic.script import Script, ScriptDirectory
 from alembic.util import to_tuple
 
-from alembic_autocopy.errors import MigrationParseError
-from alembic_autocopy.model import MigrationHeader
-from alembic_autocopy.parsing import (
+from alembic_autocopy.core.errors import MigrationParseError
+from alembic_autocopy.core.model import MigrationHeader
+from alembic_autocopy.core.parsing import (
     DEFAULT_MAX_BYTES,
     _decode,
     _parse_fast,

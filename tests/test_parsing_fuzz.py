@@ -15,9 +15,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from alembic_autocopy.errors import MigrationParseError
-from alembic_autocopy.model import MigrationHeader
-from alembic_autocopy.parsing import parse_migration
+from alembic_autocopy.core.errors import MigrationParseError
+from alembic_autocopy.core.model import MigrationHeader
+from alembic_autocopy.core.parsing import parse_migration
 from test_parsing import alembic_load, alembic_reads, both_readers
 
 FUZZ = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from alembic_autocopy.model import (
+from alembic_autocopy.core.model import (
     Candidate,
     Location,
     LocationKind,
     MigrationHeader,
     Outcome,
 )
-from alembic_autocopy.planning import matches_preference, plan_repair
+from alembic_autocopy.core.planning import matches_preference, plan_repair
 
 
 def header(rev: str, *parents: str, depends_on: tuple[str, ...] = (),
@@ -124,7 +124,7 @@ def test_git_objects_that_disagree_without_a_file_conflict() -> None:
 
 
 def test_reachable_walks_parents_through_gaps() -> None:
-    from alembic_autocopy.model import reachable
+    from alembic_autocopy.core.model import reachable
 
     parents = {"d": ["c", "x"], "c": ["b"], "b": ["a"], "x": ["gone"]}
     assert reachable(["d"], parents) == {"d", "c", "b", "a", "x", "gone"}
@@ -134,8 +134,8 @@ def test_reachable_walks_parents_through_gaps() -> None:
 
 
 def test_graph_order_is_the_same_whatever_order_the_database_gives() -> None:
-    from alembic_autocopy.model import MigrationHeader as H
-    from alembic_autocopy.planning import graph_order
+    from alembic_autocopy.core.model import MigrationHeader as H
+    from alembic_autocopy.core.planning import graph_order
 
     headers = [H("b0"), H("z1", ("b0",)), H("a2", ("z1",)), H("c1", ("b0",)),
                H("x", ("y",)), H("y", ("x",))]  # a cycle too: it must not hang

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from alembic_autocopy.errors import ConfigError
-from alembic_autocopy.project import load_project
+from alembic_autocopy.core.errors import ConfigError
+from alembic_autocopy.effects.project import load_project
 from support import BASE_REV, Database, make_repo
 
 INI = """\
@@ -218,7 +218,7 @@ def test_every_setting_and_variable_is_documented() -> None:
     source reads, with its default; the README links it."""
     import re
 
-    from alembic_autocopy.project import SETTINGS
+    from alembic_autocopy.effects.project import SETTINGS
 
     root = Path(__file__).resolve().parents[1]
     doc = (root / "docs" / "configuration.md").read_text(encoding="utf-8")

@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from alembic_autocopy import drift, integration
-from alembic_autocopy.model import Candidate, Location, LocationKind, MigrationHeader
+from alembic_autocopy.core import drift
+from alembic_autocopy.core.model import Candidate, Location, LocationKind, MigrationHeader
+from alembic_autocopy.workflow import integration
 from support import BASE_REV, Database, Repo, Worktree, integrate_env_py, make_repo, rev_id
 from support.databases import Backend
 

@@ -358,8 +358,8 @@ def test_a_copy_broken_below_its_header_is_refused_before_anything_is_written(
 
 
 def test_lfs_pointer_checked_out_as_a_file_says_to_install_git_lfs() -> None:
-    from alembic_autocopy.errors import MigrationParseError
-    from alembic_autocopy.parsing import parse_migration
+    from alembic_autocopy.core.errors import MigrationParseError
+    from alembic_autocopy.core.parsing import parse_migration
 
     pointer = (b"version https://git-lfs.github.com/spec/v1\n"
                b"oid sha256:4d7a214614ab2935c943f9e0ff69d22eadbb8f32b1258daaa5e2ca24d17e2393\n"

@@ -7,7 +7,7 @@ import json
 import re
 from pathlib import Path
 
-from alembic_autocopy.commands.revision import SchemaChanges, foreign_drops, schema_changes
+from alembic_autocopy.cli.commands.revision import SchemaChanges, foreign_drops, schema_changes
 from support import BASE_REV, Database, Worktree, make_repo
 
 MULTIPLE_HEADS = "Multiple heads are present"

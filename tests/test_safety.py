@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from alembic_autocopy import locking
+from alembic_autocopy.effects import locking
 from support import BASE_REV, Database, Repo, Worktree, make_repo, run
 from support.process import merged_env
 
@@ -253,8 +253,8 @@ def test_a_worktree_that_disappears_is_a_note_not_a_failure(
 
 HOLD_DATABASE_LOCK = textwrap.dedent("""
     import sys
-    from alembic_autocopy import database, locking
-    from alembic_autocopy.project import load_project
+    from alembic_autocopy.effects import database, locking
+    from alembic_autocopy.effects.project import load_project
 
     state = database.read_state(load_project())
     with locking.database_lock(state.endpoints, locking.Waiting(30)):
@@ -264,8 +264,9 @@ HOLD_DATABASE_LOCK = textwrap.dedent("""
 
 HOLD_WORKTREE_LOCK = textwrap.dedent("""
     import sys
-    from alembic_autocopy import locking, placement, scanning
-    from alembic_autocopy.project import load_project
+    from alembic_autocopy.effects import locking, placement
+    from alembic_autocopy.sources import scanning
+    from alembic_autocopy.effects.project import load_project
 
     project = load_project()
     path = placement.manifest_path(project, scanning.this_worktree(project))

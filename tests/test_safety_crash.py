@@ -18,10 +18,11 @@ from pathlib import Path
 import alembic.runtime.environment
 import alembic.script  # noqa: F401
 
-import alembic_autocopy.database
+import alembic_autocopy.effects.database
 import alembic_autocopy.repair  # noqa: F401
-from alembic_autocopy import locking, main, placement
-from alembic_autocopy.project import load_project
+from alembic_autocopy.cli import main
+from alembic_autocopy.effects import locking, placement
+from alembic_autocopy.effects.project import load_project
 from support import BASE_REV, Database, Repo, Worktree, make_repo
 from support.process import merged_env
 

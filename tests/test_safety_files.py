@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from alembic_autocopy import names
+from alembic_autocopy.core import names
 from support import BASE_REV, Database, Repo, Worktree, make_repo, run
 from test_records import applied_then_gone
 

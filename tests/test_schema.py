@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from alembic_autocopy.foreign_objects import ForeignRevision, read_effects
-from alembic_autocopy.schema_check import (
+from alembic_autocopy.core.foreign_objects import ForeignRevision, read_effects
+from alembic_autocopy.workflow.schema_check import (
     ColumnShape,
     TableShape,
     TypeShape,

@@ -16,7 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from alembic_autocopy import events, main, redaction
+from alembic_autocopy.cli import main
+from alembic_autocopy.core import redaction
+from alembic_autocopy.workflow import events
 from support import BASE_REV, Database, Worktree, make_repo
 
 NO_PROXY = {"NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost"}

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from alembic_autocopy import graphing, progress
-from alembic_autocopy.model import Candidate, Location, LocationKind, MigrationHeader
+from alembic_autocopy.cli import drawing, progress
+from alembic_autocopy.core.model import Candidate, Location, LocationKind, MigrationHeader
 from support import BASE_REV, Database, Worktree, integrate_env_py, make_repo
 from support.databases import temporary_database
 
@@ -290,10 +290,10 @@ def test_graph_text_survives_odd_ids_and_messages() -> None:
                   ref="refs/heads/feat", depends_on=("feat",)),
         candidate("orphan", ("gone",), kind=LocationKind.DATABASE),
     ]
-    graph = graphing.build_graph(candidates, ["tip", "lost"], {})
+    graph = drawing.build_graph(candidates, ["tip", "lost"], {})
     residences = {node.revision: node.origin.residence for node in graph.nodes}
-    assert residences["gone"] is graphing.Residence.NOWHERE
-    assert residences["lost"] is graphing.Residence.NOWHERE
+    assert residences["gone"] is drawing.Residence.NOWHERE
+    assert residences["lost"] is drawing.Residence.NOWHERE
     assert graph.node("base-1").applied and graph.node("base_1").applied
     assert graph.node("orphan").applied is False
     described = {
@@ -303,12 +303,12 @@ def test_graph_text_survives_odd_ids_and_messages() -> None:
         "database_heads": list(graph.database_heads or ()),
     }
     assert {"parent": "0002.feature", "child": "tip", "dependency": True} in described["edges"]
-    parsed = check_mermaid_has(described, graphing.to_mermaid(graph))
+    parsed = check_mermaid_has(described, drawing.to_mermaid(graph))
     first = next(lines for lines in parsed.labels.values() if lines[0] == "base-1")
     assert first[1] == 'create "users" <b>#1</b> & co | `x`'
     dot = shutil.which("dot")
     if dot is not None:
-        svg = subprocess.run([dot, "-Tsvg"], input=graphing.to_dot(graph, 'a "title"'),
+        svg = subprocess.run([dot, "-Tsvg"], input=drawing.to_dot(graph, 'a "title"'),
                              capture_output=True, text=True, check=True).stdout
         nodes, edges = svg_graph(svg.encode("utf-8"))
         assert {f"r:{n.revision}" for n in graph.nodes} <= nodes

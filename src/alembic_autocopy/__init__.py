@@ -10,19 +10,19 @@ The API is loaded on first use, so ``import alembic_autocopy`` stays cheap.
 
 from __future__ import annotations
 
-TYPE_CHECKING = False  # typing's, without importing typing (~3 ms of every start)
-if TYPE_CHECKING:
-    from typing import Any
+from typing import TYPE_CHECKING, Any
 
-    from alembic_autocopy.api import (
+from alembic_autocopy.core import __version__
+
+if TYPE_CHECKING:
+    from alembic_autocopy.core.errors import AutocopyError
+    from alembic_autocopy.workflow.api import (
         AutocopyFailed,
         BroughtIn,
         DatabaseReport,
         ensure_database_current,
     )
-    from alembic_autocopy.errors import AutocopyError
 
-__version__ = "0.1.0"
 __all__ = [
     "AutocopyError",
     "AutocopyFailed",
@@ -33,11 +33,11 @@ __all__ = [
 ]
 
 _LAZY = {
-    "AutocopyFailed": "alembic_autocopy.api",
-    "BroughtIn": "alembic_autocopy.api",
-    "DatabaseReport": "alembic_autocopy.api",
-    "ensure_database_current": "alembic_autocopy.api",
-    "AutocopyError": "alembic_autocopy.errors",
+    "AutocopyFailed": "alembic_autocopy.workflow.api",
+    "BroughtIn": "alembic_autocopy.workflow.api",
+    "DatabaseReport": "alembic_autocopy.workflow.api",
+    "ensure_database_current": "alembic_autocopy.workflow.api",
+    "AutocopyError": "alembic_autocopy.core.errors",
 }
 
 

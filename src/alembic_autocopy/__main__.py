@@ -1,3 +1,3 @@
-from alembic_autocopy.main import main
+from alembic_autocopy.cli.main import main
 
 raise SystemExit(main())

@@ -13,15 +13,16 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from alembic_autocopy import planning, scanning
-from alembic_autocopy.errors import (
+from alembic_autocopy.core import planning
+from alembic_autocopy.core.errors import (
     AutocopyError,
     MigrationParseError,
     PlacementError,
     PlanBlocked,
 )
-from alembic_autocopy.model import Candidate, LocationKind, ManifestEntry, Outcome, Plan
-from alembic_autocopy.project import ProjectConfig
+from alembic_autocopy.core.model import Candidate, LocationKind, ManifestEntry, Outcome, Plan
+from alembic_autocopy.effects.project import ProjectConfig
+from alembic_autocopy.sources import scanning
 
 TYPE_CHECKING = False  # typing's, without importing typing (~3 ms of every start)
 # placement is imported where files are placed (`check` never is), records and drift where
@@ -29,8 +30,9 @@ TYPE_CHECKING = False  # typing's, without importing typing (~3 ms of every star
 if TYPE_CHECKING:
     from typing import Any, TypeVar
 
-    from alembic_autocopy import locking, placement, records
-    from alembic_autocopy.drift import Drift
+    from alembic_autocopy.core.drift import Drift
+    from alembic_autocopy.effects import locking, placement
+    from alembic_autocopy.sources import records
 
     F = TypeVar("F", bound=Callable[..., Any])
 
@@ -43,7 +45,7 @@ CONTENT_READERS: dict[LocationKind, ContentReader] = {}
 
 
 def _read_database_record(candidate: Candidate) -> bytes:
-    from alembic_autocopy import records
+    from alembic_autocopy.sources import records
 
     return records.read_candidate_content(candidate)
 
@@ -61,13 +63,13 @@ INVENTORY_EXTENSIONS: list[InventoryExtension] = []
 # on first use: a run with nothing to do never searches git objects.
 def _search_git_objects(project: ProjectConfig, found: scanning.Inventory,
                         options: Options) -> None:
-    from alembic_autocopy import gitobjects
+    from alembic_autocopy.sources import gitobjects
 
     gitobjects.extend_inventory(project, found, options)
 
 
 def _read_git_object(candidate: Candidate) -> bytes:
-    from alembic_autocopy import gitobjects
+    from alembic_autocopy.sources import gitobjects
 
     return gitobjects.read_content(candidate)
 
@@ -192,7 +194,7 @@ def remembered_env_locations(project: ProjectConfig) -> ProjectConfig:
 
 
 def _env_locations_file(project: ProjectConfig) -> tuple[Path | None, str]:
-    from alembic_autocopy import git
+    from alembic_autocopy.effects import git
 
     common = git.locate(project.here)[1]
     config = project.ini_path or project.toml_path
@@ -240,7 +242,7 @@ def inventory(project: ProjectConfig, options: Options, *,
     ``here_only``: this worktree alone (``search_elsewhere`` reads the rest when needed).
     ``options.closest_only``: this worktree first, then only what a plan can use elsewhere.
     """
-    from alembic_autocopy import index
+    from alembic_autocopy.sources import index
 
     project = remembered_env_locations(project)
     cache = index.open_for(project)
@@ -268,7 +270,7 @@ def search_elsewhere(project: ProjectConfig, options: Options, found: scanning.I
     the other sources: sibling worktrees and configured folders, then (``git_objects``)
     the extensions (git objects). ``options.closest_only`` leaves out what no plan can use.
     """
-    from alembic_autocopy import index
+    from alembic_autocopy.sources import index
 
     if found.complete:
         return found
@@ -321,7 +323,7 @@ def assess(project: ProjectConfig, options: Options, applied: Sequence[str] | No
     ``inventory()`` with every location for status and graph; an incomplete one
     (``here_only``) is completed here when needed.
     """
-    from alembic_autocopy import records
+    from alembic_autocopy.sources import records
 
     found = found if found is not None else inventory(project, options, here_only=True)
     url = None
@@ -411,8 +413,8 @@ def layout_warnings(situation: Situation) -> list[str]:
     """What makes the tool (and Alembic) read other migrations than this worktree's: a
     script location in another worktree (``pkg:path`` importable from there), or version
     folders that hold nothing while the database holds revisions."""
-    from alembic_autocopy import git
-    from alembic_autocopy.report import id_list
+    from alembic_autocopy.cli.report import id_list
+    from alembic_autocopy.effects import git
 
     project, root = situation.project, situation.worktree_root
     warnings: list[str] = []
@@ -470,7 +472,7 @@ def _unreadable_clash(situation: Situation) -> AutocopyError | None:
 def blocking_problem(situation: Situation) -> AutocopyError | None:
     """What makes this worktree unusable whatever the plan: one id in two of its files,
     or a --prefer that would create that. None when there is none."""
-    from alembic_autocopy import report
+    from alembic_autocopy.cli import report
 
     if situation.refused_preferences:
         parts = [f"--prefer names {report.source_of(theirs)}, another version of revision "
@@ -487,7 +489,7 @@ def blocking_problem(situation: Situation) -> AutocopyError | None:
     duplicates = duplicate_ids(situation.inventory.local)
     if not duplicates:
         return None
-    from alembic_autocopy import placement  # only here: `check` never imports it otherwise
+    from alembic_autocopy.effects import placement  # only here: `check` never imports it otherwise
 
     placed = placement.open_manifest(situation.project, situation.worktree_root).by_path()
     parts = []
@@ -532,7 +534,7 @@ def _needs_more_sources(found: scanning.Inventory, applied: Sequence[str],
         return True
     if recorded is None or not recorded.records:
         return False
-    from alembic_autocopy.drift import applied_revisions
+    from alembic_autocopy.core.drift import applied_revisions
 
     headers = [*local, *(candidate.header for candidate in found.elsewhere)]
     known = {header.revision for header in headers}
@@ -560,7 +562,8 @@ def _preference(project: ProjectConfig, options: Options) -> planning.Preference
 
 def ensure_plan_possible(situation: Situation) -> None:
     """Raise PlanBlocked (exit 1) when the plan has unresolved ids or conflicts."""
-    from alembic_autocopy import report, trust
+    from alembic_autocopy.cli import report
+    from alembic_autocopy.sources import trust
 
     problem = blocking_problem(situation)
     if problem is not None:
@@ -590,7 +593,7 @@ def _recorded(function: F) -> F:
     def first_use(*args: Any, **kwargs: Any) -> Any:
         nonlocal wrapped
         if wrapped is None:
-            from alembic_autocopy import events
+            from alembic_autocopy.workflow import events
 
             wrapped = events.recorded(function)
         return wrapped(*args, **kwargs)
@@ -618,7 +621,7 @@ def repair(project: ProjectConfig, target: str = "head", options: Options | None
     (another process may have done the work meanwhile), plan, place, upgrade, release. A
     run with nothing to do takes no lock.
     """
-    from alembic_autocopy import locking, placement
+    from alembic_autocopy.effects import locking, placement
 
     options = options or Options()
     situation = situation if situation is not None else assess(project, options)
@@ -654,7 +657,7 @@ def bring_in(project: ProjectConfig, applied: Sequence[str], options: Options | 
     connection, holds the database lock, and lets Alembic go on with its own command.
     The same planner, placement and worktree lock as ``repair``.
     """
-    from alembic_autocopy import locking, placement
+    from alembic_autocopy.effects import locking, placement
 
     options = options or Options()
     situation = assess(project, options, applied=applied)
@@ -675,13 +678,13 @@ def _lock_timeout(project: ProjectConfig, options: Options) -> float:
 def _already_current(situation: Situation, target: str) -> bool:
     """Nothing to bring and the database already at this worktree's heads: no lock needed
     (the common start of a dev server). Anything else goes through the lock."""
-    from alembic_autocopy import graph
+    from alembic_autocopy.core import revisions
 
     if situation.plan.outcome is not Outcome.NOTHING_TO_DO or target not in ("head", "heads"):
         return False
     local = [c.header for c in situation.inventory.local]
     try:
-        local_heads = graph.heads(local) if local else ()
+        local_heads = revisions.heads(local) if local else ()
     except Exception:  # an invalid local graph: let the normal path report it
         return False
     return bool(local_heads) and set(local_heads) == set(situation.applied)
@@ -692,7 +695,8 @@ def _carry_out(project: ProjectConfig, target: str, options: Options,
                situation: Situation,
                before_upgrade: Callable[[RepairReport], None] | None = None,
                held: locking.HeldLocks | None = None) -> RepairReport:
-    from alembic_autocopy import database, graph, placement
+    from alembic_autocopy.core import revisions
+    from alembic_autocopy.effects import database, placement
 
     placements = preflight(project, situation, options, read_contents=options.dry_run)
     root = situation.worktree_root
@@ -700,7 +704,7 @@ def _carry_out(project: ProjectConfig, target: str, options: Options,
     headers_after = [c.header for c in situation.inventory.local] + [c.header for c in bring]
     report = RepairReport(situation, dry_run=options.dry_run,
                           heads_before=situation.applied)
-    local_heads = graph.heads(headers_after) if headers_after else ()
+    local_heads = revisions.heads(headers_after) if headers_after else ()
     manifest_file = placement.manifest_path(project, root)
     manifest = placement.open_manifest(project, root)
     copies = {entry.revision for entry in manifest.entries} | {c.revision for c in bring}
@@ -726,7 +730,7 @@ def _carry_out(project: ProjectConfig, target: str, options: Options,
     if not upgrade:
         return report
     if project.tool.record:  # each applied file kept in the database, same transaction
-        from alembic_autocopy import records
+        from alembic_autocopy.sources import records
 
         # Only once env.py has the integration line, which keeps the table out of
         # autogenerate: a project without it never sees the table (opt-in, issue 12).
@@ -751,12 +755,14 @@ def preflight(project: ProjectConfig, situation: Situation, options: Options, *,
     and its folder usable, and (``read_contents``) each content is the one planned and
     compiles. ``check`` and ``upgrade --dry-run`` call it so that they refuse what
     ``upgrade`` would refuse. Raises the AutocopyError ``upgrade`` would raise."""
-    from alembic_autocopy import graph, placement, trust
+    from alembic_autocopy.core import revisions
+    from alembic_autocopy.effects import placement
+    from alembic_autocopy.sources import trust
 
     ensure_plan_possible(situation)
     bring = situation.plan.bring
     if bring:
-        graph.validate([c.header for c in situation.inventory.local]
+        revisions.validate([c.header for c in situation.inventory.local]
                        + [c.header for c in bring])
         if not _allow_untrusted(project, options):
             trust.check_copies(bring)  # code the upgrade will run: judged right before
@@ -805,7 +811,7 @@ def clean(project: ProjectConfig, dry_run: bool = False,
     copy the database still needs (its revision is applied, or an ancestor of one) and that
     no other file here provides is kept. ``dry_run`` changes no byte (no lock file, no
     manifest or .gitignore rewrite)."""
-    from alembic_autocopy import locking, placement
+    from alembic_autocopy.effects import locking, placement
 
     root = scanning.this_worktree(project)
     manifest_file = placement.manifest_path(project, root)
@@ -827,8 +833,8 @@ def clean(project: ProjectConfig, dry_run: bool = False,
 def _needed_by_database(project: ProjectConfig) -> Callable[[ManifestEntry], bool]:
     """Which copies the database still needs: revisions applied there (and their
     ancestors, following this worktree's files) that no file here other than a copy holds."""
-    from alembic_autocopy import database
-    from alembic_autocopy.model import reachable
+    from alembic_autocopy.core.model import reachable
+    from alembic_autocopy.effects import database
 
     try:
         heads = database.read_state(project).heads

@@ -1,0 +1,276 @@
+"""Command line: parse, dispatch to ``commands/<verb>.py``, turn errors into exit codes.
+
+Imports stay light here: a command that needs no database never imports alembic.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from collections.abc import Sequence
+
+from alembic_autocopy.cli import progress
+from alembic_autocopy.cli.output import Output
+from alembic_autocopy.core import __version__
+from alembic_autocopy.core.errors import (
+    EXIT_FAILED,
+    EXIT_INTERNAL,
+    EXIT_INTERRUPTED,
+    EXIT_USAGE,
+    AutocopyError,
+)
+
+# verb -> (module under alembic_autocopy.cli.commands, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "upgrade": ("upgrade", "bring in every missing migration, then upgrade the database once"),
+    "check": ("check", "exit 1 if the database holds revisions this worktree lacks (changes "
+                       "nothing)"),
+    "find": ("find", "every location of a revision in every source"),
+    "list": ("listing", "every revision across all sources, with where it is and its state"),
+    "clean": ("clean", "remove the copies this tool placed whose content is unchanged"),
+    "run": ("run", "run a command that runs Alembic; on a missing revision, repair and re-run"),
+    "sync": ("sync", "fetch, rebase (or merge) onto the upstream or base branch, then repair"),
+    "install-hooks": ("hooks", "git hooks that check the database after checkout, merge and "
+                               "rebase, in every worktree"),
+    "uninstall-hooks": ("hooks", "remove the git hooks; put back the ones they replaced"),
+    "revision": ("revision", "`alembic revision` on this worktree's own head, even with "
+                             "other worktrees' heads present"),
+    "status": ("status", "the database's heads and where each comes from, this worktree's "
+                         "heads, copies, warnings"),
+    "graph": ("graph", "the revision graph of every source with the database's position "
+                       "(Mermaid, DOT, SVG, PNG)"),
+    "stats": ("stats", "how many repairs, revisions brought in, by source, failures"),
+    "record": ("record", "store the applied revisions whose files are here in the database's "
+                         "record table (backfill)"),
+    "demo": ("demo", "a two-worktree project on SQLite, broken then repaired, in a temp folder"),
+}
+
+DESCRIPTION = """\
+Many git worktrees, one Alembic database. When another worktree applied migrations that this
+worktree's files lack, Alembic stops on "Can't locate revision identified by ...".
+alembic-autocopy reads what the database applied, finds every missing revision and its whole
+ancestry in sibling worktrees and configured folders, copies them in where git does not see
+them, and upgrades once.
+
+Exit codes: 0 done, 1 could not complete (the reason is printed), 2 usage or configuration
+error, 3 internal error (run with --traceback and report it), 130 interrupted.
+"""
+
+
+def common_options(after_verb: bool = False) -> argparse.ArgumentParser:
+    """Options every command accepts, before or after the verb.
+
+    The copy given to each verb's parser has no defaults at all (SUPPRESS): argparse copies a
+    subparser's defaults over what the main parser already read, so ``--json check`` would
+    otherwise lose ``--json``. ``_merge_defaults`` fills in what neither parser set.
+    """
+    parent = argparse.ArgumentParser(add_help=False,
+                                     argument_default=argparse.SUPPRESS if after_verb else None)
+    group = parent.add_argument_group("common options")
+    group.add_argument("-c", "--config", action="append", metavar="FILE",
+                       help="Alembic config file (alembic.ini or pyproject.toml); default: "
+                            "$ALEMBIC_CONFIG or alembic.ini in the current folder; may be "
+                            "given twice (an ini and a pyproject.toml), as with alembic")
+    group.add_argument("-n", "--name", metavar="SECTION",
+                       help="ini section of the Alembic config (default: alembic)")
+    group.add_argument("-x", action="append", metavar="KEY=VALUE",
+                       help="extra argument for env.py (context.get_x_argument), repeatable")
+    group.add_argument("--json", action="store_true",
+                       help="print one JSON document on stdout instead of text")
+    group.add_argument("-q", "--quiet", action="store_true",
+                       help="print only the final result line and errors")
+    group.add_argument("-v", "--verbose", action="store_true",
+                       help="print more detail (every source, every skipped file)")
+    group.add_argument("--color", choices=("auto", "always", "never"),
+                       help="colour the text output (default: auto, only on a terminal)")
+    group.add_argument("--traceback", action="store_true",
+                       help="show the Python traceback of an error")
+    return parent
+
+
+# Options of common_options() that take a value (the next argument is not the verb).
+_VALUE_OPTIONS = frozenset({"-c", "--config", "-n", "--name", "-x", "--color"})
+
+
+def chosen_verb(argv: Sequence[str]) -> str | None:
+    """The verb in ``argv`` when it can be told without parsing (else None: build all)."""
+    expect_value = False
+    for arg in argv:
+        if expect_value:
+            expect_value = False
+        elif arg == "--":
+            return None
+        elif arg in _VALUE_OPTIONS:
+            expect_value = True
+        elif not arg.startswith("-"):
+            return arg if arg in COMMANDS else None
+    return None
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The full parser; with ``only``, the other verbs are listed but their modules are not
+    imported (each costs its imports: a hook running ``check`` pays for ``check`` alone)."""
+    common, common_after_verb = common_options(), common_options(after_verb=True)
+    parser = argparse.ArgumentParser(
+        prog="alembic-autocopy", description=DESCRIPTION, parents=[common],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for verb, (module_name, help_text) in COMMANDS.items():
+        if only is not None and verb != only:
+            subparsers.add_parser(verb, help=help_text, add_help=False)
+            continue
+        module = importlib.import_module(f"alembic_autocopy.cli.commands.{module_name}")
+        sub = subparsers.add_parser(
+            verb, help=help_text, description=getattr(module, "DESCRIPTION", help_text),
+            parents=[common_after_verb], formatter_class=argparse.RawDescriptionHelpFormatter)
+        module.add_arguments(sub)
+        sub.set_defaults(handler=module.run)
+    return parser
+
+
+def _merge_defaults(args: argparse.Namespace) -> None:
+    defaults = {"config": [], "name": "alembic", "x": [], "json": False, "quiet": False,
+                "verbose": False, "color": "auto", "traceback": False}
+    for key, value in defaults.items():
+        if getattr(args, key, None) is None:
+            setattr(args, key, value)
+
+
+def make_output(args: argparse.Namespace) -> Output:
+    color = {"auto": None, "always": True, "never": False}[args.color]
+    return Output(json_mode=args.json, quiet=args.quiet, verbose=args.verbose, color=color)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The command line. ``argv`` None: this process's own arguments, as the console script
+    and ``python -m alembic_autocopy`` call it; the process then ends with the command, and
+    is spared the garbage collector's last passes (``ending_process``)."""
+    code = _main(list(sys.argv[1:] if argv is None else argv))
+    if argv is None:
+        ending_process()
+    return code
+
+
+def ending_process() -> None:
+    """Called when a command is all this process does: hide every object left from the
+    cyclic garbage collector (``gc.freeze``), whose passes at interpreter exit would walk
+    all that Alembic, SQLAlchemy and env.py created (~60 ms of a nothing-to-do `check`, a
+    sixth of it). Everything else of a normal exit still happens: atexit handlers, threads
+    joined, files flushed and closed, objects freed as their references go."""
+    import gc
+
+    gc.freeze()
+
+
+def _main(arguments: list[str]) -> int:
+    parser = build_parser(only=chosen_verb(arguments))
+    args = parser.parse_args(arguments)
+    _merge_defaults(args)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return EXIT_USAGE
+    out = make_output(args)
+    try:
+        with progress.shown(progress.wanted(json_mode=args.json, quiet=args.quiet)):
+            code: int = args.handler(args, out)
+        return code
+    except KeyboardInterrupt:
+        out.error("interrupted")
+        return EXIT_INTERRUPTED
+    except AutocopyError as error:
+        if args.traceback:
+            _print_traceback()
+        if args.json:
+            out.emit({"ok": False, "error": error.message, "hint": error.hint,
+                      "exit_code": error.exit_code})
+        out.error(error.message, error.hint)
+        return error.exit_code
+    except BrokenPipeError:
+        return EXIT_FAILED
+    except Exception:  # a bug: say so, keep the details
+        log = _write_crash_log(arguments)
+        if args.traceback:
+            _print_traceback()
+        out.error(f"internal error in alembic-autocopy {__version__} "
+                  f"(details in {log})",
+                  hint="run again with --traceback and report it")
+        return EXIT_INTERNAL
+
+
+# traceback, tempfile and datetime are imported only on the way out of a failure: a run that
+# succeeds (a git hook's `check`, every dev-server start) never pays for them.
+def _print_traceback() -> None:
+    import traceback
+
+    from alembic_autocopy.core.redaction import mask_passwords
+
+    print(mask_passwords(traceback.format_exc()), end="", file=sys.stderr)
+
+
+def masked_argv(argv: Sequence[str]) -> list[str]:
+    """``argv`` fit for a log: ``-x`` values hidden (env.py arguments often carry a URL or a
+    password), a webhook URL reduced to its host, every URL's secrets masked."""
+    from alembic_autocopy.core.redaction import MASK, mask_passwords
+
+    shown: list[str] = []
+    hide_next: str | None = None
+    for arg in argv:
+        if hide_next is not None:
+            shown.append(_hidden_value(hide_next, arg, MASK))
+            hide_next = None
+            continue
+        option, equals, value = arg.partition("=")
+        if arg == "-x" or arg == "--notify-url":
+            hide_next = arg
+        elif equals and option == "--notify-url":
+            shown.append(f"{option}={_hidden_value(option, value, MASK)}")
+            continue
+        elif arg.startswith("-x") and len(arg) > 2:
+            shown.append("-x" + _hidden_value("-x", arg[2:], MASK))
+            continue
+        shown.append(mask_passwords(arg))
+    return shown
+
+
+def _hidden_value(option: str, value: str, mask: str) -> str:
+    if option == "--notify-url":
+        from alembic_autocopy.workflow.notify import shown_url
+
+        return shown_url(value)
+    key, equals, _secret = value.partition("=")
+    return f"{key}={mask}" if equals else mask
+
+
+def _write_crash_log(arguments: Sequence[str]) -> str:
+    """Write the traceback to a new file only this user can read (mode 0600), created
+    exclusively under a name no one can predict (``mkstemp``: a planted file or symlink is
+    never followed). Secrets are masked, ``argv`` included."""
+    import datetime as _dt
+    import tempfile
+    import traceback
+
+    from alembic_autocopy.core.redaction import mask_passwords
+
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    try:
+        descriptor, path = tempfile.mkstemp(prefix=f"alembic-autocopy-crash-{stamp}-",
+                                            suffix=".log")
+    except OSError:
+        return "(no crash log could be written)"
+    try:
+        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+            handle.write(f"alembic-autocopy {__version__}, Python {sys.version}\n")
+            handle.write(f"argv: {masked_argv([sys.argv[0], *arguments])}\n\n")
+            handle.write(mask_passwords(traceback.format_exc()))
+    except OSError:
+        return "(no crash log could be written)"
+    return path
+
+
+def usage_error(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return EXIT_USAGE

@@ -1,0 +1,231 @@
+"""Decide, in one pass, everything this worktree must bring in. Pure: data in, data out.
+
+Start from the database's applied revisions that this worktree lacks, then follow every
+parent and ``depends_on`` link of what is brought in, until everything needed is known here.
+The result is the minimal set, ordered parents first, or the reasons it cannot be built:
+unresolved ids (found nowhere) and conflicts (one id, several different contents).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from alembic_autocopy.core.model import (
+    Candidate,
+    Conflict,
+    Location,
+    MigrationHeader,
+    Plan,
+    Unresolved,
+    short_ref,
+)
+
+Preference = Callable[[Candidate], bool]
+
+
+@dataclass(frozen=True)
+class _Choice:
+    chosen: Candidate | None
+    conflict: Conflict | None
+
+
+def group_by_content(candidates: Iterable[Candidate]) -> dict[str, list[Candidate]]:
+    """Candidates of one revision grouped by sha256, closest location first in each group."""
+    groups: dict[str, list[Candidate]] = {}
+    for candidate in candidates:
+        groups.setdefault(candidate.sha256, []).append(candidate)
+    for group in groups.values():
+        group.sort(key=closeness)
+    return dict(sorted(groups.items(), key=lambda item: closeness(item[1][0])))
+
+
+def closeness(candidate: Candidate) -> tuple[bool, int, str, str]:
+    """Sort key: worktrees, then local branches, remote branches, tags, stashes, database;
+    a copy this tool placed comes after all of them (the plan names the real owner)."""
+    location = candidate.location
+    return (location.is_copy, location.kind.rank, location.worktree or location.ref or "",
+            location.path or "")
+
+
+def plan_repair(
+    local: Sequence[MigrationHeader],
+    applied: Iterable[str],
+    candidates: Iterable[Candidate],
+    prefer: Preference | None = None,
+) -> Plan:
+    """Plan what to bring in so that Alembic can load every applied revision.
+
+    ``local``: this worktree's revisions. ``applied``: the ids in the version table.
+    ``candidates``: files found elsewhere. ``prefer`` settles conflicts: among the distinct
+    contents of one id, the only one it accepts is taken.
+    """
+    known_ids = {header.revision for header in local}
+    known_labels = {label for header in local for label in header.branch_labels}
+    by_revision: dict[str, list[Candidate]] = {}
+    by_label: dict[str, set[str]] = {}
+    for candidate in candidates:
+        if candidate.revision in known_ids:
+            continue  # never bring in an id this worktree already has
+        by_revision.setdefault(candidate.revision, []).append(candidate)
+        for label in candidate.header.branch_labels:
+            by_label.setdefault(label, set()).add(candidate.revision)
+
+    applied_ids = list(dict.fromkeys(applied))
+    unknown_applied = tuple(rev for rev in applied_ids if rev not in known_ids)
+    needed_by: dict[str, list[str]] = {rev: ["database"] for rev in unknown_applied}
+    queue = list(unknown_applied)
+    # A half-present chain (a revision here whose parent is not, e.g. one file copied by
+    # hand): Alembic cannot even build its map (a bare KeyError), so those parents are
+    # needed too, with their own ancestry.
+    for header in local:
+        for parent in header.needs:
+            if parent not in known_ids and parent not in known_labels:
+                needed_by.setdefault(parent, []).append(header.revision)
+                queue.append(parent)
+    chosen: dict[str, Candidate] = {}
+    unresolved: dict[str, Unresolved] = {}
+    conflicts: dict[str, Conflict] = {}
+    visited: set[str] = set()
+
+    while queue:
+        needed = queue.pop(0)
+        if needed in visited or needed in known_ids or needed in known_labels:
+            continue
+        visited.add(needed)
+        revision = needed
+        if needed not in by_revision and needed in by_label and len(by_label[needed]) == 1:
+            revision = next(iter(by_label[needed]))  # a depends_on naming a branch label
+            if revision in visited and revision != needed:
+                continue
+            visited.add(revision)
+        group = by_revision.get(revision)
+        if not group:
+            unresolved[needed] = Unresolved(needed, tuple(needed_by.get(needed, ())))
+            continue
+        choice = _choose(revision, group, prefer)
+        if choice.conflict is not None:
+            conflicts[revision] = choice.conflict
+            continue
+        assert choice.chosen is not None
+        chosen[revision] = choice.chosen
+        for parent in choice.chosen.header.needs:
+            needed_by.setdefault(parent, []).append(revision)
+            queue.append(parent)
+
+    # Re-attach "needed by" gathered after an id was first marked unresolved.
+    unresolved = {rev: Unresolved(rev, tuple(dict.fromkeys(needed_by.get(rev, ()))))
+                  for rev in unresolved}
+    ordered = order_parents_first(chosen)
+    also_found = {
+        rev: tuple(c.location for c in by_revision[rev]
+                   if c.sha256 == chosen[rev].sha256 and c is not chosen[rev])
+        for rev in chosen
+    }
+    return Plan(
+        unknown_applied=unknown_applied,
+        bring=tuple(ordered),
+        unresolved=tuple(unresolved.values()),
+        conflicts=tuple(conflicts.values()),
+        also_found={rev: locs for rev, locs in also_found.items() if locs},
+    )
+
+
+def _choose(revision: str, group: list[Candidate], prefer: Preference | None) -> _Choice:
+    by_content = group_by_content(group)
+    if len(by_content) == 1:
+        return _Choice(next(iter(by_content.values()))[0], None)
+    if prefer is not None:
+        accepted = [members for members in by_content.values()
+                    if any(prefer(member) for member in members)]
+        if len(accepted) == 1:
+            preferred = [m for m in accepted[0] if prefer(m)]
+            return _Choice(preferred[0], None)
+    # Files on disk are the living versions; git objects (branches, tags, stashes) and
+    # records keep older ones too. When every file on disk agrees, that content wins over
+    # what only git or the database still holds. Two files that disagree stay a conflict.
+    on_disk = [members for members in by_content.values()
+               if any(m.location.kind.is_file for m in members)]
+    if prefer is None and len(on_disk) == 1:
+        return _Choice(on_disk[0][0], None)
+    return _Choice(None, Conflict(revision, tuple(m[0] for m in by_content.values())))
+
+
+def order_parents_first(chosen: Mapping[str, Candidate]) -> list[Candidate]:
+    """Topological order of the chosen candidates (ties broken by revision id)."""
+    ordered: list[Candidate] = []
+    state: dict[str, int] = {}  # 1 = visiting, 2 = done
+    by_label = {label: revision for revision, candidate in chosen.items()
+                for label in candidate.header.branch_labels}
+
+    def visit(revision: str) -> None:
+        if state.get(revision) == 2:
+            return
+        if state.get(revision) == 1:
+            return  # a cycle; RevisionMap validation reports it before anything is written
+        state[revision] = 1
+        for parent in sorted(chosen[revision].header.needs):
+            parent = by_label.get(parent, parent)  # depends_on may name a branch label
+            if parent in chosen:
+                visit(parent)
+        state[revision] = 2
+        ordered.append(chosen[revision])
+
+    for revision in sorted(chosen):
+        visit(revision)
+    return ordered
+
+
+def graph_order(revisions: Iterable[str], headers: Iterable[MigrationHeader]
+                ) -> tuple[str, ...]:
+    """``revisions`` (e.g. the database's heads) in the graph's order, the same on every run:
+    parents before children, siblings by id; ids the headers do not know come last, by id."""
+    wanted = list(dict.fromkeys(revisions))
+    if len(wanted) < 2:
+        return tuple(wanted)  # the common case: one head, nothing to order
+    by_id = {header.revision: header for header in headers}
+    position: dict[str, int] = {}
+    entered: set[str] = set()  # a cycle ends here (Alembic reports it elsewhere)
+    for start in sorted(by_id):
+        stack = [(start, False)]
+        while stack:  # iterative: a chain of thousands would exceed the recursion limit
+            revision, expanded = stack.pop()
+            if revision in position or revision not in by_id:
+                continue
+            if expanded:
+                position[revision] = len(position)
+                continue
+            if revision in entered:
+                continue
+            entered.add(revision)
+            stack.append((revision, True))
+            for parent in sorted(by_id[revision].needs, reverse=True):
+                if parent not in position:
+                    stack.append((parent, False))
+    return tuple(sorted(wanted, key=lambda r: (r not in position, position.get(r, 0), r)))
+
+
+def locations_of(candidates: Iterable[Candidate], revision_prefix: str) -> list[Candidate]:
+    """Every candidate whose id starts with ``revision_prefix``, closest first."""
+    matches = [c for c in candidates if c.revision.startswith(revision_prefix)]
+    return sorted(matches, key=lambda c: (c.revision, closeness(c)))
+
+
+def matches_preference(preferences: Sequence[str]) -> Preference:
+    """A ``--prefer`` predicate: a candidate matches when its path, worktree, branch or ref
+    equals or lies under one of ``preferences`` (already made absolute where they are paths)."""
+
+    def prefer(candidate: Candidate) -> bool:
+        location: Location = candidate.location
+        names = {location.path, location.worktree, location.branch, location.ref}
+        if location.ref:
+            names.add(short_ref(location.ref))
+        for wanted in preferences:
+            if wanted in names:
+                return True
+            for name in (location.path, location.worktree):
+                if name and (name + "/").startswith(wanted.rstrip("/") + "/"):
+                    return True
+        return False
+
+    return prefer

@@ -1,0 +1,789 @@
+"""Put brought-in migrations where Alembic sees them and git does not.
+
+Each copy goes into this worktree's version folder, written atomically (temporary file in
+the same folder, then a hard link that fails rather than overwrite). The copies, and the
+ignore file itself, are listed in an untracked ``.gitignore`` in that folder: ``git status``
+stays clean, ``git add -A`` cannot pick them up, a later merge that brings the same files
+overwrites them silently, and no other worktree is affected (``.git/info/exclude`` is shared
+by every worktree, so it is never used). A manifest in this worktree's own git folder records
+every copy; it is written before the copies, so a crash leaves nothing it cannot account for.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import errno
+import hashlib
+import json
+import os
+import re
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+from alembic_autocopy.core.errors import GitError, MigrationParseError, PlacementError
+from alembic_autocopy.core.model import Candidate, ManifestEntry
+from alembic_autocopy.core.names import refusal
+from alembic_autocopy.core.parsing import parse_migration
+from alembic_autocopy.effects import git
+from alembic_autocopy.effects.project import ProjectConfig
+
+MANIFEST_NAME = "alembic-autocopy/manifest.json"
+MANIFEST_VERSION = 2
+IGNORE_MARKER = "# alembic-autocopy: managed file"
+_IGNORE_HEADER = (
+    f"{IGNORE_MARKER}. Migrations copied from other worktrees, ignored in this\n"
+    "# worktree only. Do not commit this file; `alembic-autocopy clean` removes the copies.\n"
+)
+
+# Temporary files: ``.<name>.<pid>.<random>.aac-tmp``. Alembic never loads them (no ``.py``
+# suffix), the managed .gitignore hides them, and the next run removes those whose process
+# is gone (a SIGKILL leaves one behind). They go to the worktree's private scratch folder in
+# its git folder when that is on the same filesystem, so none ever appears in the worktree.
+TEMP_SUFFIX = ".aac-tmp"
+TEMP_PATTERN = "/.*" + TEMP_SUFFIX
+SCRATCH_NAME = "tmp"
+_TEMP_NAME = re.compile(r"^\..+\.(?P<pid>\d+)\.[^.]+" + re.escape(TEMP_SUFFIX) + "$")
+_STALE_AFTER = 3600.0  # seconds: a temporary file without a readable pid this old is stale
+
+ContentReader = Callable[[Candidate], bytes]
+
+
+MANIFEST_VERSION_ABSOLUTE = 1  # entries held absolute paths (before version 2)
+
+
+@dataclass
+class Manifest:
+    """Every copy this tool placed in one worktree.
+
+    On disk, paths are relative to ``base`` (the worktree root): a worktree moved with
+    ``git worktree move`` (or a repository moved with ``mv``) still names its own files, never
+    those of whatever checkout now sits at the old path. In memory they are absolute. ``allowed``
+    holds the folders this tool may write in (the version folders, its state folder);
+    ``ignores`` the sha256 of each managed ``.gitignore`` as last written (ownership)."""
+
+    path: Path
+    entries: list[ManifestEntry] = field(default_factory=list)
+    base: Path | None = None
+    allowed: tuple[Path, ...] = ()
+    ignores: dict[str, str] = field(default_factory=dict)
+    worktree_root: Path | None = None
+
+    def by_path(self) -> dict[str, ManifestEntry]:
+        return {entry.path: entry for entry in self.entries}
+
+    def save(self) -> None:
+        confine(self.path, (self.path.parent,), "write the manifest")
+        payload = {"version": MANIFEST_VERSION,
+                   "worktree": str(self.base) if self.base is not None else None,
+                   "git_dir": str(self.path.parent.parent),
+                   "entries": [dict(asdict(entry), path=self._stored(entry.path))
+                               for entry in self.entries],
+                   "ignores": {self._stored(path): digest
+                               for path, digest in sorted(self.ignores.items())}}
+        content = (json.dumps(payload, indent=2) + "\n").encode()
+        try:
+            current = _read_or_none(self.path)
+        except OSError:
+            current = None
+        if current == content or (current is None and not self.entries
+                                  and not self.ignores):
+            return  # unchanged (or nothing to record): no write at all
+        atomic_write(self.path, content)
+
+    def _stored(self, path: str) -> str:
+        if self.base is None:
+            return path
+        relative = os.path.relpath(path, self.base)
+        return path if relative.startswith("..") else Path(relative).as_posix()
+
+    def _loaded(self, path: str) -> str:
+        if self.base is None or os.path.isabs(path):
+            return path
+        return str(self.base / path)
+
+
+def manifest_path(project: ProjectConfig, worktree_root: Path | None) -> Path:
+    if worktree_root is not None:
+        return git.git_path(worktree_root, MANIFEST_NAME)
+    return project.here / ".alembic-autocopy" / "manifest.json"
+
+
+def open_manifest(project: ProjectConfig, worktree_root: Path | None) -> Manifest:
+    """This worktree's manifest, bound to it: entries resolved against its root, and only
+    those inside its own version folders kept."""
+    path = manifest_path(project, worktree_root)
+    base = worktree_root if worktree_root is not None else project.here
+    return load_manifest(path, base, (*project.version_locations, path.parent), worktree_root)
+
+
+def load_manifest(path: Path, base: Path | None = None, allowed: Sequence[Path] = (),
+                  worktree_root: Path | None = None) -> Manifest:
+    """Read the manifest; a missing or unreadable one is empty (the copies stay listed in the
+    managed .gitignore, so nothing is lost).
+
+    With ``allowed``, an entry whose path is not inside those folders is dropped: a manifest
+    written before paths were relative (version 1) names the worktree's OLD place after a
+    move, where another checkout may now live; nothing there is ours."""
+    manifest = Manifest(path, [], base, tuple(allowed), {}, worktree_root)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        raw_entries = [ManifestEntry(**entry) for entry in data.get("entries", [])]
+        raw_ignores = {str(k): str(v) for k, v in dict(data.get("ignores", {})).items()}
+    except (OSError, ValueError, TypeError, AttributeError):
+        return manifest
+    if manifest.base is None and isinstance(data.get("worktree"), str):
+        manifest.base = Path(data["worktree"])  # a caller that did not say (use open_manifest)
+    for entry in raw_entries:
+        full = manifest._loaded(entry.path)
+        if not allowed or is_confined(Path(full), allowed):
+            manifest.entries.append(replace(entry, path=full))
+    for stored, digest in raw_ignores.items():
+        if Path(stored).name == ".gitignore":  # nothing else is ever an ignore of ours
+            manifest.ignores[manifest._loaded(stored)] = digest
+    return manifest
+
+
+# --- confinement ----------------------------------------------------------------------------
+
+def is_confined(path: Path, folders: Iterable[Path]) -> bool:
+    """Is ``path`` a plain name inside one of ``folders`` (symlinked folders resolved)?"""
+    if path.name in ("", ".", ".."):
+        return False
+    parent = os.path.realpath(path.parent)
+    for folder in folders:
+        real = os.path.realpath(folder)
+        if parent == real or parent.startswith(real.rstrip(os.sep) + os.sep):
+            return True
+    return False
+
+
+def confine(path: Path, folders: Iterable[Path], action: str) -> None:
+    """Refuse any file operation outside ``folders``: checked at the moment of the
+    operation, whatever name or manifest line led there."""
+    folders = tuple(folders)
+    if not is_confined(path, folders):
+        raise PlacementError(
+            f"refusing to {action} {path}: it is outside this worktree's version folders "
+            f"({', '.join(str(f) for f in folders)})",
+            hint="nothing was changed there; report the source that named this path")
+
+
+def now_iso() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
+
+
+def file_sha256(path: Path) -> str | None:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+def scratch_folder(manifest_file: Path) -> Path:
+    """The worktree's private folder for temporary files (beside the manifest)."""
+    return manifest_file.parent / SCRATCH_NAME
+
+
+def _temporary_folder(folder: Path, scratch: Path | None) -> Path:
+    """``scratch`` when a rename from it into ``folder`` is atomic (same filesystem)."""
+    if scratch is not None:
+        try:
+            if os.stat(scratch).st_dev == os.stat(folder).st_dev:
+                return scratch
+        except OSError:
+            pass
+    return folder
+
+
+def _temporary_file(path: Path, scratch: Path | None) -> tuple[int, str]:
+    return tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=TEMP_SUFFIX,
+                            dir=_temporary_folder(path.parent, scratch))
+
+
+def remove_stale_temporaries(folders: Iterable[Path]) -> list[Path]:
+    """Remove temporary files left by a killed run (its process is gone). Call it while
+    holding the worktree lock: no run of ours is then writing in these folders."""
+    removed: list[Path] = []
+    for folder in folders:
+        try:
+            with os.scandir(folder) as entries:
+                names = [entry.name for entry in entries if entry.name.endswith(TEMP_SUFFIX)]
+        except OSError:
+            continue
+        for name in names:
+            path = folder / name
+            if _is_stale(path, _TEMP_NAME.match(name)):
+                with contextlib.suppress(OSError):
+                    path.unlink()
+                    removed.append(path)
+    return removed
+
+
+def _is_stale(path: Path, match: re.Match[str] | None) -> bool:
+    if match is not None:
+        pid = int(match.group("pid"))
+        if pid == os.getpid():
+            return False
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        except (PermissionError, OverflowError, OSError):
+            return False
+        return False
+    try:
+        return time.time() - path.lstat().st_mtime > _STALE_AFTER
+    except OSError:
+        return False
+
+
+def _across_mounts(error: OSError, scratch: Path | None) -> bool:
+    """A rename or link from the scratch folder refused because the destination is another
+    mount of the same file system (a bind mount has the same st_dev)."""
+    return scratch is not None and error.errno == errno.EXDEV
+
+
+def atomic_write(path: Path, content: bytes, scratch: Path | None = None) -> None:
+    """Write ``content`` to ``path`` through a temporary file + rename (never partial)."""
+    try:
+        _atomic_write(path, content, scratch)
+    except OSError as error:
+        if not _across_mounts(error, scratch):
+            raise
+        _atomic_write(path, content, None)
+
+
+def _atomic_write(path: Path, content: bytes, scratch: Path | None) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor, temporary = _temporary_file(path, scratch)
+    try:
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(content)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(temporary, 0o644)
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
+
+
+def create_exclusively(path: Path, content: bytes, scratch: Path | None = None) -> None:
+    """Create ``path`` atomically with ``content``; fail if anything exists there already."""
+    try:
+        _create_exclusively(path, content, scratch)
+    except OSError as error:
+        if not _across_mounts(error, scratch):
+            raise
+        _create_exclusively(path, content, None)
+
+
+def _create_exclusively(path: Path, content: bytes, scratch: Path | None) -> None:
+    descriptor, temporary = _temporary_file(path, scratch)
+    try:
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(content)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(temporary, 0o644)
+        try:
+            os.link(temporary, path)  # atomic, and refuses to replace an existing file
+        except FileExistsError:
+            raise PlacementError(f"refusing to overwrite {path}: it appeared during the run",
+                                 hint="run the command again") from None
+        except OSError as error:
+            if path.exists():
+                raise PlacementError(f"refusing to overwrite {path}") from None
+            if error.errno in (errno.EXDEV, errno.EROFS, errno.EACCES, errno.ENOSPC):
+                raise
+            os.replace(temporary, path)  # filesystems without hard links
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+
+
+# --- the managed .gitignore -------------------------------------------------------------
+#
+# A managed .gitignore is the tool's only if its bytes are exactly what the tool last wrote
+# (sha256 kept in the manifest) and git does not track it. One that git (a merge) or the user
+# replaced is never rewritten nor removed: the copies of that folder are then listed in a
+# managed .gitignore one folder up (untracked, listing itself), so `git add -A` still cannot
+# pick them up; when no folder up to the worktree root is free, the command says how.
+
+def _escape_pattern(name: str) -> str:
+    escaped = "".join("\\" + ch if ch in "*?[\\" else ch for ch in name)
+    if escaped.endswith(" "):
+        escaped = escaped[:-1] + "\\ "
+    return escaped
+
+
+def ignore_file_for(folder: Path) -> Path:
+    return folder / ".gitignore"
+
+
+def is_managed_ignore(path: Path) -> bool:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.readline().startswith(IGNORE_MARKER)
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
+def ignored_names(ignore_path: Path) -> list[str]:
+    """Relative names listed in a managed .gitignore (without the leading slash)."""
+    if not is_managed_ignore(ignore_path):
+        return []
+    names = []
+    for line in ignore_path.read_text(encoding="utf-8").splitlines():
+        if (line.startswith("/") and line != "/.gitignore"
+                and not line.endswith(TEMP_PATTERN)):
+            names.append(_unescape_pattern(line[1:]))
+    return names
+
+
+def _unescape_pattern(pattern: str) -> str:
+    out, escaping = [], False
+    for ch in pattern:
+        if escaping:
+            out.append(ch)
+            escaping = False
+        elif ch == "\\":
+            escaping = True
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def render_ignore(names: Iterable[str], folders: Iterable[str] = ("",)) -> bytes:
+    """The managed .gitignore listing ``names`` (relative to its folder); ``folders``: the
+    sub-folders (relative, "" for its own) whose temporary files it hides."""
+    lines = [_IGNORE_HEADER.rstrip("\n"), "/.gitignore"]
+    lines += [("/" + _escape_pattern(f) if f else "") + TEMP_PATTERN
+              for f in sorted(set(folders))]
+    lines += ["/" + _escape_pattern(name) for name in sorted(set(names))]
+    return ("\n".join(lines) + "\n").encode("utf-8")
+
+
+def _sha(content: bytes) -> str:
+    return hashlib.sha256(content).hexdigest()
+
+
+def _read_or_none(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return None
+
+
+def _owns_ignore(manifest: Manifest, path: Path, tracked: set[Path]) -> bool:
+    """May the tool write (or remove) ``path``? Absent, or exactly what it last wrote."""
+    if path in tracked:
+        return False
+    try:
+        content = _read_or_none(path)
+    except OSError:
+        return False
+    if content is None:
+        return not path.is_symlink()
+    recorded = manifest.ignores.get(str(path))
+    if recorded is not None:
+        return _sha(content) in recorded.split()
+    # Written before ownership was recorded: ours only if it is byte for byte what the tool
+    # writes for the names it lists.
+    return is_managed_ignore(path) and content == render_ignore(ignored_names(path))
+
+
+def _chain(folder: Path, root: Path) -> list[Path]:
+    """``folder`` and its parents up to ``root`` (inclusive), when inside ``root``."""
+    chain = [folder]
+    current = folder
+    try:
+        Path(os.path.realpath(folder)).relative_to(os.path.realpath(root))
+    except ValueError:
+        return chain  # a version folder outside the worktree: its own .gitignore only
+    while os.path.realpath(current) != os.path.realpath(root) and current.parent != current:
+        current = current.parent
+        chain.append(current)
+    return chain
+
+
+@dataclass
+class _IgnorePlan:
+    contents: dict[Path, bytes]  # ignore file -> what it must hold (b"": remove it)
+    unhidden: list[ManifestEntry]
+
+
+def _plan_ignores(manifest: Manifest) -> _IgnorePlan:
+    root = manifest.worktree_root
+    assert root is not None
+    folders = sorted({Path(entry.path).parent for entry in manifest.entries})
+    chains = {folder: _chain(folder, root) for folder in folders}
+    paths = {ignore_file_for(f) for chain in chains.values() for f in chain}
+    paths |= {Path(p) for p in manifest.ignores}
+    tracked = git.tracked(root, sorted(paths)) if paths else set()
+    owned = {path: _owns_ignore(manifest, path, tracked) for path in paths}
+    home: dict[Path, Path] = {}
+    for folder, chain in chains.items():
+        for candidate in chain:
+            if owned[ignore_file_for(candidate)]:
+                home[folder] = candidate
+                break
+    names: dict[Path, list[str]] = {}
+    subfolders: dict[Path, set[str]] = {}
+    unhidden: list[ManifestEntry] = []
+    for entry in manifest.entries:
+        folder = Path(entry.path).parent
+        where = home.get(folder)
+        if where is None:
+            unhidden.append(entry)
+            continue
+        names.setdefault(where, []).append(Path(os.path.relpath(entry.path, where)).as_posix())
+        relative = os.path.relpath(folder, where)
+        subfolders.setdefault(where, set()).add("" if relative == "." else
+                                                Path(relative).as_posix())
+    contents: dict[Path, bytes] = {}
+    for where, listed in names.items():
+        contents[ignore_file_for(where)] = render_ignore(listed, subfolders[where])
+    for path in paths:  # an ignore of ours that lists nothing any more goes away
+        if path not in contents and owned[path] and os.path.lexists(path):
+            contents[path] = b""
+    for recorded in list(manifest.ignores):
+        if not owned.get(Path(recorded), False):
+            del manifest.ignores[recorded]  # git or the user replaced it: theirs now
+    return _IgnorePlan(contents, unhidden)
+
+
+def _confine_ignore(manifest: Manifest, path: Path) -> None:
+    """A managed .gitignore lives in a version folder or in one of its parents inside the
+    worktree (never anywhere else)."""
+    if path.name != ".gitignore":
+        raise PlacementError(f"refusing to write {path}: not a .gitignore")
+    root = manifest.worktree_root
+    if root is not None:
+        parents = {os.path.realpath(f) for folder in manifest.allowed
+                   for f in _chain(folder, root)}
+        if os.path.realpath(path.parent) in parents:
+            return
+    confine(path, manifest.allowed, "write")
+
+
+def sync_ignores(manifest: Manifest, scratch: Path | None = None) -> list[ManifestEntry]:
+    """Make the managed .gitignore files list exactly the manifest's copies (only files the
+    tool owns are touched); returns the copies no .gitignore of the tool can hide. Saves the
+    manifest (the ownership record goes first: a kill at any point leaves each file either
+    as it was or as written, both recognised)."""
+    if manifest.worktree_root is None:
+        return []
+    plan = _plan_ignores(manifest)
+    changes: dict[Path, bytes] = {}
+    for path, content in plan.contents.items():
+        try:
+            current = _read_or_none(path)
+        except OSError:
+            current = None
+        if current != (content or None):
+            changes[path] = content
+            before = [_sha(current)] if current is not None else []
+            manifest.ignores[str(path)] = " ".join([*before, _sha(content)])
+    manifest.save()
+    for path, content in changes.items():
+        _confine_ignore(manifest, path)
+        if content:
+            atomic_write(path, content, scratch)
+            manifest.ignores[str(path)] = _sha(content)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+            manifest.ignores.pop(str(path), None)
+    if changes:
+        manifest.save()
+    return plan.unhidden
+
+
+def check_ignore_usable(folder: Path, worktree_root: Path | None) -> None:
+    """Kept for callers of earlier versions: any folder is usable now (see sync_ignores)."""
+    return None
+
+
+# --- placing ------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Placement:
+    candidate: Candidate
+    destination: Path
+
+
+def destinations(bring: Sequence[Candidate], project: ProjectConfig,
+                 worktree_root: Path | None,
+                 target_for: Callable[[Candidate], Path] | None = None) -> list[Placement]:
+    """Where each candidate goes; validated (a plain name inside a version folder, never an
+    existing file nor a path git tracks, never twice the same name) before anything is
+    written."""
+    placements: list[Placement] = []
+    seen: set[Path] = set()
+    for candidate in bring:
+        folder = target_for(candidate) if target_for else project.version_locations[0]
+        relative = (candidate.relative_path or candidate.filename).replace(os.sep, "/")
+        if not project.recursive_version_locations:
+            relative = relative.rpartition("/")[2]
+        problem = refusal(relative, recursive=project.recursive_version_locations)
+        if problem is not None:
+            raise PlacementError(
+                f"refusing to copy revision {candidate.revision} from "
+                f"{candidate.location.describe()} as {relative!r}: {problem}",
+                hint="nothing was written; rename the file where it lives")
+        destination = folder.joinpath(*relative.split("/"))
+        confine(destination, [folder], "write")
+        if destination.exists() or destination.is_symlink():
+            raise PlacementError(
+                f"refusing to overwrite {destination} with revision {candidate.revision} "
+                f"from {candidate.location.describe()}",
+                hint="that file is not the revision the database needs; rename or move it",
+            )
+        if destination in seen:
+            raise PlacementError(f"two revisions would be copied to {destination}",
+                                 hint="rename one of the source files")
+        seen.add(destination)
+        placements.append(Placement(candidate, destination))
+    if worktree_root is not None and placements:
+        tracked = git.tracked(worktree_root, [p.destination for p in placements])
+        for p in placements:
+            if p.destination in tracked:
+                raise PlacementError(
+                    f"refusing to copy revision {p.candidate.revision} to {p.destination}: "
+                    "git tracks that path in this worktree (a sparse checkout leaves it out)",
+                    hint="check it out instead, e.g. `git sparse-checkout add "
+                         f"{os.path.relpath(p.destination.parent, worktree_root)}`; "
+                         "nothing was written")
+    return placements
+
+
+def _ensure_loadable(candidate: Candidate, content: bytes) -> None:
+    """Scanning reads only the header; before a file becomes code that Alembic imports, the
+    whole of it must compile (a file broken below its header would stop every Alembic
+    command in this worktree)."""
+    try:
+        parse_migration(content, max_bytes=max(len(content), 1), check_syntax=True)
+    except MigrationParseError as error:
+        where = candidate.location.path or candidate.location.describe()
+        raise PlacementError(
+            f"revision {candidate.revision} in {where} is not a loadable migration: {error}",
+            hint="fix the file where it lives (or choose another copy with --prefer); "
+                 "nothing was changed") from None
+
+
+# Errors of the file system a user can fix (space, permissions, read-only mounts).
+_FAULT_HINTS = {
+    errno.ENOSPC: "free some space there, then run again",
+    errno.EDQUOT: "free some space (disk quota) there, then run again",
+    errno.EFBIG: "the file size limit (ulimit -f) was reached; raise it, then run again",
+    errno.EROFS: "it is on a read-only file system; make it writable, then run again",
+    errno.EACCES: "you may not write there; fix its permissions, then run again",
+    errno.EPERM: "you may not write there; fix its permissions, then run again",
+}
+
+
+def fault_error(error: OSError, folder: Path) -> PlacementError:
+    """One user error for a write the file system refused (names the folder and cause)."""
+    cause = error.strerror or str(error)
+    name = errno.errorcode.get(error.errno or 0, "")
+    hint = _FAULT_HINTS.get(error.errno or 0, "fix the cause, then run again")
+    return PlacementError(f"cannot write in {folder}: {cause}" + (f" ({name})" if name else ""),
+                          hint=hint + "; nothing was changed")
+
+
+def read_verified(placements: Sequence[Placement], read_content: ContentReader) -> list[bytes]:
+    """The content of each copy, checked (same sha256 as planned, the whole file compiles):
+    what ``place`` checks before writing, and ``check``/``upgrade --dry-run`` before planning
+    out loud, in the same words."""
+    contents: list[bytes] = []
+    for placement in placements:
+        content = read_content(placement.candidate)
+        if hashlib.sha256(content).hexdigest() != placement.candidate.sha256:
+            raise PlacementError(
+                f"{placement.candidate.location.path or placement.candidate.revision} changed "
+                "while alembic-autocopy was running", hint="run the command again")
+        _ensure_loadable(placement.candidate, content)
+        contents.append(content)
+    return contents
+
+
+def place(placements: Sequence[Placement], manifest: Manifest, read_content: ContentReader,
+          worktree_root: Path | None, scratch: Path | None = None) -> list[ManifestEntry]:
+    """Copy each file; record it in the manifest first (crash-safe), then the ignore file.
+
+    A kill at any moment leaves no partial file: every file appears whole, by a rename or a
+    hard link; a manifest entry whose copy never appeared is dropped by the next
+    ``reconcile``. A write the file system refuses (full, read-only, no permission) undoes
+    the whole set (copies, manifest, .gitignore) and raises one PlacementError naming the
+    folder and the cause. ``scratch``: where temporary files go (see ``scratch_folder``)."""
+    contents = read_verified(placements, read_content)
+    placed_at = now_iso()
+    new_entries = [
+        ManifestEntry(
+            revision=p.candidate.revision, path=str(p.destination), sha256=p.candidate.sha256,
+            source=p.candidate.location.describe(), source_path=p.candidate.location.path,
+            placed_at=placed_at,
+        )
+        for p in placements
+    ]
+    if worktree_root is not None:
+        probe = replace(manifest, entries=[*manifest.entries, *new_entries],
+                        ignores=dict(manifest.ignores))
+        unhidden = [e for e in _plan_ignores(probe).unhidden if e in new_entries]
+        if unhidden:
+            folder = Path(unhidden[0].path).parent
+            raise PlacementError(
+                f"cannot hide copies from git in {folder}: its .gitignore, and every one "
+                "above it up to the worktree root, belongs to git or to you",
+                hint=f"remove {ignore_file_for(folder)} if it is not needed, or let "
+                     f"alembic-autocopy use {ignore_file_for(folder.parent)} (delete it "
+                     "there if it is yours and untracked); nothing was changed")
+    before = list(manifest.entries)
+    written: list[Path] = []
+    made: list[Path] = []
+    folder = manifest.path.parent
+    try:
+        manifest.entries.extend(new_entries)
+        manifest.save()
+        if scratch is not None:
+            scratch.mkdir(parents=True, exist_ok=True)
+        for placement in placements:
+            folder = placement.destination.parent
+            made += _make_folders(folder, manifest.allowed)
+        if worktree_root is not None and placements:
+            folder = placements[0].destination.parent
+            sync_ignores(manifest, scratch)
+        for placement, content in zip(placements, contents, strict=True):
+            folder = placement.destination.parent
+            confine(placement.destination, manifest.allowed, "write")
+            create_exclusively(placement.destination, content, scratch)
+            written.append(placement.destination)
+    except BaseException as error:
+        _undo(manifest, before, written, made, scratch)
+        if isinstance(error, OSError):
+            raise fault_error(error, folder) from error
+        raise
+    return new_entries
+
+
+def _make_folders(folder: Path, allowed: Sequence[Path]) -> list[Path]:
+    """Create ``folder`` (inside a version folder) and return what did not exist before."""
+    missing: list[Path] = []
+    current = folder
+    while not current.exists() and current.parent != current:
+        missing.append(current)
+        current = current.parent
+    for path in reversed(missing):
+        confine(path, [*allowed, *(a.parent for a in allowed)], "create")
+        path.mkdir(exist_ok=True)
+    return missing
+
+
+def _undo(manifest: Manifest, before: list[ManifestEntry], written: Sequence[Path],
+          made: Sequence[Path], scratch: Path | None) -> None:
+    """Take back a copy set the file system refused half-way: the copies written (space
+    comes back first), then the .gitignore and the manifest as they were. Best effort: what
+    cannot be undone now is found and dropped by the next run's ``reconcile``."""
+    for path in written:
+        with contextlib.suppress(OSError):
+            path.unlink()
+    for path in made:
+        with contextlib.suppress(OSError):
+            path.rmdir()
+    manifest.entries = before
+    with contextlib.suppress(OSError, GitError, PlacementError):
+        sync_ignores(manifest, scratch)
+    with contextlib.suppress(OSError):
+        manifest.save()
+
+
+# --- keeping the manifest true ---------------------------------------------------------------
+
+@dataclass
+class CleanReport:
+    removed: list[ManifestEntry] = field(default_factory=list)
+    kept_modified: list[ManifestEntry] = field(default_factory=list)
+    now_tracked: list[ManifestEntry] = field(default_factory=list)
+    vanished: list[ManifestEntry] = field(default_factory=list)
+    # copies the database still needs and no other file here provides (kept without --all)
+    kept_needed: list[ManifestEntry] = field(default_factory=list)
+    # copies no managed .gitignore can hide (git or the user owns every .gitignore above)
+    unhidden: list[ManifestEntry] = field(default_factory=list)
+
+
+def reconcile(manifest: Manifest, worktree_root: Path | None,
+              dry_run: bool = False) -> CleanReport:
+    """Drop entries whose file is gone or now tracked by git (git brought the real file);
+    keep the ignore files in step. Returns what changed (nothing is deleted here).
+    ``dry_run``: say it, change nothing."""
+    report = CleanReport()
+    tracked = _tracked_entries(manifest.entries, worktree_root)
+    kept: list[ManifestEntry] = []
+    for entry in manifest.entries:
+        if entry.path in tracked:
+            report.now_tracked.append(entry)
+        elif not os.path.lexists(entry.path):
+            report.vanished.append(entry)
+        else:
+            kept.append(entry)
+    if dry_run:
+        return report
+    manifest.entries = kept
+    report.unhidden = sync_ignores(manifest)
+    return report
+
+
+def clean(manifest: Manifest, worktree_root: Path | None, dry_run: bool = False,
+          needed: Callable[[ManifestEntry], bool] | None = None) -> CleanReport:
+    """Remove every copy whose content is unchanged; keep and name the modified ones, and
+    those ``needed`` says the database still needs. A removal re-checks, right before it,
+    that the file is inside this worktree's version folders, is a regular file with the
+    content the tool wrote, and is not tracked by git here (``reconcile``)."""
+    report = reconcile(manifest, worktree_root, dry_run=dry_run)
+    gone = {id(e) for e in (*report.now_tracked, *report.vanished)}
+    kept: list[ManifestEntry] = []
+    for entry in manifest.entries:
+        if id(entry) in gone:
+            continue
+        path = Path(entry.path)
+        if needed is not None and needed(entry):
+            report.kept_needed.append(entry)
+            kept.append(entry)
+        elif os.path.isfile(path) and not path.is_symlink() and file_sha256(path) == entry.sha256:
+            confine(path, manifest.allowed, "remove")
+            report.removed.append(entry)
+            if not dry_run:
+                os.unlink(path)
+        else:
+            report.kept_modified.append(entry)
+            kept.append(entry)
+    if not dry_run:
+        manifest.entries = kept
+        report.unhidden = sync_ignores(manifest)
+    return report
+
+
+def unhidden_warning(entries: Sequence[ManifestEntry]) -> list[str]:
+    """One line per copy no .gitignore of the tool can hide, with what to do."""
+    return [f"{entry.path} (revision {entry.revision}) is not hidden from git: the "
+            f"{ignore_file_for(Path(entry.path).parent)} there (and every one above it) "
+            "belongs to git or to you; add "
+            f"/{_escape_pattern(Path(entry.path).name)} to it yourself, or run "
+            "`alembic-autocopy clean --all` once the database no longer needs it"
+            for entry in entries]
+
+
+def _tracked_entries(entries: Sequence[ManifestEntry], worktree_root: Path | None) -> set[str]:
+    """Entries whose path git tracks here. A git failure is an error (raised), never
+    "untracked": a file git tracks is never removed."""
+    if worktree_root is None or not entries:
+        return set()
+    paths = [Path(entry.path) for entry in entries]
+    found = git.tracked(worktree_root, paths)
+    return {str(path) for path in paths if path in found}

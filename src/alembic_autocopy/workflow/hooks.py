@@ -1,0 +1,413 @@
+"""Git hooks that check the shared database after checkout, merge and rebase.
+
+Installed where git really reads hooks (``git rev-parse --git-path hooks``: the common git
+folder, so every linked worktree runs them, or ``core.hooksPath``). Each hook is a small
+``sh`` script carrying an ID marker line; a hook that was there before is kept as
+``<name>.legacy`` and run first. The script calls this module with the interpreter that
+installed it (``python -m alembic_autocopy.hooks``), which prints one line and always exits
+0: these hooks run after git has acted, and must never make git look failed.
+
+When the git operation changed no migration file, the hook says so without reading the
+database (no Alembic import, no env.py): that keeps the common checkout fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import shlex
+import sys
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NoReturn
+
+from alembic_autocopy.core import __version__
+from alembic_autocopy.core.errors import AutocopyError, PlacementError
+from alembic_autocopy.effects import git
+from alembic_autocopy.effects.project import ProjectConfig, load_project
+
+HOOK_TYPES = ("post-checkout", "post-merge", "post-rewrite")
+ID_MARKER = "# alembic-autocopy-hook-id: 7c1f4a9e2d"  # identifies our scripts; never change
+LEGACY_SUFFIX = ".legacy"
+SKIP_VARIABLE = "ALEMBIC_AUTOCOPY_NO_HOOK"  # set: the hooks do nothing (sync sets it)
+IN_HOOK_VARIABLE = "ALEMBIC_AUTOCOPY_HOOK"  # set while a hook runs: no progress display
+VERBOSE_VARIABLE = "ALEMBIC_AUTOCOPY_HOOK_VERBOSE"  # set: show env.py's own output
+PREFIX = "alembic-autocopy:"
+_NULL_COMMIT = frozenset({"0" * 40, "0" * 64})
+
+
+# --- installing ------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class HookSettings:
+    """What the installed hooks run, relative to each worktree's root."""
+
+    python: str  # the interpreter that installed them
+    project_dir: str  # folder (relative to the worktree root) the command runs in
+    config_args: tuple[str, ...] = ()
+    section: str = "alembic"
+    x_args: tuple[str, ...] = ()
+    auto_upgrade: bool = False
+
+
+@dataclass(frozen=True)
+class HookChange:
+    name: str
+    path: Path
+    action: str  # installed, updated, removed, restored, absent, not-ours
+    legacy: Path | None = None  # the previous hook, kept (install) or put back (uninstall)
+
+
+def hooks_dir(worktree: Path) -> Path:
+    """The folder git reads hooks from for ``worktree`` (honours ``core.hooksPath``)."""
+    return git.git_path(worktree, "hooks")
+
+
+def refuse_tracked_folder(worktree: Path, folder: Path) -> None:
+    """Never write hooks into a folder git tracks (``core.hooksPath`` set to a folder of the
+    repository, e.g. ``.githooks``): a rewritten hook would be a change to commit, in every
+    clone."""
+    root = git.toplevel(worktree)
+    if root is None:
+        return
+    try:
+        inside = Path(os.path.realpath(folder)).relative_to(os.path.realpath(root))
+    except ValueError:
+        return  # outside this worktree (the repository's own hooks folder, or elsewhere)
+    listed = git.run_git(["--literal-pathspecs", "ls-files", "-z", "--", str(inside)],
+                         root).stdout
+    if any(listed.split(b"\0")):
+        raise PlacementError(
+            f"refusing to write hooks into {folder}: core.hooksPath points to a folder git "
+            "tracks in this repository",
+            hint="add a line running `alembic-autocopy check` to your tracked hooks "
+                 "yourself (and commit it), or unset core.hooksPath; nothing was changed")
+
+
+def is_ours(path: Path) -> bool:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            return ID_MARKER in handle.read(4096)
+    except OSError:
+        return False
+
+
+def hook_script(name: str, settings: HookSettings) -> str:
+    """The ``sh`` script for hook ``name``: the legacy hook first, then the check."""
+    command = [settings.python, "-m", "alembic_autocopy.hooks", name,
+               "--project-dir", settings.project_dir]
+    for config in settings.config_args:
+        command += ["-c", config]
+    if settings.section != "alembic":
+        command += ["-n", settings.section]
+    for x_arg in settings.x_args:
+        command += ["-x", x_arg]
+    if settings.auto_upgrade:
+        command.append("--auto-upgrade")
+    call = shlex.join(command) + ' -- "$@"'
+    legacy = f'"$hook_dir/{name}{LEGACY_SUFFIX}"'
+    reads_stdin = name == "post-rewrite"  # git writes "old new" lines to it
+    lines = [
+        "#!/bin/sh",
+        ID_MARKER,
+        f"# {name} hook installed by `alembic-autocopy install-hooks` ({__version__}). It checks",
+        "# that this worktree knows every revision the shared database applied, prints one",
+        "# line and never stops git. `alembic-autocopy uninstall-hooks` removes it and puts back",
+        f"# {name}{LEGACY_SUFFIX} (the hook that was here before; it runs first).",
+        'hook_dir="${0%/*}"',
+    ]
+    if reads_stdin:
+        lines.append('input="$(cat)"')
+    lines += [
+        f"if [ -x {legacy} ]; then",
+        (f'    printf "%s\\n" "$input" | {legacy} "$@"' if reads_stdin
+         else f'    {legacy} "$@"'),
+        "fi",
+        f'if [ -z "${{{SKIP_VARIABLE}:-}}" ]; then',
+        f"    if [ -x {shlex.quote(settings.python)} ]; then",
+        (f'        printf "%s\\n" "$input" | {IN_HOOK_VARIABLE}=1 {call}' if reads_stdin
+         else f"        {IN_HOOK_VARIABLE}=1 {call}"),
+        "    else",
+        "        echo " + shlex.quote(f"{PREFIX} hook skipped: {settings.python} is gone; "
+                                 "run `alembic-autocopy install-hooks` again"),
+        "    fi",
+        "fi",
+        "exit 0",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def install(worktree: Path, settings: HookSettings) -> list[HookChange]:
+    """Write the three hooks; keep any foreign hook as ``<name>.legacy``. Validates all three
+    before changing anything."""
+    folder = hooks_dir(worktree)
+    refuse_tracked_folder(worktree, folder)
+    for name in HOOK_TYPES:
+        path, legacy = folder / name, folder / (name + LEGACY_SUFFIX)
+        present = path.exists() or path.is_symlink()
+        if present and not is_ours(path) and (legacy.exists() or legacy.is_symlink()):
+            raise PlacementError(
+                f"cannot keep your {path}: {legacy.name} exists too",
+                hint=f"merge the two by hand (or remove {legacy}), then run install-hooks again")
+    folder.mkdir(parents=True, exist_ok=True)
+    changes: list[HookChange] = []
+    for name in HOOK_TYPES:
+        path, legacy = folder / name, folder / (name + LEGACY_SUFFIX)
+        kept: Path | None = legacy if legacy.exists() else None
+        action = "installed"
+        if path.exists() or path.is_symlink():
+            if is_ours(path):
+                action = "updated"
+            else:
+                os.rename(path, legacy)
+                kept = legacy
+        _write_executable(path, hook_script(name, settings))
+        changes.append(HookChange(name, path, action, kept))
+    return changes
+
+
+def _write_executable(path: Path, text: str) -> None:
+    temporary = path.with_name(f".{path.name}.alembic-autocopy-tmp")
+    temporary.write_text(text, encoding="utf-8")
+    os.chmod(temporary, 0o755)
+    os.replace(temporary, path)
+
+
+def uninstall(worktree: Path) -> list[HookChange]:
+    """Remove our hooks; put back the ``.legacy`` ones. Leaves anyone else's hook alone."""
+    folder = hooks_dir(worktree)
+    refuse_tracked_folder(worktree, folder)
+    changes: list[HookChange] = []
+    for name in HOOK_TYPES:
+        path, legacy = folder / name, folder / (name + LEGACY_SUFFIX)
+        present = path.exists() or path.is_symlink()
+        if present and not is_ours(path):
+            changes.append(HookChange(name, path, "not-ours"))
+            continue
+        if present:
+            path.unlink()
+        if legacy.exists() or legacy.is_symlink():
+            os.rename(legacy, path)
+            changes.append(HookChange(name, path, "restored", legacy))
+        else:
+            changes.append(HookChange(name, path, "removed" if present else "absent"))
+    return changes
+
+
+def installed(worktree: Path) -> dict[str, bool]:
+    """Which of the three hooks are ours (for ``status``)."""
+    folder = hooks_dir(worktree)
+    return {name: is_ours(folder / name) for name in HOOK_TYPES}
+
+
+# --- running (what the installed script calls) -------------------------------------------------
+
+class _BadArguments(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise _BadArguments(message)  # one line from main(), not a usage screen
+
+
+def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    """``HOOK [options] -- GIT'S ARGUMENTS``: split at ``--`` by hand, as git's arguments may
+    look like anything."""
+    words = list(sys.argv[1:] if argv is None else argv)
+    ours, hook_args = (words[:words.index("--")], words[words.index("--") + 1:]) \
+        if "--" in words else (words, [])
+    parser = _Parser(prog="python -m alembic_autocopy.hooks")
+    parser.add_argument("hook", choices=[*HOOK_TYPES, "pre-commit"],
+                        help="the git hook being run; pre-commit: read PRE_COMMIT_* variables")
+    parser.add_argument("--project-dir", default=".")
+    parser.add_argument("-c", "--config", action="append", default=[])
+    parser.add_argument("-n", "--name", default="alembic")
+    parser.add_argument("-x", action="append", default=[])
+    parser.add_argument("--auto-upgrade", action="store_true")
+    options = parser.parse_args(ours)
+    options.hook_args = hook_args
+    return options
+
+
+def _from_pre_commit(environ: dict[str, str]) -> tuple[str, list[str]]:
+    """The hook and its git arguments, from what the pre-commit framework exports."""
+    if "PRE_COMMIT_CHECKOUT_TYPE" in environ:
+        return "post-checkout", [environ.get("PRE_COMMIT_FROM_REF", ""),
+                                 environ.get("PRE_COMMIT_TO_REF", ""),
+                                 environ["PRE_COMMIT_CHECKOUT_TYPE"]]
+    if "PRE_COMMIT_IS_SQUASH_MERGE" in environ:
+        return "post-merge", [environ["PRE_COMMIT_IS_SQUASH_MERGE"]]
+    if "PRE_COMMIT_REWRITE_COMMAND" in environ:
+        return "post-rewrite", [environ["PRE_COMMIT_REWRITE_COMMAND"]]
+    return "pre-commit", []
+
+
+def _previous_commit(hook: str, hook_args: Sequence[str], stdin_text: str) -> str | None:
+    """The commit the worktree was at before git acted (None: unknown, check everything)."""
+    if hook == "post-checkout":
+        previous = hook_args[0] if hook_args else ""
+        return None if not previous or previous in _NULL_COMMIT else previous
+    if hook == "post-merge":
+        return "ORIG_HEAD"
+    if hook == "post-rewrite":
+        if hook_args and hook_args[0] == "rebase":
+            return "ORIG_HEAD"
+        first = stdin_text.split()  # amend: "old new"
+        return first[0] if first else None
+    return None
+
+
+def _busy(root: Path) -> bool:
+    """A rebase is under way: git runs post-checkout at its start; post-rewrite follows."""
+    result = git.run_git(["rev-parse", "--path-format=absolute", "--git-path", "rebase-merge",
+                          "--git-path", "rebase-apply"], root, check=False)  # one process
+    return any(Path(line).exists() for line in result.text.splitlines() if line)
+
+
+def migrations_changed(root: Path, previous: str, version_locations: Sequence[Path]) -> bool:
+    """Did any file under the version locations change between ``previous`` and now?"""
+    relative: list[str] = []
+    for location in version_locations:
+        try:
+            relative.append(str(location.resolve().relative_to(root.resolve())) or ".")
+        except ValueError:
+            return True  # outside this worktree: git cannot tell
+    result = git.run_git(["diff", "--quiet", "--no-ext-diff", "--no-renames", previous, "--",
+                          *relative], root, check=False)
+    return result.returncode != 0  # 1: changed; anything else (no ORIG_HEAD...): check
+
+
+@contextlib.contextmanager
+def _silenced() -> Iterator[None]:
+    """env.py's logging and Alembic's INFO lines would break the one-line promise."""
+    if os.environ.get(VERBOSE_VARIABLE):
+        yield
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = (os.dup(1), os.dup(2))
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 1)
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for descriptor in (*saved, devnull):
+            os.close(descriptor)
+
+
+def run_hook(options: argparse.Namespace, root: Path, stdin_text: str = "") -> str | None:
+    """Do the hook's work; return its one line (None: nothing worth saying)."""
+    hook, hook_args = options.hook, list(options.hook_args)
+    if hook == "pre-commit":
+        hook, hook_args = _from_pre_commit(dict(os.environ))
+    if hook == "post-checkout" and len(hook_args) >= 3 and hook_args[2] == "0":
+        return None  # a file checkout (`git checkout -- path`), not a branch switch
+    if hook == "post-checkout" and _busy(root):
+        return None  # post-rewrite follows at the end (the rebase folder is still there then)
+    folder = (root / options.project_dir).resolve()
+    if not folder.is_dir():
+        return None  # this branch does not have the project
+    # git runs hooks from the worktree root; Alembic resolves prepend_sys_path (the
+    # template's ".") and relative paths from the current folder: run where the hooks were
+    # installed, where the user runs `alembic` (e.g. backend/), with the sys.path it has there.
+    os.chdir(folder)
+    try:
+        project = load_project(options.config, options.name, options.x, cwd=folder)
+    except AutocopyError as error:
+        return f"{PREFIX} skipped: {error.message}"
+    previous = _previous_commit(hook, hook_args, stdin_text)
+    if previous is not None and not migrations_changed(root, previous,
+                                                       project.version_locations):
+        return f"{PREFIX} no migration changed; nothing to check"
+    try:
+        with _silenced():
+            return _check_or_repair(project, options.auto_upgrade, options)
+    except AutocopyError as error:
+        return (f"{PREFIX} check failed: {error.message} "
+                f"(`{suggested_command(options, 'check')}` explains)")
+
+
+def suggested_command(options: argparse.Namespace, verb: str) -> str:
+    """The command to type at the worktree root (where git runs hooks and users stand):
+    ``cd backend && alembic-autocopy -c x.ini upgrade`` when the project is in a subfolder."""
+    words = ["alembic-autocopy"]
+    for config in options.config:
+        words += ["-c", config]
+    if options.name != "alembic":
+        words += ["-n", options.name]
+    for x_arg in options.x:
+        words += ["-x", x_arg]
+    command = shlex.join([*words, verb])
+    folder = options.project_dir
+    if folder in (".", ""):
+        return command
+    return f"cd {shlex.quote(folder)} && {command}"
+
+
+def _check_or_repair(project: ProjectConfig, auto_upgrade: bool,
+                     options: argparse.Namespace | None = None) -> str:
+    # Imported here: the common case above (nothing changed) never pays for them.
+    from alembic_autocopy import repair
+    from alembic_autocopy.cli.report import blocked_message
+    from alembic_autocopy.core.model import Outcome
+
+    if auto_upgrade:
+        report = repair.repair(project)
+        brought = len(report.situation.plan.bring)
+        heads = ", ".join(report.heads_after) or "(empty)"
+        if brought or report.applied:
+            return (f"{PREFIX} brought in {brought} migration(s), applied "
+                    f"{len(report.applied)}; database heads: {heads}")
+        return f"{PREFIX} OK, the database is current ({heads})"
+    situation = repair.assess(project, repair.Options())
+    plan = situation.plan
+    if plan.outcome is Outcome.NOTHING_TO_DO and not situation.applied:
+        return f"{PREFIX} OK, the database is empty (no revision applied yet)"
+    if plan.outcome is Outcome.NOTHING_TO_DO:
+        heads = ", ".join(situation.applied)
+        return f"{PREFIX} OK, this worktree knows every revision the database applied ({heads})"
+    if options is None:
+        options = argparse.Namespace(config=[], name="alembic", x=[], project_dir=".")
+    if plan.outcome is Outcome.PLAN:
+        return (f"{PREFIX} the database holds {len(plan.unknown_applied)} revision(s) this "
+                f"worktree lacks ({', '.join(plan.unknown_applied)}): run "
+                f"`{suggested_command(options, 'upgrade')}`")
+    return (f"{PREFIX} {blocked_message(plan)} (`{suggested_command(options, 'check')}` "
+            "explains)")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the installed scripts: one line, exit 0, whatever happens."""
+    line: str | None
+    try:
+        options = _parse(argv)
+        os.environ[IN_HOOK_VARIABLE] = "1"
+        stdin_text = ""
+        if options.hook == "post-rewrite" and not sys.stdin.isatty():
+            stdin_text = sys.stdin.read()
+        line = run_hook(options, Path.cwd(), stdin_text)
+    except _BadArguments as error:  # a hook script written by another version
+        line = f"{PREFIX} hook not run ({error}): run `alembic-autocopy install-hooks` again"
+    except BaseException as error:  # never let git see a failure from a post-hook
+        line = f"{PREFIX} hook failed: {type(error).__name__}: {error}"
+    if line:
+        from alembic_autocopy.cli.output import shown
+
+        print(shown(line), flush=True)  # secrets masked, outside text escaped
+    if argv is None:  # a git hook's process ends here: as main.ending_process, without
+        import gc  # importing main.py (argparse) on the hook's fast path
+
+        gc.freeze()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
