@@ -424,8 +424,9 @@ def test_an_unreadable_file_here_naming_a_needed_id_blocks_the_copy(
 
 
 def test_grouping_and_long_lists_are_pure_and_keep_every_item_with_verbose() -> None:
-    from alembic_autocopy.cli.report import id_list, skipped_lines
+    from alembic_autocopy.cli.report import skipped_lines
     from alembic_autocopy.core.model import SkippedFile
+    from alembic_autocopy.core.wording import id_list
 
     items = [SkippedFile(f"a{n}", f"line {n}: why") for n in range(200)]
     items.insert(1, SkippedFile("b", "other"))

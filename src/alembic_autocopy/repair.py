@@ -7,20 +7,28 @@ placement). It returns data; commands and the Python API decide how to show it.
 from __future__ import annotations
 
 import contextlib
-import functools
 import os
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from alembic_autocopy.core import planning
+from alembic_autocopy.core import planning, wording
 from alembic_autocopy.core.errors import (
     AutocopyError,
     MigrationParseError,
     PlacementError,
     PlanBlocked,
 )
-from alembic_autocopy.core.model import Candidate, LocationKind, ManifestEntry, Outcome, Plan
+from alembic_autocopy.core.model import (
+    Candidate,
+    LocationKind,
+    ManifestEntry,
+    Outcome,
+    Plan,
+)
+from alembic_autocopy.core.model import (
+    Options as Options,  # the repair's request; defined in the core, named here too
+)
 from alembic_autocopy.effects.project import ProjectConfig
 from alembic_autocopy.sources import scanning
 
@@ -28,13 +36,12 @@ TYPE_CHECKING = False  # typing's, without importing typing (~3 ms of every star
 # placement is imported where files are placed (`check` never is), records and drift where
 # the database is read (`find` and `list --no-db` never are).
 if TYPE_CHECKING:
-    from typing import Any, TypeVar
+    from typing import Any
 
     from alembic_autocopy.core.drift import Drift
     from alembic_autocopy.effects import locking, placement
     from alembic_autocopy.sources import records
 
-    F = TypeVar("F", bound=Callable[..., Any])
 
 ContentReader = Callable[[Candidate], bytes]
 UNSAFE_NAME = "unsafe name refused"  # how a skipped file with a hostile name is reported
@@ -78,30 +85,6 @@ INVENTORY_EXTENSIONS.append(_search_git_objects)
 CONTENT_READERS.update(dict.fromkeys(
     (LocationKind.BRANCH, LocationKind.REMOTE, LocationKind.TAG, LocationKind.STASH),
     _read_git_object))
-
-
-@dataclass(frozen=True)
-class Options:
-    """What the user asked for, beyond the project's configuration."""
-
-    prefer: tuple[str, ...] = ()
-    dry_run: bool = False
-    fetch: bool | None = None  # None: the configuration decides
-    from_database: bool = False
-    allow_untrusted_source: bool = False
-    git_refs: bool | None = None
-    lock_timeout: float | None = None  # None: the configuration decides (lock_timeout)
-    notify_url: str | None = None  # None: the configuration decides (--notify-url)
-    quiet: bool = False  # -q: hide Alembic's INFO lines ("Running upgrade ...") too
-    # Only candidates whose id starts with this (``find``): sources may skip the rest early.
-    revision_prefix: str | None = None
-    # Planning only (check, upgrade): leave out what no plan can use, i.e. copies elsewhere
-    # of revisions this worktree has (plan_repair never brings those) and git copies of a
-    # content some file holds (the file is closer). find/list/status/graph show everything.
-    closest_only: bool = False
-    # Listing only (``list`` without -v/--json): build at most this many git candidates per
-    # revision, the closest refs; the rest are counted (Inventory.more_places).
-    places_per_revision: int | None = None
 
 
 @dataclass
@@ -413,7 +396,7 @@ def layout_warnings(situation: Situation) -> list[str]:
     """What makes the tool (and Alembic) read other migrations than this worktree's: a
     script location in another worktree (``pkg:path`` importable from there), or version
     folders that hold nothing while the database holds revisions."""
-    from alembic_autocopy.cli.report import id_list
+    from alembic_autocopy.core.wording import id_list
     from alembic_autocopy.effects import git
 
     project, root = situation.project, situation.worktree_root
@@ -472,10 +455,8 @@ def _unreadable_clash(situation: Situation) -> AutocopyError | None:
 def blocking_problem(situation: Situation) -> AutocopyError | None:
     """What makes this worktree unusable whatever the plan: one id in two of its files,
     or a --prefer that would create that. None when there is none."""
-    from alembic_autocopy.cli import report
-
     if situation.refused_preferences:
-        parts = [f"--prefer names {report.source_of(theirs)}, another version of revision "
+        parts = [f"--prefer names {wording.source_of(theirs)}, another version of revision "
                  f"{theirs.revision}, which this worktree already has "
                  f"({ours.location.path})" for theirs, ours in situation.refused_preferences]
         return AutocopyError(
@@ -560,9 +541,26 @@ def _preference(project: ProjectConfig, options: Options) -> planning.Preference
     return planning.matches_preference(wanted)
 
 
+def with_record_notes(message: str, hint: str, situation: Situation) -> tuple[str, str]:
+    """Add what the record table could tell to a blocked plan's message and hint."""
+    parts, hints = [message], [hint] if hint else []
+    held = situation.held_by_database
+    recorded = situation.recorded
+    if held and recorded is not None:
+        ids = ", ".join(c.revision for c in held)
+        parts.append(f"the database holds {ids} in its record table {recorded.name} "
+                     f"({held[-1].location.detail}) but is not trusted")
+        hints.insert(0, wording.TRUST_HINT)
+    if recorded is not None:
+        unresolved = {u.revision for u in situation.plan.unresolved}
+        for revision in sorted(unresolved & recorded.refused.keys()):
+            refusal = recorded.refused[revision]
+            parts.append(f"the {refusal.path} was refused: {refusal.reason}")
+    return "; ".join(parts), "; ".join(hints)
+
+
 def ensure_plan_possible(situation: Situation) -> None:
     """Raise PlanBlocked (exit 1) when the plan has unresolved ids or conflicts."""
-    from alembic_autocopy.cli import report
     from alembic_autocopy.sources import trust
 
     problem = blocking_problem(situation)
@@ -572,8 +570,8 @@ def ensure_plan_possible(situation: Situation) -> None:
     trust.check_unresolved((u.revision for u in plan.unresolved),
                            situation.inventory.untrusted)
     if plan.outcome in (Outcome.CONFLICT, Outcome.UNRESOLVED):
-        message, hint = report.blocked_message(plan), report.blocked_hint(plan)
-        message, hint = report.with_record_notes(message, hint, situation)
+        message, hint = wording.blocked_message(plan), wording.blocked_hint(plan)
+        message, hint = with_record_notes(message, hint, situation)
         # Why a search came up short (offline, git-lfs missing, a file under a name that
         # would write outside the versions folder...) explains "found nowhere".
         refused = [f"{s.path}: {s.reason}" for s in situation.inventory.skipped
@@ -584,24 +582,6 @@ def ensure_plan_possible(situation: Situation) -> None:
         raise PlanBlocked(message, plan, hint)
 
 
-def _recorded(function: F) -> F:
-    """``events.recorded``, applied on the first call: the event log and the notifications
-    are for runs that repair, so the commands that only read never import them."""
-    wrapped: Callable[..., Any] | None = None
-
-    @functools.wraps(function)
-    def first_use(*args: Any, **kwargs: Any) -> Any:
-        nonlocal wrapped
-        if wrapped is None:
-            from alembic_autocopy.workflow import events
-
-            wrapped = events.recorded(function)
-        return wrapped(*args, **kwargs)
-
-    return first_use  # type: ignore[return-value]
-
-
-@_recorded  # every repair, done or failed, is logged and notified
 def repair(project: ProjectConfig, target: str = "head", options: Options | None = None,
            on_version_apply: Sequence[Callable[..., None]] = (), *, upgrade: bool = True,
            situation: Situation | None = None,
@@ -647,7 +627,6 @@ def repair(project: ProjectConfig, target: str = "head", options: Options | None
                           before_upgrade, held)
 
 
-@_recorded  # logged and notified like every repair
 def bring_in(project: ProjectConfig, applied: Sequence[str], options: Options | None = None,
              target: str = "head", *,
              notify: Callable[[str], None] | None = None) -> RepairReport:

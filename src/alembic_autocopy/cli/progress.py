@@ -6,8 +6,8 @@ redrawn at most ten times a second, goes to stderr, and is erased when the work 
 never mixes with the real output. It stays off with ``--json``, ``-q``, when stderr is not a
 terminal, in git hooks, and when ``ALEMBIC_AUTOCOPY_NO_PROGRESS`` is set.
 
-Code that does long work reports through ``counter(total, what)`` without knowing whether a
-line is shown: when none is, the returned function does nothing.
+Code that does long work reports through ``core.progress_report.counter(total, what)``
+without knowing whether a line is shown; ``shown`` connects it to this line.
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
+
+from alembic_autocopy.core import progress_report
 
 TYPE_CHECKING = False  # typing's, without importing typing (~3 ms of every start)
 if TYPE_CHECKING:
@@ -113,7 +115,8 @@ def shown(enabled: bool, stream: TextIO | None = None) -> Iterator[ProgressLine 
     line = ProgressLine(stream if stream is not None else sys.stderr)
     previous, _active = _active, line
     try:
-        yield line
+        with progress_report.listening(counter):  # the lower layers' work reaches this line
+            yield line
     finally:
         line.clear()
         _active = previous

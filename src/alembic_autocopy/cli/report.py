@@ -2,25 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 
 from alembic_autocopy.core.model import (
     Candidate,
-    Conflict,
     Location,
     ManifestEntry,
     MigrationHeader,
     Plan,
     SkippedFile,
-    Unresolved,
 )
+from alembic_autocopy.core.wording import source_of
 
 TYPE_CHECKING = False  # typing's, without importing typing (~3 ms of every start)
 if TYPE_CHECKING:
     from typing import Any
 
     from alembic_autocopy.core.drift import Drift
-    from alembic_autocopy.repair import Situation
 
 
 def location_json(location: Location) -> dict[str, Any]:
@@ -104,41 +102,6 @@ def skipped_lines(skipped: Iterable[SkippedFile], verbose: bool = False) -> list
     return lines
 
 
-def source_of(candidate: Candidate) -> str:
-    location = candidate.location
-    where = location.describe()
-    if location.path and location.kind.is_file:
-        copy = f" ({location.detail})" if location.is_copy else ""
-        return f"{where}: {location.path}{copy}"
-    if location.path:
-        # git objects: the ref, then the commit and its date (which version of the ref).
-        at = f" @ {location.commit[:10]}" if location.commit else ""
-        if location.commit_date:
-            at += f" ({location.commit_date})"
-        lfs = " [Git LFS]" if location.detail == "Git LFS" else ""
-        return f"{where}: {location.path}{at}{lfs}"
-    return where
-
-
-def id_list(ids: Sequence[str], limit: int = 8) -> str:
-    """``a, b, c`` or, for a long list, its first ``limit`` ids and how many more (a list of
-    a hundred ids on one line helps nobody; ``--json`` has them all)."""
-    shown = [revision for revision in ids if revision]
-    if len(shown) <= limit:
-        return ", ".join(shown)
-    return f"{', '.join(shown[:limit])} and {len(shown) - limit} more"
-
-
-def missing_sentence(plan: Plan) -> str:
-    """Why a plan brings anything in: the database's unknown revisions, or parents this
-    worktree's own files lack (a file copied by hand without its ancestry)."""
-    if plan.unknown_applied:
-        return (f"The database has {len(plan.unknown_applied)} revision(s) this worktree "
-                f"lacks: {id_list(plan.unknown_applied)}")
-    return (f"This worktree's own migrations need {len(plan.bring)} parent migration(s) it "
-            "lacks")
-
-
 def plan_lines(plan: Plan) -> list[str]:
     """One line per revision to bring in, parents first, with where it comes from."""
     lines = []
@@ -149,62 +112,7 @@ def plan_lines(plan: Plan) -> list[str]:
     return lines
 
 
-def _needed_by(unresolved: Unresolved) -> str:
-    names = ["the database" if n == "database" else n for n in unresolved.needed_by]
-    return ", ".join(names) or "?"
-
-
-def blocked_message(plan: Plan) -> str:
-    parts = []
-    if plan.conflicts:
-        parts.append("; ".join(conflict_sentence(c) for c in plan.conflicts))
-    if plan.unresolved:
-        ids = ", ".join(f"{u.revision} (needed by {_needed_by(u)})" for u in plan.unresolved)
-        parts.append(f"revision(s) found nowhere: {ids}")
-    return "cannot repair: " + "; ".join(parts) + "; nothing was changed"
-
-
-def conflict_sentence(conflict: Conflict) -> str:
-    places = ", ".join(f"{source_of(c)} [sha256 {c.sha256[:12]}]" for c in conflict.candidates)
-    return f"revision {conflict.revision} exists with different contents: {places}"
-
-
-def blocked_hint(plan: Plan) -> str:
-    hints = []
-    if plan.conflicts:
-        hints.append("choose one with --prefer PATH_OR_WORKTREE_OR_BRANCH")
-    if plan.unresolved:
-        hints.append("fetch or check out the branch that has it, add the folder that has it "
-                     "to [tool.alembic-autocopy] search, or run "
-                     "`alembic-autocopy find REV` to look again")
-    return "; ".join(hints)
-
-
 # --- the record table and drift (see records.py, drift.py) ---------------------------------
-
-TRUST_HINT = ("trust it for this run with --from-database, or for good with "
-              "trust_database = true under [tool.alembic-autocopy] in pyproject.toml (or "
-              "[alembic-autocopy] in alembic.ini); it hands code from the database to this "
-              "machine, so trust only a database your team controls")
-
-
-def with_record_notes(message: str, hint: str, situation: Situation) -> tuple[str, str]:
-    """Add what the record table could tell to a blocked plan's message and hint."""
-    parts, hints = [message], [hint] if hint else []
-    held = situation.held_by_database
-    recorded = situation.recorded
-    if held and recorded is not None:
-        ids = ", ".join(c.revision for c in held)
-        parts.append(f"the database holds {ids} in its record table {recorded.name} "
-                     f"({held[-1].location.detail}) but is not trusted")
-        hints.insert(0, TRUST_HINT)
-    if recorded is not None:
-        unresolved = {u.revision for u in situation.plan.unresolved}
-        for revision in sorted(unresolved & recorded.refused.keys()):
-            refusal = recorded.refused[revision]
-            parts.append(f"the {refusal.path} was refused: {refusal.reason}")
-    return "; ".join(parts), "; ".join(hints)
-
 
 def drift_lines(drift: Drift | None, diffs: Mapping[str, list[str]] | None = None
                 ) -> list[str]:

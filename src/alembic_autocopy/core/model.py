@@ -63,6 +63,8 @@ _KIND_ORDER = list(LocationKind)
 
 #: ``Location.detail`` of a file this tool placed (see ``Location.is_copy``).
 COPY_DETAIL = "copy placed by alembic-autocopy"
+#: A context option alembic-autocopy's own runs of env.py pass: they are never healed.
+INTERNAL_OPTION = "alembic_autocopy_internal"
 
 @dataclass(frozen=True)
 class Location:
@@ -215,3 +217,27 @@ class ManifestEntry:
     source: str  # Location.describe() of where it came from
     source_path: str | None
     placed_at: str  # ISO 8601, UTC
+
+
+@dataclass(frozen=True)
+class Options:
+    """What the user asked for, beyond the project's configuration."""
+
+    prefer: tuple[str, ...] = ()
+    dry_run: bool = False
+    fetch: bool | None = None  # None: the configuration decides
+    from_database: bool = False
+    allow_untrusted_source: bool = False
+    git_refs: bool | None = None
+    lock_timeout: float | None = None  # None: the configuration decides (lock_timeout)
+    notify_url: str | None = None  # None: the configuration decides (--notify-url)
+    quiet: bool = False  # -q: hide Alembic's INFO lines ("Running upgrade ...") too
+    # Only candidates whose id starts with this (``find``): sources may skip the rest early.
+    revision_prefix: str | None = None
+    # Planning only (check, upgrade): leave out what no plan can use, i.e. copies elsewhere
+    # of revisions this worktree has (plan_repair never brings those) and git copies of a
+    # content some file holds (the file is closer). find/list/status/graph show everything.
+    closest_only: bool = False
+    # Listing only (``list`` without -v/--json): build at most this many git candidates per
+    # revision, the closest refs; the rest are counted (Inventory.more_places).
+    places_per_revision: int | None = None

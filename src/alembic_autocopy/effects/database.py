@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from alembic_autocopy.core.errors import AutocopyError, ConfigError, DatabaseError
+from alembic_autocopy.core.model import INTERNAL_OPTION  # our own runs of env.py are not healed
 from alembic_autocopy.core.redaction import mask_passwords, mask_url, remember_url
 from alembic_autocopy.effects.project import ProjectConfig
-from alembic_autocopy.workflow.heal import INTERNAL_OPTION  # our own runs of env.py are not healed
 
 if TYPE_CHECKING:
     from alembic.config import Config

@@ -40,6 +40,7 @@ from alembic_autocopy.core.model import (
     Location,
     LocationKind,
     MigrationHeader,
+    Options,
     SkippedFile,
     short_ref,
 )
@@ -52,7 +53,6 @@ TYPE_CHECKING = False  # typing's, without importing typing (~3 ms of every star
 if TYPE_CHECKING:
     from typing import IO
 
-    from alembic_autocopy.repair import Options
     from alembic_autocopy.sources.index import MigrationIndex
 
 #: The kinds of location this module produces (repair registers its content reader for them).

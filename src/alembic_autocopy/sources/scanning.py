@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from alembic_autocopy.cli import progress
+from alembic_autocopy.core import progress_report
 from alembic_autocopy.core.errors import GitError, MigrationParseError
 from alembic_autocopy.core.model import (
     COPY_DETAIL,
@@ -357,7 +357,7 @@ def scan(project: ProjectConfig, reader: FileReader = read_migration_file,
                     text, project.recursive_version_locations, inventory.skipped)))
     max_bytes = project.tool.max_file_bytes
 
-    tick = progress.counter(len(jobs), "reading migration folders")
+    tick = progress_report.counter(len(jobs), "reading migration folders")
 
     def read_folder(job: tuple[Source, str, list[str], list[tuple[str, bool]]]
                     ) -> tuple[list[str], set[str], _FolderResult]:

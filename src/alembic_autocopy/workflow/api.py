@@ -100,7 +100,8 @@ def ensure_database_current(
     configuration is restored afterwards (env.py's ``fileConfig()`` would otherwise disable
     every logger that existed before it ran).
     """
-    from alembic_autocopy.repair import Options, repair
+    from alembic_autocopy.core.model import Options
+    from alembic_autocopy.workflow.events import repair
 
     folder = Path(cwd) if cwd is not None else Path.cwd()
     try:

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from alembic_autocopy import repair as repair_module
 from alembic_autocopy.core.errors import AutocopyError, PlanBlocked
 
 if TYPE_CHECKING:
@@ -323,3 +324,9 @@ def summarize(events: Iterable[Mapping[str, Any]], since: str | None = None,
             summary.first = when if summary.first is None else min(summary.first, when)
             summary.last = when if summary.last is None else max(summary.last, when)
     return summary
+
+
+#: Every repair, done or failed, is logged and notified: the commands, the hooks, the API and
+#: the env.py heal call these, never ``alembic_autocopy.repair``'s own functions directly.
+repair = recorded(repair_module.repair)
+bring_in = recorded(repair_module.bring_in)

@@ -39,8 +39,6 @@ if TYPE_CHECKING:
 
     from alembic_autocopy.effects.project import ProjectConfig
 
-#: A context option alembic-autocopy's own runs of env.py pass: they are never healed.
-INTERNAL_OPTION = "alembic_autocopy_internal"
 PREFIX = "alembic-autocopy: "
 
 MigrationFn = Callable[[Any, "MigrationContext"], Iterable[Any]]
@@ -259,15 +257,15 @@ def _bring_in_and_go(original: MigrationFn, heads: tuple[str, ...],
                      context: MigrationContext) -> Iterable[Any]:
     """Place what ``heads`` need (the caller holds the database lock), rebuild Alembic's map
     of revisions, then the command's own ``fn`` (``heads`` for a brought-in second head)."""
-    from alembic_autocopy import repair
     from alembic_autocopy.core.errors import AutocopyError
+    from alembic_autocopy.workflow import events
 
     project = _project(context)
     script = context.script
     if project is None or script is None:
         return original(heads, context)
     try:
-        report = repair.bring_in(project, heads, notify=say)
+        report = events.bring_in(project, heads, notify=say)
     except AutocopyError as error:
         raise _command_error(error) from error
     for warning in report.warnings:

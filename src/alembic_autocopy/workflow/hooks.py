@@ -356,11 +356,12 @@ def _check_or_repair(project: ProjectConfig, auto_upgrade: bool,
                      options: argparse.Namespace | None = None) -> str:
     # Imported here: the common case above (nothing changed) never pays for them.
     from alembic_autocopy import repair
-    from alembic_autocopy.cli.report import blocked_message
     from alembic_autocopy.core.model import Outcome
+    from alembic_autocopy.core.wording import blocked_message
+    from alembic_autocopy.workflow import events
 
     if auto_upgrade:
-        report = repair.repair(project)
+        report = events.repair(project)
         brought = len(report.situation.plan.bring)
         heads = ", ".join(report.heads_after) or "(empty)"
         if brought or report.applied:
@@ -399,9 +400,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BaseException as error:  # never let git see a failure from a post-hook
         line = f"{PREFIX} hook failed: {type(error).__name__}: {error}"
     if line:
-        from alembic_autocopy.cli.output import shown
+        from alembic_autocopy.core.redaction import mask_passwords, terminal_safe
 
-        print(shown(line), flush=True)  # secrets masked, outside text escaped
+        print(terminal_safe(mask_passwords(line)), flush=True)  # outside text escaped
     if argv is None:  # a git hook's process ends here: as main.ending_process, without
         import gc  # importing main.py (argparse) on the hook's fast path
 

@@ -130,7 +130,8 @@ def healing_fn() -> Callable[..., Any] | None:
     prefer ``**options()``."""
     import sys
 
-    from alembic_autocopy.workflow.heal import INTERNAL_OPTION, wrap
+    from alembic_autocopy.core.model import INTERNAL_OPTION
+    from alembic_autocopy.workflow.heal import wrap
 
     module = sys.modules.get("alembic.context")
     environment = getattr(module, "_proxy", None)  # the EnvironmentContext env.py runs in

@@ -58,7 +58,7 @@ class Lineage:
 def split_lineage(local: Sequence[Candidate], elsewhere: Sequence[Candidate],
                   managed: Sequence[str], heads: Sequence[str]) -> Lineage:
     """Pure. ``managed``: paths of the copies this tool placed here (the manifest)."""
-    from alembic_autocopy.cli.commands.revision import foreign_revisions  # the same rule
+    from alembic_autocopy.core.foreign import foreign_revisions  # the same rule
 
     copies = foreign_revisions(local, elsewhere, managed)
     own_files = [c for c in local if c.revision not in copies]

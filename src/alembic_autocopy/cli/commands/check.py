@@ -17,14 +17,9 @@ from alembic_autocopy.cli.commands import (
 from alembic_autocopy.cli.commands.common import show_inventory_warnings
 from alembic_autocopy.cli.commands.record import show_records
 from alembic_autocopy.cli.output import Output
-from alembic_autocopy.cli.report import (
-    blocked_hint,
-    blocked_message,
-    missing_sentence,
-    plan_json,
-    plan_lines,
-)
+from alembic_autocopy.cli.report import plan_json, plan_lines
 from alembic_autocopy.core.model import Outcome
+from alembic_autocopy.core.wording import blocked_hint, blocked_message, missing_sentence
 
 if TYPE_CHECKING:
     from alembic_autocopy.effects.project import ProjectConfig
@@ -54,7 +49,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, out: Output) -> int:
     from alembic_autocopy import repair
-    from alembic_autocopy.cli.report import with_record_notes
+    from alembic_autocopy.repair import with_record_notes
 
     project = project_from(args)
     situation = repair.assess(project, options_from(args))

@@ -12,9 +12,10 @@ from alembic_autocopy.cli.commands import (
 )
 from alembic_autocopy.cli.commands.common import broken_reasons, show_inventory_warnings
 from alembic_autocopy.cli.output import Output
-from alembic_autocopy.cli.report import candidate_json, source_of
+from alembic_autocopy.cli.report import candidate_json
 from alembic_autocopy.core.errors import AutocopyError
 from alembic_autocopy.core.planning import locations_of
+from alembic_autocopy.core.wording import source_of
 
 DESCRIPTION = """\
 Print every place that holds REV (a full revision id or a unique prefix): this worktree, the

@@ -39,7 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, out: Output) -> int:
     from alembic_autocopy.cli.commands.common import show_inventory_warnings
-    from alembic_autocopy.cli.report import id_list
+    from alembic_autocopy.core.wording import id_list
     from alembic_autocopy.sources import records, scanning
 
     project = project_from(args)
@@ -77,7 +77,8 @@ def show_records(out: Output, project: ProjectConfig, recorded: RecordSet | None
                  drift: Drift | None, heads: Sequence[str], local: Sequence[Candidate],
                  diff: bool) -> dict[str, Any]:
     """Print drift and record-table notes as warnings; return them for ``--json``."""
-    from alembic_autocopy.cli.report import drift_json, drift_lines, id_list
+    from alembic_autocopy.cli.report import drift_json, drift_lines
+    from alembic_autocopy.core.wording import id_list
     from alembic_autocopy.sources import records
 
     diffs = diffs_of(drift) if diff and drift is not None else None

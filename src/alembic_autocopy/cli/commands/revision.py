@@ -14,7 +14,7 @@ import argparse
 import ast
 import contextlib
 import io
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,7 @@ from alembic_autocopy.cli.commands import options_from, project_from
 from alembic_autocopy.cli.commands.common import show_inventory_warnings
 from alembic_autocopy.cli.output import Output
 from alembic_autocopy.core.errors import AutocopyError, UsageError
+from alembic_autocopy.core.foreign import HeadSplit, split_heads
 from alembic_autocopy.core.model import Candidate
 
 DESCRIPTION = """\
@@ -54,50 +55,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="revision id to use instead of a generated one")
     parser.add_argument("--depends-on", action="append", default=None, metavar="REV",
                         help="revision(s) the new one depends on (repeatable)")
-
-
-# --- whose revision is it ------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class HeadSplit:
-    """This worktree's heads, split into its own and the foreign ones."""
-
-    heads: tuple[str, ...]  # every head of the files here
-    own_heads: tuple[str, ...]  # newest own revisions (no own revision builds on them)
-    foreign: Mapping[str, Candidate]  # every foreign revision here -> its file here
-    foreign_heads: tuple[str, ...]
-
-
-def foreign_revisions(local: Sequence[Candidate], elsewhere: Sequence[Candidate],
-                      managed: Iterable[str]) -> dict[str, Candidate]:
-    """Files here that belong to other worktrees: copies this tool placed (the manifest), and
-    files not committed on this branch whose exact content another place holds."""
-    managed_paths = set(managed)
-    elsewhere_content = {(c.revision, c.sha256) for c in elsewhere}
-    foreign: dict[str, Candidate] = {}
-    for candidate in local:
-        if candidate.location.path in managed_paths or (
-                candidate.location.committed is False
-                and (candidate.revision, candidate.sha256) in elsewhere_content):
-            foreign[candidate.revision] = candidate
-    return foreign
-
-
-def split_heads(local: Sequence[Candidate], elsewhere: Sequence[Candidate],
-                managed: Iterable[str]) -> HeadSplit:
-    """Pure. Heads are revisions no other revision revises (as Alembic counts them); own heads
-    are counted among own revisions only, so a foreign chain that grew from this worktree's
-    head does not hide it."""
-    foreign = foreign_revisions(local, elsewhere, managed)
-    heads = _heads_among(local)
-    own_heads = _heads_among([c for c in local if c.revision not in foreign])
-    return HeadSplit(heads=heads, own_heads=own_heads, foreign=foreign,
-                     foreign_heads=tuple(h for h in heads if h in foreign))
-
-
-def _heads_among(candidates: Sequence[Candidate]) -> tuple[str, ...]:
-    revised = {parent for c in candidates for parent in c.header.down_revisions}
-    return tuple(sorted({c.revision for c in candidates} - revised))
 
 
 def base_for_new_revision(split: HeadSplit, explicit: str | None) -> str:

@@ -196,7 +196,7 @@ def needed_ids(project: ProjectConfig, args: argparse.Namespace) -> tuple[Situat
 def repair_for(attempt: Attempt, args: argparse.Namespace, command: Sequence[str],
                note: Output) -> RepairReport | None:
     """Place what the database needs, if the failure really was a missing revision."""
-    from alembic_autocopy import repair
+    from alembic_autocopy.workflow import events
 
     project = project_for(args, command)
     situation, ids = needed_ids(project, args)
@@ -206,7 +206,7 @@ def repair_for(attempt: Attempt, args: argparse.Namespace, command: Sequence[str
         note.line(f"alembic-autocopy: {shown} is not a revision the database needs (a typo?): "
                   "nothing to repair")
         return None
-    report = repair.repair(project, "head", options_from(args), upgrade=False,
+    report = events.repair(project, "head", options_from(args), upgrade=False,
                            situation=situation)
     bring = report.situation.plan.bring
     note.line(f"alembic-autocopy: brought in {len(bring)} migration(s), parents first: "

@@ -12,9 +12,9 @@ from alembic_autocopy.cli import drawing
 from alembic_autocopy.cli.commands import options_from, project_from
 from alembic_autocopy.cli.commands.common import show_inventory_warnings
 from alembic_autocopy.cli.commands.graph import recorded_candidates
-from alembic_autocopy.cli.commands.revision import HeadSplit, split_heads
 from alembic_autocopy.cli.output import Output
 from alembic_autocopy.core.errors import AutocopyError
+from alembic_autocopy.core.foreign import HeadSplit, split_heads
 from alembic_autocopy.core.model import Candidate, ManifestEntry, Outcome, Plan
 
 DESCRIPTION = """\
@@ -74,7 +74,7 @@ def heads_attention(split: HeadSplit) -> list[Attention]:
 
 
 def plan_attention(plan: Plan) -> list[Attention]:
-    from alembic_autocopy.cli.report import blocked_message
+    from alembic_autocopy.core.wording import blocked_message
 
     if not plan.unknown_applied:
         return []
@@ -90,7 +90,7 @@ def plan_attention(plan: Plan) -> list[Attention]:
 def missing_parent_attention(local: list[Candidate]) -> list[Attention]:
     """Pure. Revisions here whose parent (or dependency) no file here holds: Alembic cannot
     build its map, so the heads shown are not what it would compute."""
-    from alembic_autocopy.cli.report import id_list
+    from alembic_autocopy.core.wording import id_list
 
     known = {c.revision for c in local} | {label for c in local
                                           for label in c.header.branch_labels}

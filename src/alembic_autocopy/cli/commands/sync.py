@@ -265,7 +265,7 @@ def drop_copies_git_brings(project: ProjectConfig, root: Path,
 
 
 def run(args: argparse.Namespace, out: Output) -> int:
-    from alembic_autocopy import repair
+    from alembic_autocopy.workflow import events
 
     project = project_from(args)
     root = git.toplevel(project.here)
@@ -309,7 +309,7 @@ def run(args: argparse.Namespace, out: Output) -> int:
         out.warn(f"{entry.path} was edited after it was copied: kept (git now brings "
                  f"revision {entry.revision} too; remove the copy yourself)")
     try:
-        repaired = repair.repair(project, "head", options_from(args))
+        repaired = events.repair(project, "head", options_from(args))
     except AutocopyError as error:
         own = committed_heads_here(project)
         if len(own) > 1:  # Alembic refuses `head`: say what joins them

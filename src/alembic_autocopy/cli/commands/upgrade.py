@@ -18,13 +18,8 @@ from alembic_autocopy.cli.commands import (
 from alembic_autocopy.cli.commands.common import show_inventory_warnings
 from alembic_autocopy.cli.commands.record import show_records
 from alembic_autocopy.cli.output import Output
-from alembic_autocopy.cli.report import (
-    id_list,
-    manifest_entry_json,
-    missing_sentence,
-    plan_json,
-    plan_lines,
-)
+from alembic_autocopy.cli.report import manifest_entry_json, plan_json, plan_lines
+from alembic_autocopy.core.wording import id_list, missing_sentence
 
 TYPE_CHECKING = False  # typing's, without importing typing (~3 ms of every start)
 if TYPE_CHECKING:
@@ -59,7 +54,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, out: Output) -> int:
-    from alembic_autocopy import repair
+    from alembic_autocopy.workflow import events
 
     project = project_from(args)
     announced: list[bool] = []
@@ -90,7 +85,7 @@ def run(args: argparse.Namespace, out: Output) -> int:
                      "(its own and the other worktree's), so `head` means `heads`.")
         out.flush()
 
-    report = repair.repair(project, args.target, options_from(args), notify=out.warn,
+    report = events.repair(project, args.target, options_from(args), notify=out.warn,
                            before_upgrade=announce)
     situation = report.situation
     announce(report)  # when Alembic did not run (dry run, nothing to do)
