@@ -13,12 +13,9 @@ from __future__ import annotations
 import json
 import os
 import sys
+from typing import Any, TextIO
 
 from alembic_autocopy.core.redaction import mask_passwords, terminal_safe
-
-TYPE_CHECKING = False  # typing's, without importing typing (~3 ms of every start)
-if TYPE_CHECKING:
-    from typing import Any, TextIO
 
 _CODES = {"bold": "1", "red": "31", "green": "32", "yellow": "33", "blue": "34", "dim": "2"}
 

@@ -17,9 +17,7 @@ file names, messages), so it can neither drive the terminal nor forge a line.
 
 from __future__ import annotations
 
-TYPE_CHECKING = False  # typing's, without importing typing (see output.py)
-if TYPE_CHECKING:
-    from typing import Any
+from typing import Any
 
 MASK = "***"
 # Query parameters whose value is a secret (compared lower-case; "contains" for the first).
