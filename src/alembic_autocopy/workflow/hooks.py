@@ -7,8 +7,10 @@ folder, so every linked worktree runs them, or ``core.hooksPath``). Each hook is
 installed it (``python -m alembic_autocopy.hooks``), which prints one line and always exits
 0: these hooks run after git has acted, and must never make git look failed.
 
-When the git operation changed no migration file, the hook says so without reading the
-database (no Alembic import, no env.py): that keeps the common checkout fast.
+When the git operation changed no migration file, the script itself says so without starting
+Python (one ``git diff --quiet`` over the paths install-hooks wrote into it: the version
+folders, the configuration files and env.py), and Python, when it does start, says so without
+reading the database (no Alembic import, no env.py): that keeps the common checkout fast.
 """
 
 from __future__ import annotations
@@ -18,15 +20,15 @@ import contextlib
 import os
 import shlex
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from alembic_autocopy.core import __version__
 from alembic_autocopy.core.errors import AutocopyError, PlacementError
 from alembic_autocopy.effects import git
-from alembic_autocopy.effects.project import ProjectConfig, load_project
+from alembic_autocopy.effects.project import TOOL_SECTION, ProjectConfig, load_project
 
 HOOK_TYPES = ("post-checkout", "post-merge", "post-rewrite")
 ID_MARKER = "# alembic-autocopy-hook-id: 7c1f4a9e2d"  # identifies our scripts; never change
@@ -35,10 +37,27 @@ SKIP_VARIABLE = "ALEMBIC_AUTOCOPY_NO_HOOK"  # set: the hooks do nothing (sync se
 IN_HOOK_VARIABLE = "ALEMBIC_AUTOCOPY_HOOK"  # set while a hook runs: no progress display
 VERBOSE_VARIABLE = "ALEMBIC_AUTOCOPY_HOOK_VERBOSE"  # set: show env.py's own output
 PREFIX = "alembic-autocopy:"
+NOTHING_CHANGED = f"{PREFIX} no migration changed; nothing to check"
 _NULL_COMMIT = frozenset({"0" * 40, "0" * 64})
+# What git sets inside hooks and would redirect the script's own git calls (as effects.git).
+_REDIRECTING_VARIABLES = (
+    "GIT_DIR", "GIT_INDEX_FILE", "GIT_WORK_TREE", "GIT_COMMON_DIR", "GIT_PREFIX",
+    "GIT_OBJECT_DIRECTORY", "GIT_ALTERNATE_OBJECT_DIRECTORIES", "GIT_NAMESPACE",
+    "GIT_CEILING_DIRECTORIES", "GIT_QUARANTINE_PATH",
+)
 
 
 # --- installing ------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class FastPath:
+    """What the script checks itself, without starting Python, before it says "no migration
+    changed". Paths are relative to the worktree root, valid in every worktree."""
+
+    diffed: tuple[str, ...]  # version folders, configuration files, env.py
+    configs: tuple[tuple[str, str], ...]  # (file, blob id): the configuration install read
+    absent: tuple[str, ...]  # configuration files Alembic would read if they appeared
+
 
 @dataclass(frozen=True)
 class HookSettings:
@@ -50,6 +69,7 @@ class HookSettings:
     section: str = "alembic"
     x_args: tuple[str, ...] = ()
     auto_upgrade: bool = False
+    fast: FastPath | None = None  # None: every run asks Python
 
 
 @dataclass(frozen=True)
@@ -95,7 +115,8 @@ def is_ours(path: Path) -> bool:
 
 
 def hook_script(name: str, settings: HookSettings) -> str:
-    """The ``sh`` script for hook ``name``: the legacy hook first, then the check."""
+    """The ``sh`` script for hook ``name``: the legacy hook first, then the check (by the
+    script itself when it can tell that no migration changed, else by Python)."""
     command = [settings.python, "-m", "alembic_autocopy.hooks", name,
                "--project-dir", settings.project_dir]
     for config in settings.config_args:
@@ -125,18 +146,182 @@ def hook_script(name: str, settings: HookSettings) -> str:
         (f'    printf "%s\\n" "$input" | {legacy} "$@"' if reads_stdin
          else f'    {legacy} "$@"'),
         "fi",
+        *_shell_check(name, settings),
         f'if [ -z "${{{SKIP_VARIABLE}:-}}" ]; then',
-        f"    if [ -x {shlex.quote(settings.python)} ]; then",
-        (f'        printf "%s\\n" "$input" | {IN_HOOK_VARIABLE}=1 {call}' if reads_stdin
-         else f"        {IN_HOOK_VARIABLE}=1 {call}"),
-        "    else",
-        "        echo " + shlex.quote(f"{PREFIX} hook skipped: {settings.python} is gone; "
-                                 "run `alembic-autocopy install-hooks` again"),
-        "    fi",
+        '    alembic_autocopy_unchanged "$@"',
+        "    case $? in",
+        f"    0) echo {shlex.quote(NOTHING_CHANGED)} ;;",
+        "    1) ;;",
+        "    *)",
+        f"        if [ -x {shlex.quote(settings.python)} ]; then",
+        (f'            printf "%s\\n" "$input" | {IN_HOOK_VARIABLE}=1 {call}' if reads_stdin
+         else f"            {IN_HOOK_VARIABLE}=1 {call}"),
+        "        else",
+        "            echo " + shlex.quote(f"{PREFIX} hook skipped: {settings.python} is gone; "
+                                     "run `alembic-autocopy install-hooks` again"),
+        "        fi ;;",
+        "    esac",
         "fi",
         "exit 0",
     ]
     return "\n".join(lines) + "\n"
+
+
+# --- the check the script does itself ----------------------------------------------------------
+
+def _shell_check(name: str, settings: HookSettings) -> list[str]:
+    """``alembic_autocopy_unchanged``, the part of ``run_hook`` the shell can answer:
+    returns 0 (no migration changed: say so), 1 (nothing to say) or 2 (ask Python)."""
+    fast = settings.fast
+    lines = [] if fast is None else [
+        "# git's variables inside a hook would redirect these reads (as Python strips them)",
+        "alembic_autocopy_git() {",
+        f"    (unset {' '.join(_REDIRECTING_VARIABLES)}",
+        '     export GIT_OPTIONAL_LOCKS=0; exec git "$@") 2>/dev/null',
+        "}",
+    ]
+    lines.append("alembic_autocopy_unchanged() {")
+    if name == "post-checkout":
+        lines.append('    [ "$3" = 0 ] && return 1  # a file checkout, not a branch switch')
+    if fast is None:
+        return [*lines, "    return 2  # install-hooks could not write this check in sh", "}"]
+    lines += _previous_commit_lines(name)
+    quoted = shlex.quote
+    if settings.project_dir not in (".", ""):  # this branch has the project
+        lines.append(f"    [ -d {quoted(settings.project_dir)} ] || return 2")
+    lines.append('    [ -z "${ALEMBIC_CONFIG:-}" ] || return 2  # another configuration')
+    lines += [f"    [ ! -e {quoted(path)} ] || return 2" for path in fast.absent]
+    if fast.configs:  # the configuration install-hooks read, byte for byte
+        files = " ".join(quoted(path) for path, _ in fast.configs)
+        blobs = "\n".join(blob for _, blob in fast.configs)
+        lines += [f"    blobs=$(alembic_autocopy_git hash-object --no-filters -- {files})"
+                  " || return 2",
+                  f'    [ "$blobs" = {quoted(blobs)} ] || return 2']
+    lines.append("    alembic_autocopy_git --literal-pathspecs diff --quiet --no-ext-diff "
+                 '--no-renames "$previous" -- '
+                 + " ".join(quoted(path) for path in fast.diffed) + " || return 2")
+    if name == "post-checkout":  # a rebase under way: post-rewrite speaks at its end
+        lines += ["    rebase=$(alembic_autocopy_git rev-parse --git-path rebase-merge)"
+                  " || return 2",
+                  '    [ -e "$rebase" ] || [ -e "${rebase%rebase-merge}rebase-apply" ]'
+                  " && return 1"]
+    return [*lines, "    return 0", "}"]
+
+
+def _previous_commit_lines(name: str) -> list[str]:
+    """``previous``, as ``_previous_commit`` finds it; unknown: return 2 (ask Python)."""
+    if name == "post-checkout":
+        nulls = "|".join(sorted(_NULL_COMMIT))
+        return [f'    case $1 in ""|*[!0-9a-f]*|{nulls}) return 2 ;; esac',
+                "    previous=$1"]
+    if name == "post-merge":
+        return ["    previous=ORIG_HEAD"]
+    return ['    if [ "$1" = rebase ]; then previous=ORIG_HEAD',
+            '    else previous=${input%%[!0-9a-f]*}; fi  # amend: "old new" lines',
+            '    [ -n "$previous" ] || return 2']
+
+
+def fast_path(root: Path, project: ProjectConfig,
+              environ: Mapping[str, str] | None = None) -> FastPath | None:
+    """What the script can check itself in every worktree (paths relative to ``root``), or
+    None when the shell cannot be sure to answer as Python would: every run then asks Python.
+
+    Unsure: ``ALEMBIC_CONFIG`` set, folders given as a package (``pkg:path``, found on
+    sys.path) or as an absolute path, any path outside the worktree or with a control
+    character in its name."""
+    environ = os.environ if environ is None else environ
+    if environ.get("ALEMBIC_CONFIG") or not _relocatable(project):
+        return None
+    configs = [path for path in (project.ini_path, project.toml_path) if path is not None]
+    absent = [project.cwd / name for name, path in (("alembic.ini", project.ini_path),
+                                                    ("pyproject.toml", project.toml_path))
+              if path is None]
+    folders = [*project.version_locations, *_env_chosen_folders(project)]
+    diffed = _relative(root, [*folders, *configs, project.script_location / "env.py"])
+    config_names, absent_names = _relative(root, configs), _relative(root, absent)
+    if diffed is None or config_names is None or absent_names is None:
+        return None
+    blobs = git.run_git(["hash-object", "--no-filters", "--", *config_names], root,
+                        check=False)
+    ids = blobs.text.split()
+    if blobs.returncode != 0 or len(ids) != len(config_names):
+        return None
+    return FastPath(tuple(dict.fromkeys(diffed)), tuple(zip(config_names, ids, strict=True)),
+                    tuple(absent_names))
+
+
+def _relative(root: Path, paths: Sequence[Path]) -> list[str] | None:
+    """``paths`` relative to ``root`` (as ``migrations_changed`` computes them), or None
+    when one is outside it or its name holds a control character."""
+    base = root.resolve()
+    names: list[str] = []
+    for path in paths:
+        try:
+            name = str(path.resolve().relative_to(base)) or "."
+        except ValueError:
+            return None
+        if any(ord(character) < 32 or ord(character) == 127 for character in name):
+            return None
+        names.append(name)
+    return names
+
+
+def _relocatable(project: ProjectConfig) -> bool:
+    """Does the configuration name its folders so that they are found at the same place in
+    every worktree (relative paths, ``%(here)s``), not as a package or an absolute path?"""
+    return not any(":" in value or os.path.isabs(value)
+                   for value in _configured_folders(project))
+
+
+def _configured_folders(project: ProjectConfig) -> list[str]:
+    """The configuration's own words for the folders, before ``%(here)s`` and packages."""
+    import configparser
+
+    values: list[str] = []
+    if project.ini_path is not None:
+        parser = configparser.ConfigParser(interpolation=None)
+        try:
+            parser.read(project.ini_path, encoding="utf-8")
+        except (configparser.Error, UnicodeDecodeError):
+            return [":"]  # unreadable here: Python will say why
+        values += [parser.get(section, key, fallback="")
+                   for section in (project.section, TOOL_SECTION)
+                   for key in ("script_location", "version_locations")]
+    if project.toml_path is not None:
+        tables = _toml_tables(project.toml_path)
+        if tables is None:
+            return [":"]
+        for table in tables:
+            for key in ("script_location", "version_locations"):
+                value = table.get(key, "")
+                values += [str(item) for item in (value if isinstance(value, list)
+                                                  else [value])]
+    return values
+
+
+def _toml_tables(path: Path) -> list[Mapping[str, Any]] | None:
+    """``[tool.alembic]`` and ``[tool.alembic-autocopy]`` of ``path`` (None: unreadable)."""
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - exercised on 3.10 only
+        import tomli as tomllib  # type: ignore[import-not-found,unused-ignore]
+    try:
+        with open(path, "rb") as handle:
+            tool = tomllib.load(handle).get("tool", {})
+    except (tomllib.TOMLDecodeError, OSError):
+        return None
+    if not isinstance(tool, dict):
+        return None
+    return [table for table in (tool.get("alembic"), tool.get(TOOL_SECTION))
+            if isinstance(table, dict)]
+
+
+def _env_chosen_folders(project: ProjectConfig) -> tuple[Path, ...]:
+    """The folders env.py chose at its last run when they differ from the configuration's
+    (e.g. one per dialect): diffed too, so a change there still reaches Python."""
+    from alembic_autocopy import repair  # install-hooks only: the hook's start never pays
+
+    return repair.remembered_env_locations(project).version_locations
 
 
 def install(worktree: Path, settings: HookSettings) -> list[HookChange]:
@@ -275,8 +460,8 @@ def migrations_changed(root: Path, previous: str, version_locations: Sequence[Pa
             relative.append(str(location.resolve().relative_to(root.resolve())) or ".")
         except ValueError:
             return True  # outside this worktree: git cannot tell
-    result = git.run_git(["diff", "--quiet", "--no-ext-diff", "--no-renames", previous, "--",
-                          *relative], root, check=False)
+    result = git.run_git(["--literal-pathspecs", "diff", "--quiet", "--no-ext-diff",
+                          "--no-renames", previous, "--", *relative], root, check=False)
     return result.returncode != 0  # 1: changed; anything else (no ORIG_HEAD...): check
 
 
@@ -326,7 +511,7 @@ def run_hook(options: argparse.Namespace, root: Path, stdin_text: str = "") -> s
     previous = _previous_commit(hook, hook_args, stdin_text)
     if previous is not None and not migrations_changed(root, previous,
                                                        project.version_locations):
-        return f"{PREFIX} no migration changed; nothing to check"
+        return NOTHING_CHANGED
     try:
         with _silenced():
             return _check_or_repair(project, options.auto_upgrade, options)

@@ -19,7 +19,10 @@ them (`git rev-parse --git-path hooks`: shared by every worktree of the reposito
 core.hooksPath). After each checkout, merge or rebase they run `alembic-autocopy check` (or,
 with --auto-upgrade, the repair: `alembic-autocopy upgrade`) in the worktree, print one line
 and never stop git. When the operation changed no migration file they say so without
-touching the database. A hook that was already there is kept as <name>.legacy and runs first.
+touching the database, and without starting Python (a `git diff --quiet` over the version
+folders, the configuration files and env.py) unless the configuration cannot be read that way
+(ALEMBIC_CONFIG set, a folder given as a package or an absolute path, a folder outside the
+worktree). A hook that was already there is kept as <name>.legacy and runs first.
 The hooks call this tool with the Python that installed them; the Alembic configuration is
 the one found from the current folder (or -c/-n/-x), recorded relative to the worktree root.
 Set ALEMBIC_AUTOCOPY_NO_HOOK=1 to silence them for one command.
@@ -56,16 +59,30 @@ def _install(args: argparse.Namespace, out: Output) -> int:
     project_dir = os.path.relpath(cwd, root)
     if project_dir.startswith(".."):
         raise ConfigError(f"{cwd} is outside the worktree {root}")
-    configs: list[str] = []
-    for config in args.config:
+    settings = hooks.HookSettings(
+        python=sys.executable, project_dir=project_dir,
+        config_args=tuple(_config_args(args.config, cwd, root)), section=project.section,
+        x_args=tuple(args.x), auto_upgrade=args.auto_upgrade,
+        fast=hooks.fast_path(root, project))
+    changes = hooks.install(root, settings)
+    _report_install(out, root, changes, settings)
+    return 0
+
+
+def _config_args(configs: list[str], cwd: Path, root: Path) -> list[str]:
+    """``-c`` paths as each worktree reads them: one inside this worktree made relative
+    (each worktree has its own copy), any other kept."""
+    written: list[str] = []
+    for config in configs:
         path = Path(config)
         if path.is_absolute() and _inside(path, root):
-            config = os.path.relpath(path, cwd)  # each worktree has its own copy
-        configs.append(config)
-    settings = hooks.HookSettings(
-        python=sys.executable, project_dir=project_dir, config_args=tuple(configs),
-        section=project.section, x_args=tuple(args.x), auto_upgrade=args.auto_upgrade)
-    changes = hooks.install(root, settings)
+            config = os.path.relpath(path, cwd)
+        written.append(config)
+    return written
+
+
+def _report_install(out: Output, root: Path, changes: list[hooks.HookChange],
+                    settings: hooks.HookSettings) -> None:
     folder = changes[0].path.parent
     names = ", ".join(change.name for change in changes)
     # The main worktree's .git/hooks lies under its root, yet is shared like any git folder.
@@ -78,17 +95,18 @@ def _install(args: argparse.Namespace, out: Output) -> int:
     for change in changes:
         if change.legacy is not None and change.action == "installed":
             out.line(f"Kept your {change.name} as {change.legacy.name}: it still runs first.")
-    work = "the repair (upgrade)" if args.auto_upgrade else "`check`"
+    work = "the repair (upgrade)" if settings.auto_upgrade else "`check`"
     # git runs hooks at the worktree root; they move to this folder first (prepend_sys_path)
+    project_dir = settings.project_dir
     in_folder = f" in {project_dir}/ of each worktree" if project_dir != "." else ""
     out.result(f"Installed {names} in {folder} ({where}). Each runs {work}{in_folder} with "
-               f"{sys.executable}, prints one line and never stops git.")
+               f"{settings.python}, prints one line and never stops git.")
     out.emit({"ok": True, "hooks_dir": str(folder), "shared": shared,
-              "python": sys.executable, "project_dir": project_dir,
-              "auto_upgrade": bool(args.auto_upgrade),
+              "python": settings.python, "project_dir": project_dir,
+              "auto_upgrade": bool(settings.auto_upgrade),
+              "without_python": settings.fast is not None,
               "hooks": [{"name": c.name, "path": str(c.path), "action": c.action,
                          "legacy": str(c.legacy) if c.legacy else None} for c in changes]})
-    return 0
 
 
 def _uninstall(out: Output) -> int:
