@@ -6,13 +6,18 @@ import importlib.util
 import json
 import os
 import re
+import shlex
 import shutil
 import sys
 from pathlib import Path
 
 import pytest
 
+from alembic_autocopy.effects.project import load_project
+from alembic_autocopy.workflow import hooks
+from alembic_autocopy.workflow.hooks import HOOK_TYPES
 from support import BASE_REV, Database, Repo, Worktree, make_repo, run
+from support.templates import render_migration
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 LEGACY_CHECKOUT = """#!/bin/sh
@@ -299,3 +304,168 @@ def test_the_real_pre_commit_framework_installs_and_runs_the_python_hook(
     switched = a.git("checkout", "--quiet", "-b", "side", "main")  # check=True: git succeeds
     assert "alembic-autocopy check....." in switched.stderr
     assert _our_lines(switched.stderr) == [LACKS_ONLY_IN_A]
+
+
+# --- the script answers "no migration changed" itself, without starting Python ----------------
+
+#: A version folder name that breaks any unquoted or badly quoted shell word.
+HOSTILE_FOLDER = "mig ra'tions \"$HOME\" `x` *"
+
+
+def _recording_python(tmp_path: Path) -> tuple[Path, Path]:
+    """An interpreter that writes a line to a log each time it starts, then runs Python."""
+    log = tmp_path / "python-starts.log"
+    wrapper = tmp_path / "python-bin" / "python-recording"
+    wrapper.parent.mkdir()
+    _write_hook(wrapper, f'#!/bin/sh\necho "$*" >> {shlex.quote(str(log))}\n'
+                         f'exec {shlex.quote(sys.executable)} "$@"\n')
+    return wrapper, log
+
+
+def _hooks_run_with(hooks_dir: Path, python: str, instead_of: str = sys.executable) -> None:
+    """Point the installed hooks at another interpreter (as if another one installed them)."""
+    for name in HOOK_TYPES:
+        path = hooks_dir / name
+        text = path.read_text("utf-8")
+        assert shlex.quote(instead_of) in text
+        path.write_text(text.replace(shlex.quote(instead_of), shlex.quote(python)),
+                        encoding="utf-8")
+
+
+def _starts(log: Path) -> list[str]:
+    """What Python was started for since the last call (and forget it)."""
+    if not log.exists():
+        return []
+    lines = log.read_text("utf-8").splitlines()
+    log.unlink()
+    return lines
+
+
+def _hostile_project(tmp_path: Path, db: Database) -> tuple[Repo, Path]:
+    """The test project with its script folder renamed to HOSTILE_FOLDER; returns the repo
+    and the new versions folder."""
+    repo = make_repo(tmp_path, db)
+    main = repo.main
+    main.git("mv", "migrations", HOSTILE_FOLDER)
+    ini = main.path / "alembic.ini"
+    ini.write_text(ini.read_text("utf-8").replace(
+        "script_location = %(here)s/migrations",
+        f"script_location = %(here)s/{HOSTILE_FOLDER}"), encoding="utf-8")
+    main.commit("a folder name only a careful shell script survives")
+    return repo, main.path / HOSTILE_FOLDER / "versions"
+
+
+def _migration(versions: Path, rev: str, down: str) -> None:
+    (versions / f"{rev}_step.py").write_text(
+        render_migration(rev=rev, down=down, message=f"step {rev}", branch_labels=None,
+                         depends_on=None, annotated=False), encoding="utf-8")
+
+
+def test_a_checkout_that_changes_no_migration_does_not_start_python(
+        sqlite_db: Database, tmp_path: Path) -> None:
+    repo, versions = _hostile_project(tmp_path, sqlite_db)
+    main = repo.main
+    main.alembic("upgrade", "head", check=True)
+    installed = json.loads(main.autocopy("install-hooks", "--json", check=True).stdout)
+    assert installed["without_python"] is True
+    hooks_dir = repo.root / ".git" / "hooks"
+    python, log = _recording_python(tmp_path)
+    _hooks_run_with(hooks_dir, str(python))
+    (main.path / "NOTES").write_text("notes\n", encoding="utf-8")
+    main.commit("notes")
+    main.git("branch", "notes")
+    main.git("reset", "--quiet", "--hard", "HEAD~1")
+    quiet = [f"{OURS} no migration changed; nothing to check"]
+
+    # post-checkout (a branch switch), post-merge, post-rewrite (amend, then rebase)
+    switched = main.git("checkout", "--quiet", "-b", "side")
+    assert _our_lines(switched.stderr) == quiet
+    merged = main.git("merge", "--no-edit", "notes")
+    assert _our_lines(merged.stdout + merged.stderr) == quiet
+    amended = main.git("commit", "--amend", "--quiet", "-m", "notes, reworded")
+    assert _our_lines(amended.stdout + amended.stderr) == quiet
+    (main.path / "MORE").write_text("more\n", encoding="utf-8")
+    main.commit("more notes")
+    rebased = main.git("rebase", "notes")
+    assert _our_lines(rebased.stdout + rebased.stderr) == quiet  # post-checkout said nothing
+    file_checkout = main.git("checkout", "notes", "--", "NOTES")
+    assert _our_lines(file_checkout.stdout + file_checkout.stderr) == []
+    assert _starts(log) == []  # Python never started
+
+    # a migration changed: the full check, by Python
+    main.git("checkout", "--quiet", "-b", "newer")
+    _migration(versions, "b00000000001", BASE_REV)
+    main.commit("one more migration")
+    main.git("checkout", "--quiet", "side")
+    assert _starts(log)
+    back = main.git("checkout", "--quiet", "newer")
+    assert _our_lines(back.stderr) == [
+        f"{OURS} OK, this worktree knows every revision the database applied ({BASE_REV})"]
+    assert [line.split()[2] for line in _starts(log)] == ["post-checkout"]
+
+    # python gone: the quiet answer still comes, exit 0; a migration change says what to do
+    gone = tmp_path / "no" / "python"
+    _hooks_run_with(hooks_dir, str(gone), instead_of=str(python))
+    (main.path / "NOTES").write_text("newer notes\n", encoding="utf-8")
+    main.commit("newer: notes")
+    assert _our_lines(main.git("checkout", "--quiet", "HEAD~1").stderr) == quiet
+    assert _our_lines(main.git("checkout", "--quiet", "side").stderr) == [
+        f"{OURS} hook skipped: {gone} is gone; run `alembic-autocopy install-hooks` again"]
+
+
+def test_a_configuration_change_still_starts_python(sqlite_db: Database,
+                                                     tmp_path: Path) -> None:
+    """The configuration decides where migrations are: changed between the two commits, or
+    since install-hooks read it, the script cannot answer for Python."""
+    repo = make_repo(tmp_path, sqlite_db)
+    main = repo.main
+    main.autocopy("install-hooks", check=True)
+    python, log = _recording_python(tmp_path)
+    _hooks_run_with(repo.root / ".git" / "hooks", str(python))
+    main.git("checkout", "--quiet", "-b", "configured")
+    ini = main.path / "alembic.ini"
+    ini.write_text(ini.read_text("utf-8") + "\n# a comment: the file changed\n", "utf-8")
+    main.commit("configuration changed")
+
+    across = main.git("checkout", "--quiet", "main")  # differs in alembic.ini only
+
+    assert _our_lines(across.stderr) == [f"{OURS} no migration changed; nothing to check"]
+    assert [line.split()[2] for line in _starts(log)] == ["post-checkout"]
+    # both commits now hold the new configuration, unlike the one install-hooks read
+    main.git("checkout", "--quiet", "configured")
+    _starts(log)
+    main.git("checkout", "--quiet", "-b", "configured-2")
+    assert [line.split()[2] for line in _starts(log)] == ["post-checkout"]
+    # env.py changed: Python too
+    env_py = main.path / "migrations" / "env.py"
+    env_py.write_text(env_py.read_text("utf-8") + "\n# changed\n", "utf-8")
+    main.commit("env.py changed")
+    main.autocopy("install-hooks", check=True)  # reads the configuration again
+    _hooks_run_with(repo.root / ".git" / "hooks", str(python))
+    main.git("checkout", "--quiet", "configured")
+    assert [line.split()[2] for line in _starts(log)] == ["post-checkout"]
+    main.git("checkout", "--quiet", "-b", "configured-3")
+    assert _starts(log) == []  # the same configuration as install-hooks read: no Python
+
+
+def test_what_the_shell_cannot_express_is_left_to_python(sqlite_db: Database,
+                                                          tmp_path: Path) -> None:
+    repo = make_repo(tmp_path, sqlite_db)
+    root = repo.main.path
+    ini = root / "alembic.ini"
+    text = ini.read_text("utf-8")
+    assert hooks.fast_path(root, load_project(cwd=root)) is not None
+    assert hooks.fast_path(root, load_project(cwd=root),
+                           environ={"ALEMBIC_CONFIG": "alembic.ini"}) is None
+    # a folder named by its absolute path, or with a newline in its name
+    (root / "mig\nrations").mkdir()
+    for folder in (f"{root}/migrations", "%(here)s/mig\n  rations", "%(here)s/../elsewhere"):
+        ini.write_text(text.replace("script_location = %(here)s/migrations",
+                                    f"script_location = {folder}"), encoding="utf-8")
+        assert hooks.fast_path(root, load_project(cwd=root)) is None, folder
+    ini.write_text(text, encoding="utf-8")
+    installed = json.loads(repo.main.autocopy(
+        "install-hooks", "--json", check=True, env={"ALEMBIC_CONFIG": "alembic.ini"}).stdout)
+    assert installed["without_python"] is False
+    switched = repo.main.git("checkout", "--quiet", "-b", "elsewhere")
+    assert _our_lines(switched.stderr) == [f"{OURS} no migration changed; nothing to check"]
