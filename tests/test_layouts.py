@@ -4,6 +4,7 @@ from the worktree root, where git runs them; every command they suggest works ve
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -84,7 +85,8 @@ def test_hooks_installed_from_backend_check_and_repair_from_the_root(
     c.alembic("upgrade", "head", check=True)  # the database: a1, a2, c1
     bin_dir = command_on_path(tmp_path)
     flags = ["--auto-upgrade"] if auto_upgrade else []
-    main.autocopy("install-hooks", *flags, check=True)  # from backend/
+    installed = json.loads(main.autocopy("install-hooks", "--json", *flags, check=True).stdout)
+    assert installed["project_dir"] == "backend" and installed["without_python"] is True
 
     merged = repo.main.git("merge", "--no-edit", "a")  # git runs the hook at the root
 
@@ -102,6 +104,9 @@ def test_hooks_installed_from_backend_check_and_repair_from_the_root(
         shell_from(repo.main.path, hint, bin_dir)  # verbatim, where the user stands
     assert main.alembic("current").returncode == 0
     assert repo.applied_versions() == {c_only[0]}
+    # nothing changed: the script says so itself, from the root, for backend/
+    quiet = repo.main.git("checkout", "--quiet", "-b", "quiet")
+    assert _our_lines(quiet.stderr) == [f"{OURS} no migration changed; nothing to check"]
 
 
 def test_a_local_package_off_sys_path_is_told_apart_from_a_missing_distribution(
