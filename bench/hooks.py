@@ -1,8 +1,8 @@
 """What the installed git hooks add to a checkout; writes docs/hooks-overhead.md.
 
 Builds, in a temporary folder, a git repository holding an Alembic project (SQLite, a chain
-of migrations, applied) and a linked worktree, then times whole ``git checkout`` processes
-in that worktree, switching between two branches at every run. Every row runs in turn
+of migrations, applied) and two linked worktrees, then times whole ``git checkout``
+processes there, switching between two branches at every run. Every row runs in turn
 (A B C ..., A B C ...), as in bench/fleet.py, so a change of the machine's load reaches
 every row alike. The rows differ only in ``git -c core.hooksPath=FOLDER``:
 
@@ -284,9 +284,10 @@ def render(rows: Sequence[Row], runs: int, chain: int) -> str:
         f"{platform.platform()}, Python {platform.python_version()}, {os.cpu_count()} cores "
         f"(load average {load:.1f} when it ended). {runs} runs per row after one warm-up run, "
         "rows in alternation (A B C, A B C, ...); whole processes; medians. A project of "
-        f"{chain} migrations on SQLite, checked out in a linked worktree; the rows differ only "
-        "in `git -c core.hooksPath=FOLDER`. PYTHONDONTWRITEBYTECODE is removed from every "
-        "measured process (bytecode cached, as on a user's machine).",
+        f"{chain} migrations on SQLite, checked out in two linked worktrees (one per pair of "
+        "branches); the rows differ only in `git -c core.hooksPath=FOLDER`. "
+        "PYTHONDONTWRITEBYTECODE is removed from every measured process (bytecode cached, as "
+        "on a user's machine). CPU: the process and every process it waited for.",
         "",
         "| ratio | measured | target |",
         "|---|---|---|",
