@@ -89,6 +89,11 @@ def test_hooks_fire_in_every_worktree_and_chain_the_existing_ones(sqlite_db: Dat
         quiet = worktree.git("checkout", "--quiet", "-b", f"tmp-{worktree.path.name}")
         assert _our_lines(quiet.stderr) == [f"{OURS} no migration changed; nothing to check"]
 
+    _uninstall_puts_back(b, a, hooks_dir, checkout_text, rewrite_text)
+
+
+def _uninstall_puts_back(b: Worktree, a: Worktree, hooks_dir: Path, checkout_text: str,
+                         rewrite_text: str) -> None:
     removed = b.autocopy("uninstall-hooks", check=True)
     assert "Put back your post-checkout" in removed.stdout
     assert (hooks_dir / "post-checkout").read_text("utf-8") == checkout_text
