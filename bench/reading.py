@@ -12,7 +12,9 @@ system of the process and its children) and peak RSS.
 ``--baseline-src`` takes the ``src`` folder of another version (e.g. ``git archive main src``)
 and measures each of its rows twice: as it is, and with its worker processes disabled
 (``ALEMBIC_AUTOCOPY_PARALLEL_MIN_FILES`` set very high), which is how the decision to keep or
-drop parallel reading was made.
+drop parallel reading was made. Versions with different index formats rewrite each other's
+index: each version's rows run as one block per turn, starting with the cold ``find`` (which
+deletes the index anyway), so every "warm" row follows a run of the same version.
 """
 
 from __future__ import annotations
