@@ -20,9 +20,9 @@ import pytest
 from alembic_autocopy.core.errors import MigrationParseError
 from alembic_autocopy.effects.project import load_project
 from alembic_autocopy.sources import index as index_module
-from alembic_autocopy.sources import scanning
+from alembic_autocopy.sources import indexfile, scanning
+from alembic_autocopy.sources.folders import ReadFile
 from alembic_autocopy.sources.index import MigrationIndex
-from alembic_autocopy.sources.scanning import ReadFile
 from support import Database, make_repo, rev_ids, run
 from support.templates import render_migration
 
@@ -47,9 +47,8 @@ def write(folder: Path, rev: str, down: str | None = None, name: str | None = No
 
 
 def read_all(index: MigrationIndex, folder: Path) -> dict[str, ReadFile | Exception]:
-    names = sorted(p.name for p in folder.iterdir())
-    results = index.read_folder(str(folder), names, 1_000_000)
-    return dict(zip(names, results, strict=True))
+    read = index.read_folder(str(folder), 1_000_000)
+    return dict(zip(read.names, read.results, strict=True))
 
 
 def revisions(results: dict[str, ReadFile | Exception]) -> dict[str, str]:
@@ -126,7 +125,7 @@ def test_a_damaged_or_missing_index_is_rebuilt_silently(tmp_path: Path, later_cl
     elif damage == "truncated":
         store.write_bytes(data[: len(data) // 2])
     elif damage == "other_version":
-        store.write_bytes(data.replace(index_module.SCHEMA_TAG, b"0/0.0.0/0", 1))
+        store.write_bytes(data.replace(indexfile.SCHEMA_TAG, b"0/0.0.0/0", 1))
     else:
         store.unlink()
 
@@ -169,10 +168,8 @@ def test_deleted_files_are_forgotten_and_new_ones_learnt(tmp_path: Path,
     second = MigrationIndex(store)
     assert revisions(read_all(second, versions)) == {"bbbb00000002_step.py": "bbbb00000002"}
     second.save()
-    tables = index_module.decode(store.read_bytes())
-    assert not isinstance(tables, str)
-    folders = tables[0]
-    assert folders[str(versions)][0] == ("bbbb00000002_step.py",)
+    stored = indexfile.open_index(store)
+    assert stored.folders[str(versions)].load()[0] == ("bbbb00000002_step.py",)
 
 
 def test_git_blobs_and_trees_are_kept_by_id(tmp_path: Path) -> None:
@@ -274,17 +271,13 @@ def test_a_listing_read_through_the_index_finds_what_a_plain_scan_finds(
         return local, skipped
 
     plain = seen(scanning.scan(project))
-    by_entry = seen(scanning.scan(project, MigrationIndex(None).read_file,
-                                  folder_reader=MigrationIndex(None).read_folder))
     cache = MigrationIndex(tmp_path / "index")
-    first = seen(scanning.scan(project, cache.read_file, cache.committed_blobs,
-                               cache.read_folder, listing_reader=cache.read_listed))
+    first = seen(scanning.scan(project, cache))
     assert cache.save()
     warm_cache = MigrationIndex(tmp_path / "index")
-    warm = seen(scanning.scan(project, warm_cache.read_file, warm_cache.committed_blobs,
-                              warm_cache.read_folder, listing_reader=warm_cache.read_listed))
+    warm = seen(scanning.scan(project, warm_cache))
 
-    assert by_entry == first == warm
+    assert first == warm
     assert warm_cache.stats.parses == 0  # the symlinked migration is answered from it too
     local, skipped = first
     assert local == plain[0]
@@ -294,193 +287,103 @@ def test_a_listing_read_through_the_index_finds_what_a_plain_scan_finds(
         "dangling.py", "junk.py", "pipe.py", "to_folder.py"]
 
 
-# ------------------------------------------------------------------- parallel stat checks
+# ------------------------------------------------------------------- odd entries, sections
 
 
-def _odd_folder(folder: Path, prefix: str) -> list[str]:
-    """Three migrations, one of each odd entry a worker must leave to the parent."""
-    ids = rev_ids(prefix, 4)
+def test_a_warm_reading_sees_every_change_and_every_odd_entry(tmp_path: Path,
+                                                              later_clock: None) -> None:
+    # After indexing: an edit that keeps size and mtime, a new file, a file gone (and the
+    # symlink to it broken), a folder named like a migration; each said as a cold read says it.
+    folder = tmp_path / "versions"
+    ids = rev_ids("e", 4)
     for down, rev in zip([None, *ids[:3]], ids[:3], strict=False):
         write(folder, rev, down)
     (folder / "junk.py").write_text("not a migration (\n", encoding="utf-8")
     (folder / "sub.py").mkdir()
     (folder / "link.py").symlink_to(f"{ids[0]}_step.py")
-    return ids
-
-
-def _as_comparable(results: list[tuple[list[str], set[str], list[object]]]) -> list[object]:
-    return [(kept, sorted(linked),
-             [facts.header.revision if isinstance(facts, ReadFile) else type(facts).__name__
-              for facts in found])
-            for kept, linked, found in results]
-
-
-def test_stat_checks_shared_with_worker_processes_agree_with_one_process(
-        tmp_path: Path, later_clock: None) -> None:
-    folders = [tmp_path / f"wt{n}" / "versions" for n in range(4)]
-    ids = [_odd_folder(folder, f"{n}") for n, folder in enumerate(folders)]
-    # Indexed now, unlistable later (a worker's share: the index knows it).
-    unlistable = tmp_path / "wt4" / "versions"
-    write(unlistable, rev_ids("4", 1)[0])
     store = tmp_path / "index"
-
-    def listing() -> dict[str, list[str]]:
-        return {str(folder): sorted(os.listdir(folder)) for folder in [*folders, unlistable]}
-
     cold = MigrationIndex(store)
-    cold.read_listings(list(listing()), 1_000_000, listing().get, workers=0)
+    read_all(cold, folder)
     assert cold.save()
-    # After indexing, in every folder (the workers' share included): an edit that keeps
-    # the size and the mtime, a new file, a file gone between listing and checking.
-    listed = listing()
-    for folder, folder_ids in zip(folders, ids, strict=True):
-        edited = folder / f"{folder_ids[2]}_step.py"
-        before = edited.stat()
-        text = edited.read_text(encoding="utf-8")
-        edited.write_text(text.replace(f"step {folder_ids[2]}", f"STEP {folder_ids[2]}"),
-                          encoding="utf-8")
-        os.utime(edited, ns=(before.st_atime_ns, before.st_mtime_ns))
-        assert edited.stat().st_size == before.st_size
-        write(folder, folder_ids[3], folder_ids[2])
-        (folder / f"{folder_ids[0]}_step.py").rename(folder / "moved_away.txt")
-        listed[str(folder)] = sorted({*listed[str(folder)], f"{folder_ids[3]}_step.py"})
-    # Folders that cannot be listed: one the index knows (its worker leaves it to this
-    # process, which says so) and one it does not (listed here first, to size it: once).
-    unlisted = str(tmp_path / "unlisted")
-    listed.pop(str(unlistable))
-    reported: list[str] = []
 
-    def names_of(folder: str) -> list[str] | None:
-        if folder in (unlisted, str(unlistable)):
-            reported.append(folder)
-            return None
-        return listed[folder]
+    edited = folder / f"{ids[2]}_step.py"
+    before = edited.stat()
+    text = edited.read_text(encoding="utf-8")
+    edited.write_text(text.replace(f"step {ids[2]}", f"STEP {ids[2]}"), encoding="utf-8")
+    os.utime(edited, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert edited.stat().st_size == before.st_size
+    write(folder, ids[3], ids[2])
+    (folder / f"{ids[0]}_step.py").rename(folder / "moved_away.txt")
 
-    order = [*listed, str(unlistable), unlisted]
-    alone, shared = MigrationIndex(store), MigrationIndex(store)
-    done: list[str] = []
-    expected = alone.read_listings(order, 1_000_000, names_of, workers=0)
-    alone_reported = reported[:]
-    got = shared.read_listings(order, 1_000_000, names_of, done.append, workers=1)
-
-    assert shared.stats.workers == 1 and alone.stats.workers == 0
-    assert _as_comparable(got) == _as_comparable(expected)
-    assert sorted(done) == sorted(order)
-    # Each reported once per run (the worker's own attempt happened in its own memory).
-    assert sorted(alone_reported) == sorted(reported[len(alone_reported):]) == sorted(
-        [unlisted, str(unlistable)])
-    assert got[-2:] == [([], set(), []), ([], set(), [])]
-    assert (shared.stats.hits, shared.stats.reads, shared.stats.parses) == (
-        alone.stats.hits, alone.stats.reads, alone.stats.parses)
-    assert shared.stats.worker_reads > 0  # the edited and new files of its share
-    for kept, _linked, found in got[:-2]:
-        by_name = dict(zip(kept, found, strict=True))
-        edited = next(facts for name, facts in by_name.items()
-                      if isinstance(facts, ReadFile) and name.endswith("3_step.py")
-                      and facts.header.message and "STEP" in facts.header.message)
-        assert edited is not None  # the same-size, same-mtime edit was read again
-        assert "sub.py" not in kept  # a folder is no file
-        assert isinstance(by_name["link.py"], OSError)  # its target was moved away
-    assert shared.stats.hits == 4 * 1  # per folder only the untouched second step
+    warm = MigrationIndex(store)
+    found = read_all(warm, folder)
+    fresh = read_all(MigrationIndex(None), folder)
+    assert sorted(found) == sorted(fresh) == sorted(
+        ["junk.py", "link.py", f"{ids[1]}_step.py", f"{ids[2]}_step.py", f"{ids[3]}_step.py"])
+    again = found[edited.name]
+    assert isinstance(again, ReadFile) and "STEP" in (again.header.message or "")
+    assert isinstance(found["link.py"], OSError)  # its target was moved away
+    assert isinstance(found["junk.py"], MigrationParseError)
+    assert (warm.stats.hits, warm.stats.reads, warm.stats.parses) == (1, 2, 2)
 
 
-def _exactly(results: list[tuple[list[str], set[str], list[object]]]) -> list[object]:
-    """Everything a reading gives, errors by type and message."""
-    return [(kept, sorted(linked),
-             [facts if isinstance(facts, ReadFile) else (type(facts).__name__, str(facts))
-              for facts in found])
-            for kept, linked, found in results]
+def test_sub_folders_are_read_only_when_recursive(tmp_path: Path, later_clock: None) -> None:
+    folder = tmp_path / "versions"
+    write(folder, "aaaa00000001")
+    write(folder / "later", "bbbb00000002", "aaaa00000001")
+    write(folder / "__pycache__", "cccc00000003")
+    store = tmp_path / "index"
+    flat = MigrationIndex(store).read_folder(str(folder), 1_000_000)
+    assert flat.names == ["aaaa00000001_step.py"]
+    for _ in range(2):  # cold, then warm from the index
+        index = MigrationIndex(store)
+        deep = index.read_folder(str(folder), 1_000_000, recursive=True)
+        assert deep.names == ["aaaa00000001_step.py", os.path.join("later", "bbbb00000002_step.py")]
+        assert deep.linked == {os.path.join("later", "bbbb00000002_step.py")}
+        index.save()
+    assert index.stats.hits == 2
 
 
-def _stats(index: MigrationIndex) -> tuple[int, int, int]:
-    return index.stats.hits, index.stats.reads, index.stats.parses
-
-
-@pytest.mark.parametrize("later", [True, False], ids=["settled", "racily-clean"])
-def test_a_cold_reading_shared_with_worker_processes_agrees_with_one_process(
-        tmp_path: Path, request: pytest.FixtureRequest, later: bool) -> None:
-    # No index yet: the workers read and parse (this process records what they read). Every
-    # odd entry, in every folder, so that each side meets each one.
-    if later:
-        request.getfixturevalue("later_clock")
-    max_bytes = 4000
-    folders = [tmp_path / f"wt{n}" / "versions" for n in range(4)]
+def test_a_run_decodes_only_the_folders_it_reads(tmp_path: Path, later_clock: None) -> None:
+    # The fleet's other folders stay encoded on disk (check's memory does not grow with
+    # the fleet), and are written back untouched when this run saves what it learnt.
+    folders = [tmp_path / f"wt{n}" / "versions" for n in range(3)]
     for n, folder in enumerate(folders):
-        ids = _odd_folder(folder, f"{n}")
-        # The same file in every folder: one content, parsed once.
-        write(folder, "eeee00000001", None, name="shared_step.py")
-        os.mkfifo(folder / "pipe.py")
-        big = write(folder, ids[3], ids[2], name="big.py")
-        big.write_text(big.read_text(encoding="utf-8") + "#" * max_bytes, encoding="utf-8")
-        broken = write(folder, f"bad{n}00000001", ids[2], name="broken.py")
-        broken.write_text(broken.read_text(encoding="utf-8") + "def broken(:\n",
-                          encoding="utf-8")
-    listed = {str(folder): sorted(os.listdir(folder)) for folder in folders}
-    order = list(listed)
+        write(folder, rev_ids(str(n), 1)[0])
+    store = tmp_path / "index"
+    first = MigrationIndex(store)
+    for folder in folders:
+        read_all(first, folder)
+    assert first.save()
 
-    outcomes = []
-    for workers in (0, 1):
-        store = tmp_path / f"index-{workers}"
-        cold = MigrationIndex(store)
-        found = cold.read_listings(order, max_bytes, listed.get, workers=workers)
-        cold_stats = _stats(cold)
-        saved = cold.save()
-        tables = index_module.decode(store.read_bytes())
-        assert not isinstance(tables, str)
-        files = {folder: index_module._rows(columns) for folder, columns in tables[0].items()}
-        warm = MigrationIndex(store)
-        warm_found = warm.read_listings(order, max_bytes, listed.get, workers=workers)
-        outcomes.append((_exactly(found), cold_stats, saved, files, tables[1], tables[2],
-                         _exactly(warm_found), _stats(warm)))
-        assert cold.stats.workers == workers
-        if workers:
-            assert cold.stats.worker_reads > 0  # the workers did read, not only check
-
-    assert outcomes[1] == outcomes[0]
-    found, (hits, reads, parses), saved, files, contents, failures, _, warm_stats = outcomes[0]
-    migrations = 3 + 1 + 1  # per folder: the chain, the shared one, broken.py's header
-    kinds = [[type(facts).__name__ for facts in results] for _kept, _linked, results in found]
-    assert all(kind.count("ReadFile") == migrations + 1 for kind in kinds)  # link.py too
-    assert (hits, parses) == (0, 4 * 3 + 1 + 4 + 1)  # junk.py's content: once, too
-    assert saved  # contents learnt, whether or not any file could be trusted
-    assert len(contents) == parses - 1 and len(failures) == 1
-    if later:
-        # Every regular file recorded but the FIFO and the one larger than max_bytes.
-        assert sorted(len(entries) for entries in files.values()) == [7, 7, 7, 7]
-        assert warm_stats == (4 * 6, 4 * 2, 0)  # junk.py: known as no migration, no hit
-    else:
-        assert files == {}  # all racily clean: none recorded, all read again
-        assert warm_stats == (0, reads, 0)
+    one = MigrationIndex(store)
+    write(folders[0], "ffff00000009", rev_ids("0", 1)[0])
+    assert len(read_all(one, folders[0])) == 2
+    assert set(one._lookup) == {str(folders[0])}
+    assert one.save()
+    after = MigrationIndex(store)
+    for folder in folders:
+        read_all(after, folder)
+    assert (after.stats.hits, after.stats.reads) == (4, 0)
 
 
-def test_worker_processes_are_forked_only_when_they_pay_and_it_is_safe(
-        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.delenv(index_module.PARALLEL_VARIABLE, raising=False)
-    big = index_module.PARALLEL_MIN_FILES
-    assert index_module.parallel_workers(big - 1, 20) == 0  # too few files to pay
-    assert index_module.parallel_workers(big, 1) == 0  # one folder: nothing to share
-    # This test process runs threads (pytest-xdist's), so it must never fork.
-    stop = threading.Event()
-    helper = threading.Thread(target=stop.wait)
-    helper.start()
-    try:
-        assert index_module.parallel_workers(big * 10, 20) == 0
-    finally:
-        stop.set()
-        helper.join()
-    # A single-threaded process forks one worker per spare core, three at most.
-    code = ("import os, sys; from alembic_autocopy.sources import index; "
-            "print(index.parallel_workers(int(sys.argv[1]), 20))")
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    expected = max(0, min((cores or 1) - 1, index_module.MAX_WORKERS))
-
-    def workers_for(files: int, minimum: str) -> str:
-        return run([sys.executable, "-c", code, str(files)], cwd=tmp_path, check=True,
-                   env={index_module.PARALLEL_VARIABLE: minimum}).stdout.strip()
-
-    assert workers_for(10, "10") == str(expected)
-    assert workers_for(9, "10") == "0"
-    assert workers_for(big, "not a number") == str(expected)  # ignored: the default applies
+def test_a_damaged_section_is_read_again_and_rewritten(tmp_path: Path, later_clock: None) -> None:
+    folder = tmp_path / "versions"
+    write(folder, "aaaa00000001")
+    store = tmp_path / "index"
+    first = MigrationIndex(store)
+    read_all(first, folder)
+    assert first.save()
+    data = bytearray(store.read_bytes())
+    data[-3] ^= 0xFF  # inside the last section (the contents)
+    store.write_bytes(bytes(data))
+    damaged = MigrationIndex(store)
+    assert revisions(read_all(damaged, folder)) == {"aaaa00000001_step.py": "aaaa00000001"}
+    assert damaged.stats.rebuilt is not None
+    assert damaged.save()
+    again = MigrationIndex(store)
+    read_all(again, folder)
+    assert (again.stats.hits, again.stats.reads, again.stats.rebuilt) == (1, 0, None)
 
 
 # -------------------------------------------------------------------------- one upgrade

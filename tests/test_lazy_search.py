@@ -6,7 +6,6 @@ find and list still show every location. Real repositories, real git, real SQLit
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import time
 from dataclasses import replace
@@ -268,15 +267,3 @@ def test_verbose_says_what_was_searched_and_what_the_index_saved(sqlite_db: Data
     assert " 0 read, 0 parsed" in warm
     assert warm.splitlines()[1:] == first.splitlines()[1:]
 
-    # Forced past its threshold, a single-threaded process shares the work with a
-    # worker per spare core, and finds the same.
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    workers = max(0, min((cores or 1) - 1, index.MAX_WORKERS))
-    shared = repo.main.autocopy("find", ids[0], "-v", check=True,
-                                env={index.PARALLEL_VARIABLE: "1"}).stdout
-    if workers:
-        assert f"work shared with {workers} worker process(es)" in shared
-    assert shared.splitlines()[1:] == warm.splitlines()[1:]
-    alone = repo.main.autocopy("find", ids[0], "-v", check=True,
-                               env={index.PARALLEL_VARIABLE: "1000000000"}).stdout
-    assert "worker process" not in alone

@@ -30,7 +30,7 @@ from alembic_autocopy.core.model import (
     Options as Options,  # the repair's request; defined in the core, named here too
 )
 from alembic_autocopy.effects.project import ProjectConfig
-from alembic_autocopy.sources import scanning
+from alembic_autocopy.sources import folders, scanning
 
 TYPE_CHECKING = False  # typing's, without importing typing (~3 ms of every start)
 # placement is imported where files are placed (`check` never is), records and drift where
@@ -229,12 +229,9 @@ def inventory(project: ProjectConfig, options: Options, *,
 
     project = remembered_env_locations(project)
     cache = index.open_for(project)
-    found = scanning.scan(project, cache.read_file, cache.committed_blobs, cache.read_folder,
-                          wanted=_wanted(options), allow_untrusted=_allow_untrusted(project,
-                                                                                    options),
-                          here_only=here_only or options.closest_only,
-                          listing_reader=cache.read_listed,
-                          listings_reader=cache.read_listings)
+    found = scanning.scan(project, cache, wanted=_wanted(options),
+                          allow_untrusted=_allow_untrusted(project, options),
+                          here_only=here_only or options.closest_only)
     found.index_stats = cache.stats
     if here_only:
         cache.save()
@@ -259,11 +256,8 @@ def search_elsewhere(project: ProjectConfig, options: Options, found: scanning.I
         return found
     cache = index.open_for(project)
     if found.pending is not None:  # the other worktrees and folders are not read yet
-        scanning.scan(project, cache.read_file, cache.committed_blobs, cache.read_folder,
-                      wanted=_wanted(options, found),
-                      allow_untrusted=_allow_untrusted(project, options), into=found,
-                      listing_reader=cache.read_listed,
-                      listings_reader=cache.read_listings)
+        scanning.scan(project, cache, wanted=_wanted(options, found),
+                      allow_untrusted=_allow_untrusted(project, options), into=found)
     if git_objects:
         for extend in INVENTORY_EXTENSIONS:
             extend(project, found, options)
@@ -826,11 +820,11 @@ def _needed_by_database(project: ProjectConfig) -> Callable[[ManifestEntry], boo
     providers: dict[str, set[str]] = {}
     skipped: list[Any] = []
     for location in project.version_locations:
-        for path in scanning.iter_migration_paths(location,
+        for path in folders.iter_migration_paths(location,
                                                   project.recursive_version_locations,
                                                   skipped):
             try:
-                header = scanning.read_migration_file(path, project.tool.max_file_bytes).header
+                header = folders.read_migration_file(path, project.tool.max_file_bytes).header
             except (OSError, MigrationParseError):
                 continue
             parents[header.revision] = header.needs

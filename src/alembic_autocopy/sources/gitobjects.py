@@ -47,7 +47,7 @@ from alembic_autocopy.core.model import (
 from alembic_autocopy.core.names import refusal
 from alembic_autocopy.effects import git
 from alembic_autocopy.effects.project import ProjectConfig, version_locations_from_text
-from alembic_autocopy.sources import scanning
+from alembic_autocopy.sources import folders, scanning
 
 TYPE_CHECKING = False  # typing's, without importing typing (~3 ms of every start)
 if TYPE_CHECKING:
@@ -745,7 +745,7 @@ class RepositorySearch:
                 # index knows every blob never is.
                 from alembic_autocopy.core.parsing import parse_migration, sha256_hex
 
-                parsed = scanning.ReadFile(parse_migration(content, max_bytes=max_bytes),
+                parsed = folders.ReadFile(parse_migration(content, max_bytes=max_bytes),
                                            sha256_hex(content), len(content), oid)
             else:
                 parsed = self.cache.parse_blob(oid, content)

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import functools
 import os
-import re
 import stat
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,15 +28,20 @@ from alembic_autocopy.core.model import (
 from alembic_autocopy.core.names import refusal
 from alembic_autocopy.effects import git
 from alembic_autocopy.effects.project import ProjectConfig
+from alembic_autocopy.sources.folders import (
+    FileResult,
+    FolderRead,
+    ReadFile,
+    migration_names,
+    read_migration_file,
+)
+from alembic_autocopy.sources.index import MigrationIndex
 
 TYPE_CHECKING = False  # typing's, without importing typing (see output.py)
 if TYPE_CHECKING:
     from typing import Any
 
     from alembic_autocopy.sources.trust import TrustJudge
-
-# Same as alembic.script.base._only_source_rev_file.
-_REVISION_FILE = re.compile(r"(?!\.\#|__init__)(.*\.py)$")
 
 
 @dataclass
@@ -92,41 +96,6 @@ class Inventory:
 
     def local_ids(self) -> set[str]:
         return {candidate.revision for candidate in self.local}
-
-
-@dataclass(frozen=True)
-class ReadFile:
-    """A file read and parsed: the candidate's ingredients (cached by the index)."""
-
-    header: MigrationHeader
-    sha256: str
-    size: int
-    blob: str
-
-
-FileReader = Callable[[str, int], "ReadFile"]
-
-
-def read_migration_file(path: str | Path, max_bytes: int) -> ReadFile:
-    """Read and parse one file; raise MigrationParseError or OSError."""
-    # The parser is imported when a file must be read: a warm run answers from the index.
-    from alembic_autocopy.core.parsing import parse_migration, sha256_hex
-
-    with open(path, "rb", opener=open_nonblocking) as handle:
-        info = os.fstat(handle.fileno())
-        if not stat.S_ISREG(info.st_mode):
-            raise MigrationParseError("not a regular file")
-        if info.st_size > max_bytes:
-            raise MigrationParseError(f"larger than {max_bytes} bytes")
-        content = handle.read(max_bytes + 1)
-    header = parse_migration(content, max_bytes=max_bytes)
-    return ReadFile(header, sha256_hex(content), len(content), git.blob_id(content))
-
-
-def open_nonblocking(path: str, flags: int) -> int:
-    """An ``opener`` that never waits: a FIFO named ``x.py`` (or a symlink to one) would
-    otherwise block ``open`` until a writer comes. Regular files read as usual."""
-    return os.open(path, flags | getattr(os, "O_NONBLOCK", 0))
 
 
 def this_worktree(project: ProjectConfig) -> Path | None:
@@ -219,21 +188,7 @@ def _folder_sources(folder: Path, project: ProjectConfig, relatives: list[Path |
     if root is None and git.is_bare_repository(folder):
         root = folder  # a bare clone: no files of its own, but its linked worktrees count
     if root is not None and root.resolve() == resolved:
-        sources: list[Source] = []
-        try:
-            infos = git.list_worktrees(root)
-        except GitError as error:
-            notes.append(f"folder {folder}: {error.message}; skipped")
-            return []
-        for info in infos:
-            if info.bare or info.path.resolve() in seen_roots:
-                continue
-            if info.prunable is not None or not info.path.is_dir():
-                continue
-            kind = LocationKind.CLONE
-            sources.append(_mapped_source(kind, info, project, relatives))
-            seen_roots.add(info.path.resolve())
-        return sources
+        return _clone_sources(folder, root, project, relatives, seen_roots, notes)
     seen_roots.add(resolved)
     pairs = zip(relatives, project.version_locations, strict=True)
     dirs = [(folder / rel, ours) for rel, ours in pairs
@@ -244,166 +199,108 @@ def _folder_sources(folder: Path, project: ProjectConfig, relatives: list[Path |
     return [Source(kind=LocationKind.FOLDER, root=folder, version_dirs=dirs)]
 
 
-def iter_migration_paths(folder: Path, recursive: bool,
-                         skipped: list[SkippedFile]) -> Iterator[Path]:
-    """Files Alembic would load from ``folder`` (no symlinked folders followed)."""
+def _clone_sources(folder: Path, root: Path, project: ProjectConfig,
+                   relatives: list[Path | None], seen_roots: set[Path],
+                   notes: list[str]) -> list[Source]:
+    """The worktrees of another clone that ``folder`` is the root of."""
     try:
-        entries = sorted(os.scandir(folder), key=lambda e: e.name)
-    except FileNotFoundError:
-        return
-    except OSError as error:
-        skipped.append(SkippedFile(str(folder), f"cannot list folder: {error.strerror}"))
-        return
-    for entry in entries:
-        try:
-            if entry.is_dir(follow_symlinks=False):
-                if recursive and entry.name != "__pycache__":
-                    yield from iter_migration_paths(Path(entry.path), recursive, skipped)
-                continue
-        except OSError:
+        infos = git.list_worktrees(root)
+    except GitError as error:
+        notes.append(f"folder {folder}: {error.message}; skipped")
+        return []
+    sources: list[Source] = []
+    for info in infos:
+        if info.bare or info.path.resolve() in seen_roots:
             continue
-        if _REVISION_FILE.match(entry.name):
-            yield Path(entry.path)
+        if info.prunable is not None or not info.path.is_dir():
+            continue
+        sources.append(_mapped_source(LocationKind.CLONE, info, project, relatives))
+        seen_roots.add(info.path.resolve())
+    return sources
 
-
-# Threads only pay when stat/read waits dominate and cores are free: on 2 cores a warm scan
-# of 20,000 files took 333 ms with 4 threads and 262 ms without (medians of 6; the Python
-# work per file holds the GIL). So: a large fleet and at least PARALLEL_MIN_CORES cores.
-PARALLEL_MIN_FILES = 4000
-PARALLEL_MIN_CORES = 4
-PARALLEL_WORKERS = 4
 
 # ``{path from the worktree root: blob id}`` of every file under the given root-relative
 # folders in a commit: git.tree_blobs, or the index's cached answer.
 CommittedLister = Callable[[Path, str, tuple[str, ...]], dict[str, str]]
 
-# What the reader returned or raised for each file of one folder, in the listing's order.
-_FolderResult = list["ReadFile | MigrationParseError | OSError"]
 
-# Reads the named files of one folder at once, errors returned in place (the index's
-# read_folder: one stat per file relative to the folder, nothing else when unchanged).
-FolderReader = Callable[[str, list[str], int],
-                        list["ReadFile | MigrationParseError | OSError"]]
-# The same for names straight from ``os.listdir`` (the index's read_listed): returns the
-# files kept (no folders), those behind a symlink, and what was read for each.
-ListingReader = Callable[[str, list[str], int],
-                         tuple[list[str], set[str],
-                               list["ReadFile | MigrationParseError | OSError"]]]
-# ``ListingReader`` for many folders at once, listing them itself (the index's
-# read_listings, which shares a large fleet's listing and stat checks with worker
-# processes): (folders, max_bytes, names_of(folder), done(folder)) -> per folder what
-# ListingReader returns. ``names_of`` gives None for a folder it could not list (and said so).
-ListingsReader = Callable[
-    [list[str], int, Callable[[str], "list[str] | None"], Callable[[str], None]],
-    list[tuple[list[str], set[str], list["ReadFile | MigrationParseError | OSError"]]]]
+def scan(project: ProjectConfig, index: MigrationIndex | None = None, *,
+         wanted: Callable[[str], bool] | None = None, allow_untrusted: bool | None = None,
+         here_only: bool = False, into: Inventory | None = None) -> Inventory:
+    """Read every source through ``index`` (default: one kept in memory only); never raises
+    for a bad file (it is skipped with a reason).
 
-
-def scan(project: ProjectConfig, reader: FileReader = read_migration_file,
-         committed: CommittedLister = git.tree_blobs, folder_reader: FolderReader | None = None,
-         wanted: Callable[[str], bool] | None = None,
-         allow_untrusted: bool | None = None, *, here_only: bool = False,
-         into: Inventory | None = None,
-         listing_reader: ListingReader | None = None,
-         listings_reader: ListingsReader | None = None) -> Inventory:
-    """Read every source; never raises for a bad file (it is skipped with a reason).
-
-    ``folder_reader``, when given, reads each folder instead of ``reader`` file by file;
-    ``listing_reader`` reads flat folders from a bare name listing (no ``DirEntry`` per file),
-    and ``listings_reader``, when given, all of them at once (in parallel processes).
     ``wanted(revision)`` keeps only the candidates it accepts (``find`` builds a dozen
-    candidates, not twenty thousand). Folders are read concurrently when the fleet is large
-    (stat and read release the GIL). ``allow_untrusted`` (default: the configuration) keeps
+    candidates, not twenty thousand). ``allow_untrusted`` (default: the configuration) keeps
     files other users could have written (see trust.py).
 
     ``here_only``: read this worktree alone (the other sources are not even listed: no
     sibling's folder is touched); ``into``: such an inventory, whose other sources are then
     read into it (this worktree is not read again).
     """
+    if index is None:
+        index = MigrationIndex(None)
+    inventory, sources = _sources_to_read(project, here_only, into)
     if allow_untrusted is None:
         allow_untrusted = project.tool.allow_untrusted_source
-    if into is None:
-        inventory = Inventory()
-        here, worktrees = here_source(project)
-        inventory.here = here
-        others = functools.partial(other_sources, project, here, worktrees)
-        if here_only:
-            sources, inventory.pending, inventory.complete = [here], others, False
-        else:
-            sources = [here, *others(inventory.notes)]
-    else:
-        inventory = into
-        sources = inventory.pending(inventory.notes) if inventory.pending else []
-        inventory.pending = None
-    inventory.searched += [os.fspath(s.root) for s in sources if s.kind is not LocationKind.HERE]
-    judge = None
-    if not allow_untrusted and any(s.kind is not LocationKind.HERE for s in sources):
-        from alembic_autocopy.sources.trust import TrustJudge
-
-        judge = TrustJudge()
-    # Flat folders read through the index are listed by name only (the index's lstat tells
-    # files, folders and symlinks apart); otherwise each entry is looked at while listing.
-    by_name = ((listing_reader is not None or listings_reader is not None)
-               and not project.recursive_version_locations)
-    jobs: list[tuple[Source, str, list[str], list[tuple[str, bool]]]] = []
-    for source in sources:
-        for folder, _ours in source.version_dirs:
-            text = os.fspath(folder)
-            if by_name and listings_reader is not None:
-                jobs.append((source, text, [], []))  # listed by listings_reader
-            elif by_name:
-                jobs.append((source, text, _names_in(text, inventory.skipped), []))
-            else:
-                jobs.append((source, text, [], _list_folder(
-                    text, project.recursive_version_locations, inventory.skipped)))
-    max_bytes = project.tool.max_file_bytes
-
-    tick = progress_report.counter(len(jobs), "reading migration folders")
-
-    def read_folder(job: tuple[Source, str, list[str], list[tuple[str, bool]]]
-                    ) -> tuple[list[str], set[str], _FolderResult]:
-        _source, folder, names, entries = job
-        if listing_reader is not None and by_name:
-            read = listing_reader(folder, names, max_bytes)
-        else:
-            read = ([name for name, _ in entries], {name for name, link in entries if link},
-                    _read_folder(folder, entries, reader, max_bytes, folder_reader))
+    judge = _trust_judge(sources) if not allow_untrusted else None
+    folders = [(source, os.fspath(folder)) for source in sources
+               for folder, _ours in source.version_dirs]
+    tick = progress_report.counter(len(folders), "reading migration folders")
+    listings = _CommittedListings(index.committed_blobs)
+    for source, folder in folders:
+        read = index.read_folder(folder, project.tool.max_file_bytes,
+                                 project.recursive_version_locations)
         tick(folder)
-        return read
-
-    total = sum(len(names) + len(entries) for _, _, names, entries in jobs)
-    if by_name and listings_reader is not None:
-        def names_of(folder: str) -> list[str] | None:
-            reported = len(inventory.skipped)
-            names = _names_in(folder, inventory.skipped)
-            return None if len(inventory.skipped) != reported else names
-
-        results = listings_reader([folder for _, folder, _, _ in jobs], max_bytes, names_of,
-                                  tick)
-    elif (total >= PARALLEL_MIN_FILES and len(jobs) > 1
-            and (os.cpu_count() or 1) >= PARALLEL_MIN_CORES):
-        from concurrent.futures import ThreadPoolExecutor
-
-        with ThreadPoolExecutor(max_workers=PARALLEL_WORKERS) as pool:
-            results = list(pool.map(read_folder, jobs))
-    else:
-        results = [read_folder(job) for job in jobs]
-    listings: dict[int, dict[str, str] | None] = {}
-    for (source, folder_text, _names, _entries), (kept, linked, result) in zip(
-            jobs, results, strict=True):
-        def listing(source: Source = source) -> dict[str, str] | None:
-            if id(source) not in listings:  # only for sources where something is kept
-                listings[id(source)] = _committed_blobs(source, committed)
-            return listings[id(source)]
-
-        found = _candidates(source, folder_text, kept, linked, result, inventory, listing,
-                            wanted, judge if source.kind is not LocationKind.HERE else None,
-                            inventory.seen_folders, inventory.seen_files)
-        if source.kind is LocationKind.HERE:
-            inventory.local.extend(found)
-        else:
-            inventory.elsewhere.extend(found)
+        inventory.skipped += read.skipped
+        here = source.kind is LocationKind.HERE
+        found = _candidates(_Folder(source, folder, None if here else judge), read, inventory,
+                            functools.partial(listings.of, source), wanted)
+        (inventory.local if here else inventory.elsewhere).extend(found)
     settle_unreadable_here(project, inventory, wanted)
     return inventory
+
+
+def _sources_to_read(project: ProjectConfig, here_only: bool,
+                     into: Inventory | None) -> tuple[Inventory, list[Source]]:
+    """The inventory to fill and the sources to read into it (see ``scan``)."""
+    if into is not None:
+        sources = into.pending(into.notes) if into.pending else []
+        into.pending = None
+    else:
+        into = Inventory()
+        here, worktrees = here_source(project)
+        into.here = here
+        others = functools.partial(other_sources, project, here, worktrees)
+        if here_only:
+            sources, into.pending, into.complete = [here], others, False
+        else:
+            sources = [here, *others(into.notes)]
+    into.searched += [os.fspath(s.root) for s in sources if s.kind is not LocationKind.HERE]
+    return into, sources
+
+
+def _trust_judge(sources: list[Source]) -> TrustJudge | None:
+    """A judge of other places' files, when some are read (this worktree's are the user's)."""
+    if not any(s.kind is not LocationKind.HERE for s in sources):
+        return None
+    from alembic_autocopy.sources.trust import TrustJudge
+
+    return TrustJudge()
+
+
+class _CommittedListings:
+    """Each source's committed blobs, asked of git (or the index) only for sources where
+    something is kept."""
+
+    def __init__(self, committed: CommittedLister) -> None:
+        self._committed = committed
+        self._known: dict[int, dict[str, str] | None] = {}
+
+    def of(self, source: Source) -> dict[str, str] | None:
+        if id(source) not in self._known:
+            self._known[id(source)] = _committed_blobs(source, self._committed)
+        return self._known[id(source)]
 
 
 def settle_unreadable_here(project: ProjectConfig, inventory: Inventory,
@@ -420,50 +317,62 @@ def settle_unreadable_here(project: ProjectConfig, inventory: Inventory,
     # device) would block this process forever, and a huge or binary file is no migration.
     loadable = [item for item in pending if _plain_file(item.path, project.tool.max_file_bytes)]
     inventory.skipped.extend(item for item in pending if item not in loadable)
-    pending = loadable
-    if not pending:
+    if not loadable:
         return
-    from alembic_autocopy.core.parsing import read_partly, sha256_hex
-    from alembic_autocopy.effects import git
     from alembic_autocopy.sources import loading
 
-    loaded = loading.load_headers(project, [item.path for item in pending])
-    for item in pending:
+    loaded = loading.load_headers(project, [item.path for item in loadable])
+    for item in loadable:
         facts = loading.file_facts(item.path)
         if facts is None:
             continue
-        content, size = facts
-        header = loaded.get(item.path)
-        if isinstance(header, MigrationHeader):
-            inventory.loaded_by_alembic[item.path] = item.reason
-        else:
-            try:
-                header, undecided = read_partly(content, max_bytes=project.tool.max_file_bytes)
-            except MigrationParseError:
-                inventory.skipped.append(SkippedFile(item.path, f"{item.reason}; {header}"))
-                continue
-            inventory.loaded_by_alembic[item.path] = item.reason
-            if undecided:
-                inventory.skipped.append(SkippedFile(
-                    item.path, f"read as revision {header.revision} without its "
-                               f"{' and '.join(undecided)} ({item.reason}; {header})"))
-        if wanted is not None and not wanted(header.revision):
+        header = _settled_header(project, inventory, item, loaded.get(item.path), facts[0])
+        if header is None or (wanted is not None and not wanted(header.revision)):
             continue
-        name = item.path.rpartition(os.sep)[2]
-        root = inventory.here.root if inventory.here is not None else project.here
-        relative = name
-        for location in project.version_locations:
-            prefix = os.fspath(location) + os.sep
-            if item.path.startswith(prefix):
-                relative = item.path[len(prefix):]
-        inventory.local.append(Candidate(
-            header=header, sha256=sha256_hex(content), size=size, filename=name,
-            relative_path=relative,
-            location=Location(kind=LocationKind.HERE, path=item.path, worktree=os.fspath(root),
-                              branch=inventory.here.branch if inventory.here else None,
-                              commit=inventory.here.commit if inventory.here else None,
-                              blob=git.blob_id(content)),
-        ))
+        inventory.local.append(_loaded_candidate(project, inventory, item.path, header, *facts))
+
+
+def _settled_header(project: ProjectConfig, inventory: Inventory, item: SkippedFile,
+                    loaded: object, content: bytes) -> MigrationHeader | None:
+    """The header Alembic's loading gave, else what the literal values say (None: neither:
+    the file is skipped with both reasons)."""
+    from alembic_autocopy.core.parsing import read_partly
+
+    if isinstance(loaded, MigrationHeader):
+        inventory.loaded_by_alembic[item.path] = item.reason
+        return loaded
+    try:
+        header, undecided = read_partly(content, max_bytes=project.tool.max_file_bytes)
+    except MigrationParseError:
+        inventory.skipped.append(SkippedFile(item.path, f"{item.reason}; {loaded}"))
+        return None
+    inventory.loaded_by_alembic[item.path] = item.reason
+    if undecided:
+        inventory.skipped.append(SkippedFile(
+            item.path, f"read as revision {header.revision} without its "
+                       f"{' and '.join(undecided)} ({item.reason}; {loaded})"))
+    return header
+
+
+def _loaded_candidate(project: ProjectConfig, inventory: Inventory, path: str,
+                      header: MigrationHeader, content: bytes, size: int) -> Candidate:
+    from alembic_autocopy.core.parsing import sha256_hex
+
+    name = path.rpartition(os.sep)[2]
+    here = inventory.here
+    relative = name
+    for location in project.version_locations:
+        prefix = os.fspath(location) + os.sep
+        if path.startswith(prefix):
+            relative = path[len(prefix):]
+    return Candidate(
+        header=header, sha256=sha256_hex(content), size=size, filename=name,
+        relative_path=relative,
+        location=Location(kind=LocationKind.HERE, path=path,
+                          worktree=os.fspath(here.root if here is not None else project.here),
+                          branch=here.branch if here else None,
+                          commit=here.commit if here else None, blob=git.blob_id(content)),
+    )
 
 
 def _plain_file(path: str, max_bytes: int) -> bool:
@@ -475,8 +384,7 @@ def _plain_file(path: str, max_bytes: int) -> bool:
     return stat.S_ISREG(facts.st_mode) and facts.st_size <= max_bytes
 
 
-def refresh_here(project: ProjectConfig, inventory: Inventory, root: Path | None,
-                 reader: FileReader = read_migration_file) -> bool:
+def refresh_here(project: ProjectConfig, inventory: Inventory, root: Path | None) -> bool:
     """Bring ``inventory.local`` up to date with this worktree's version folders.
 
     Called once the locks are held: another run in this worktree may have placed copies (or
@@ -491,19 +399,19 @@ def refresh_here(project: ProjectConfig, inventory: Inventory, root: Path | None
     changed = False
     for location in project.version_locations:
         folder = os.fspath(location)
-        new: list[tuple[str, bool]] = []
-        for name, link in _migration_files(folder, project.recursive_version_locations, []):
+        new = FolderRead()
+        for name, link in migration_names(folder, project.recursive_version_locations, []):
             path = folder + os.sep + name
             if path in known:
                 fresh.append(known.pop(path))
             elif path not in skipped:
-                new.append((name, link))
-        if new:
+                new.names.append(name)
+                new.linked.update([name] if link else [])
+                new.results.append(_read_one(path, project.tool.max_file_bytes))
+        if new.names:
             changed = True
-            result = _read_folder(folder, new, reader, project.tool.max_file_bytes, None)
-            fresh += _candidates(source, folder, [name for name, _ in new],
-                                 {name for name, link in new if link}, result, inventory,
-                                 lambda: None, None, None, {}, set())
+            fresh += _candidates(_Folder(source, folder, None), new, inventory, lambda: None,
+                                 None, track=False)
     if known or changed:
         inventory.local = fresh
         settle_unreadable_here(project, inventory)
@@ -511,174 +419,131 @@ def refresh_here(project: ProjectConfig, inventory: Inventory, root: Path | None
     return False
 
 
-def _names_in(folder: str, skipped: list[SkippedFile]) -> list[str]:
-    """The names in ``folder`` that Alembic's file rule accepts, sorted (folders and
-    symlinks among them are told apart when they are stat-ed)."""
+def _read_one(path: str, max_bytes: int) -> FileResult:
     try:
-        names = os.listdir(folder)
-    except FileNotFoundError:
-        return []
-    except OSError as error:
-        skipped.append(SkippedFile(folder, f"cannot list folder: {error.strerror}"))
-        return []
-    return sorted(filter(_REVISION_FILE.match, names))
+        return read_migration_file(path, max_bytes)
+    except (MigrationParseError, OSError) as error:
+        return error
 
 
-def _list_folder(folder: str, recursive: bool,
-                 skipped: list[SkippedFile]) -> list[tuple[str, bool]]:
-    """``list(_migration_files(...))``; for a flat folder (the usual case) in one loop over
-    the listing, without a generator or a sort key: a fleet holds tens of thousands."""
-    if recursive:
-        return list(_migration_files(folder, recursive, skipped))
-    found: list[tuple[str, bool]] = []
-    match = _REVISION_FILE.match
-    try:
-        with os.scandir(folder) as iterator:
-            for entry in iterator:
-                if not match(entry.name):
-                    continue
-                try:
-                    if entry.is_dir(follow_symlinks=False):
-                        continue
-                except OSError:
-                    continue
-                found.append((entry.name, entry.is_symlink()))
-    except FileNotFoundError:
-        return []
-    except OSError as error:
-        skipped.append(SkippedFile(folder, f"cannot list folder: {error.strerror}"))
-        return []
-    found.sort()  # names are unique: the same order as sorting by name
-    return found
+class _Folder:
+    """One folder being turned into candidates: where it is, and what was met in it."""
+
+    def __init__(self, source: Source, folder: str, judge: TrustJudge | None) -> None:
+        self.source = source
+        self.folder = folder
+        self.prefix = folder + os.sep
+        self.root = os.fspath(source.root)
+        self.judge = judge
+        # A plain file's real path is its real folder's plus its name: no call per file.
+        self.real_prefix = os.path.realpath(folder) + os.sep
+        self.verdicts: dict[str, str | None] = {}  # trust, by real folder
+        self.committed: dict[str, str] | None = None
+        self.copies: set[str] = set()
+        self.listed = False  # committed and copies looked up (once something is kept)
+
+    def real_path(self, name: str, linked: set[str]) -> str:
+        return (os.path.realpath(self.prefix + name) if name in linked
+                else self.real_prefix + name)
+
+    def untrusted(self, real: str) -> str | None:
+        """Why a file may not be trusted (every file of one real folder: judged once)."""
+        if self.judge is None:
+            return None
+        judged_folder = real[:real.rfind(os.sep)]
+        if judged_folder not in self.verdicts:
+            self.verdicts[judged_folder] = self.judge.tree_reason(real, self.root)
+        return self.verdicts[judged_folder]
 
 
-def _migration_files(folder: str, recursive: bool,
-                     skipped: list[SkippedFile]) -> Iterator[tuple[str, bool]]:
-    """(path relative to ``folder``, is it a symlink) of each file Alembic would load from
-    it; the symlink flag comes free with the folder listing (no extra stat)."""
-    try:
-        with os.scandir(folder) as iterator:
-            entries = sorted(iterator, key=lambda e: e.name)
-    except FileNotFoundError:
-        return
-    except OSError as error:
-        skipped.append(SkippedFile(folder, f"cannot list folder: {error.strerror}"))
-        return
-    for entry in entries:
-        try:
-            if entry.is_dir(follow_symlinks=False):
-                if recursive and entry.name != "__pycache__":
-                    for inner, link in _migration_files(entry.path, recursive, skipped):
-                        yield os.path.join(entry.name, inner), True if link else os.sep in inner
-                continue
-        except OSError:
-            continue
-        if _REVISION_FILE.match(entry.name):
-            yield entry.name, entry.is_symlink()
-
-
-def _read_folder(folder: str, names: list[tuple[str, bool]], reader: FileReader,
-                 max_bytes: int, folder_reader: FolderReader | None) -> _FolderResult:
-    if folder_reader is not None:
-        return folder_reader(folder, [name for name, _ in names], max_bytes)
-    prefix = folder + os.sep
-    results: _FolderResult = []
-    for name, _resolve in names:
-        try:
-            results.append(reader(prefix + name, max_bytes))
-        except (MigrationParseError, OSError) as error:
-            results.append(error)
-    return results
-
-
-def _candidates(source: Source, folder: str, names: list[str], linked: set[str],
-                result: _FolderResult, inventory: Inventory,
+def _candidates(place: _Folder, read: FolderRead, inventory: Inventory,
                 listing: Callable[[], dict[str, str] | None],
-                wanted: Callable[[str], bool] | None, judge: TrustJudge | None = None,
-                seen_folders: dict[str, set[str]] | None = None,
-                seen_files: set[str] | None = None) -> list[Candidate]:
-    """The candidates of one folder's files (``names``, relative to ``folder``; ``linked``:
-    those behind a symlink or in a sub-folder). ``seen_folders``/``seen_files`` (see
-    Inventory) skip a file already read through another path, and record this folder's."""
+                wanted: Callable[[str], bool] | None, *, track: bool = True) -> list[Candidate]:
+    """The candidates of one folder's files. ``track``: skip a file already read through
+    another path (``Inventory.seen_folders``/``seen_files``), and record this folder's."""
     found: list[Candidate] = []
-    committed: dict[str, str] | None = None
-    copies: set[str] = set()
-    root = os.fspath(source.root)
-    prefix = folder + os.sep
-    kind, branch, commit = source.kind, source.branch, source.commit
-    verdicts: dict[str, str | None] = {}
-    # A plain file's real path is its real folder's plus its name: no system call per file.
-    real_folder = os.path.realpath(folder)
-    real_prefix = real_folder + os.sep
-    seen_here: set[str] = set()
-    if seen_folders is not None:
-        seen_here = seen_folders.setdefault(real_folder, set())
-    # The usual case: a folder not met before, no symlink anywhere: nothing to look up.
-    one_by_one = bool(seen_here or seen_files or linked)
-    if seen_folders is not None and not one_by_one:
-        seen_here.update(names)
-    for name, facts in zip(names, result, strict=True):
-        real = ""  # computed only if needed
-        if one_by_one and name in linked:  # behind a symlink, in a sub-folder: resolved
-            real = os.path.realpath(prefix + name)
-            if seen_files is not None:
-                head, _, tail = real.rpartition(os.sep)
-                if real in seen_files or (seen_folders is not None
-                                          and tail in seen_folders.get(head, ())):
-                    continue
-                seen_files.add(real)
-        elif one_by_one:
-            if name in seen_here or (seen_files and real_prefix + name in seen_files):
-                continue
-            seen_here.add(name)
+    fresh = _unseen(place, read, inventory) if track else None
+    for name, facts in zip(read.names, read.results, strict=True):
+        if fresh is not None and name not in fresh:
+            continue
         if wanted is not None and isinstance(facts, ReadFile) and not wanted(
                 facts.header.revision):
             continue
-        path = prefix + name
-        if isinstance(facts, MigrationParseError):
-            if kind is LocationKind.HERE:  # Alembic's own loading may read it
-                inventory.unreadable_here.append(SkippedFile(path, str(facts)))
-            else:
-                inventory.skipped.append(SkippedFile(path, str(facts)))
+        if not isinstance(facts, ReadFile) or _refused_name(place, name):
+            _skip(place, name, facts, inventory)
             continue
-        if isinstance(facts, OSError):
-            inventory.skipped.append(SkippedFile(path, facts.strerror or str(facts)))
-            continue
-        if kind is not LocationKind.HERE:  # a name that would become a file here
-            problem = refusal(name.replace(os.sep, "/"), recursive=True)
-            if problem is not None:
-                inventory.skipped.append(SkippedFile(path, f"unsafe name refused ({problem})"))
-                continue
-        untrusted = None
-        if judge is not None:
-            if not real:
-                real = (os.path.realpath(prefix + name) if name in linked
-                        else real_prefix + name)
-            # Every file directly in one real folder gets the same verdict: judge it once.
-            judged_folder = real[:real.rfind(os.sep)]
-            if judged_folder in verdicts:
-                untrusted = verdicts[judged_folder]
-            else:
-                untrusted = verdicts[judged_folder] = judge.tree_reason(real, root)
-        if not found and untrusted is None:
-            committed = listing()
-            copies = _copies_in(folder)
-        is_committed = None
-        if committed is not None:
-            is_committed = committed.get(_root_relative(path, root)) == facts.blob
-        candidate = Candidate(
-            header=facts.header, sha256=facts.sha256, size=facts.size,
-            filename=path[path.rfind(os.sep) + 1:], relative_path=name,
-            location=Location(kind=kind, path=path, worktree=root, branch=branch,
-                              commit=commit, blob=facts.blob, committed=is_committed,
-                              detail=COPY_DETAIL if name in copies else None),
-        )
+        real = place.real_path(name, read.linked) if place.judge is not None else ""
+        untrusted = place.untrusted(real) if real else None
+        if not place.listed and untrusted is None:
+            place.committed, place.copies, place.listed = listing(), _copies_in(place.folder), True
+        candidate = _candidate(place, name, facts)
         if untrusted is not None:
             inventory.untrusted.append((candidate, untrusted))
-            inventory.skipped.append(SkippedFile(path, f"not trusted: {untrusted}"))
+            inventory.skipped.append(SkippedFile(place.prefix + name, f"not trusted: {untrusted}"))
             continue
         found.append(candidate)
     return found
+
+
+def _unseen(place: _Folder, read: FolderRead, inventory: Inventory) -> set[str] | None:
+    """The names of ``read`` not already read through another path (None: all of them),
+    recorded as read."""
+    seen_here = inventory.seen_folders.setdefault(place.real_prefix[:-1], set())
+    if not (seen_here or inventory.seen_files or read.linked):
+        # The usual case: a folder not met before, no symlink anywhere: nothing to look up.
+        seen_here.update(read.names)
+        return None
+    fresh: set[str] = set()
+    for name in read.names:
+        if name in read.linked:  # behind a symlink, in a sub-folder: resolved
+            real = os.path.realpath(place.prefix + name)
+            head, _, tail = real.rpartition(os.sep)
+            if real in inventory.seen_files or tail in inventory.seen_folders.get(head, ()):
+                continue
+            inventory.seen_files.add(real)
+        else:
+            if name in seen_here or place.real_prefix + name in inventory.seen_files:
+                continue
+            seen_here.add(name)
+        fresh.add(name)
+    return fresh
+
+
+def _refused_name(place: _Folder, name: str) -> bool:
+    """A name from elsewhere that would not be safe as a file here."""
+    if place.source.kind is LocationKind.HERE:
+        return False
+    return refusal(name.replace(os.sep, "/"), recursive=True) is not None
+
+
+def _skip(place: _Folder, name: str, facts: FileResult, inventory: Inventory) -> None:
+    """Say why a file gives no candidate."""
+    path = place.prefix + name
+    if isinstance(facts, MigrationParseError):
+        if place.source.kind is LocationKind.HERE:  # Alembic's own loading may read it
+            inventory.unreadable_here.append(SkippedFile(path, str(facts)))
+        else:
+            inventory.skipped.append(SkippedFile(path, str(facts)))
+    elif isinstance(facts, OSError):
+        inventory.skipped.append(SkippedFile(path, facts.strerror or str(facts)))
+    else:
+        problem = refusal(name.replace(os.sep, "/"), recursive=True)
+        inventory.skipped.append(SkippedFile(path, f"unsafe name refused ({problem})"))
+
+
+def _candidate(place: _Folder, name: str, facts: ReadFile) -> Candidate:
+    source, path = place.source, place.prefix + name
+    is_committed = None
+    if place.committed is not None:
+        is_committed = place.committed.get(_root_relative(path, place.root)) == facts.blob
+    return Candidate(
+        header=facts.header, sha256=facts.sha256, size=facts.size,
+        filename=path[path.rfind(os.sep) + 1:], relative_path=name,
+        location=Location(kind=source.kind, path=path, worktree=place.root,
+                          branch=source.branch, commit=source.commit, blob=facts.blob,
+                          committed=is_committed,
+                          detail=COPY_DETAIL if name in place.copies else None),
+    )
 
 
 def _copies_in(folder: str) -> set[str]:

@@ -54,10 +54,8 @@ def search_summary(inventory: Inventory) -> str:
     stats = inventory.index_stats
     if stats is None:
         return f"searched {where}"
-    shared = (f"; work shared with {stats.workers} worker process(es)"
-              if stats.workers else "")
     return (f"searched {where}; index: {stats.hits:,} file(s) unchanged, {stats.reads:,} "
-            f"read, {stats.parses:,} parsed{shared}")
+            f"read, {stats.parses:,} parsed")
 
 
 def unloadable_elsewhere(project: ProjectConfig, inventory: Inventory,

@@ -28,7 +28,7 @@ from alembic_autocopy.core.errors import (
 from alembic_autocopy.core.model import ManifestEntry, SkippedFile
 from alembic_autocopy.effects import git, placement
 from alembic_autocopy.effects.project import ProjectConfig
-from alembic_autocopy.sources import scanning
+from alembic_autocopy.sources import folders
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -234,7 +234,7 @@ def drop_copies_git_brings(project: ProjectConfig, root: Path,
     tracked_ids: dict[str, str] = {}
     skipped: list[SkippedFile] = []
     paths = [path for location in project.version_locations
-             for path in scanning.iter_migration_paths(
+             for path in folders.iter_migration_paths(
                  location, project.recursive_version_locations, skipped)
              if str(path) not in copies]
     tracked = git.tracked(root, paths) if paths else set()
@@ -242,7 +242,7 @@ def drop_copies_git_brings(project: ProjectConfig, root: Path,
         if path not in tracked:
             continue
         try:
-            facts = scanning.read_migration_file(path, project.tool.max_file_bytes)
+            facts = folders.read_migration_file(path, project.tool.max_file_bytes)
         except (OSError, MigrationParseError):
             continue  # the scan reports unreadable files; here they provide nothing
         tracked_ids[facts.header.revision] = str(path)
