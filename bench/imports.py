@@ -184,7 +184,8 @@ def render(tricks: Sequence[Trick], saved: Mapping[str, Mapping[str, float]]) ->
         "src/alembic_autocopy (found by an AST scan, `bench/imports.py`), and what it saves "
         "on each user-facing command: the cost of importing that module in a process that "
         "has already imported all the command imports (0 when the command imports it "
-        "anyway; n/a: not installed here). Medians of the CPU time of forked imports; a kept trick needs ≥ "
+        "anyway; n/a: not installed here). Medians of the CPU time of forked imports; a "
+        "kept trick needs ≥ "
         f"{THRESHOLD_MS:.0f} ms on some command.", "",
         "| deferred import | module | " + " | ".join(f"`{n}`" for n in names) + " | best |",
         "|---|---|" + "---:|" * (len(names) + 1),

@@ -23,17 +23,14 @@ import argparse
 import datetime
 import os
 import platform
-import resource
 import sqlite3
-import statistics
-import subprocess
 import sys
 import tempfile
-import time
+from collections.abc import Callable
 from pathlib import Path
 
-CHECKOUT = Path(__file__).resolve().parents[1]
-SRC = CHECKOUT / "src"
+from harness import CHECKOUT, Command, Sample, alternate, call, measured_env
+
 PROMISE = 1.05  # the line may cost at most 5% of a nothing-to-do `alembic upgrade head`
 LINE = "**alembic_autocopy.integration.options()"
 
@@ -54,22 +51,6 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_table("t_{rev}")
 '''
-
-
-def environment(home: Path) -> dict[str, str]:
-    env = {key: value for key, value in os.environ.items() if not key.startswith("GIT_")}
-    env.update({
-        "HOME": str(home), "GIT_CONFIG_NOSYSTEM": "1", "LC_ALL": "C.UTF-8",
-        "GIT_AUTHOR_NAME": "Bench", "GIT_AUTHOR_EMAIL": "bench@example.invalid",
-        "GIT_COMMITTER_NAME": "Bench", "GIT_COMMITTER_EMAIL": "bench@example.invalid",
-        "PYTHONPATH": os.pathsep.join([str(SRC), *filter(None, [os.environ.get("PYTHONPATH")])]),
-    })
-    env.pop("PYTHONDONTWRITEBYTECODE", None)  # bytecode cached, as a plain shell leaves it
-    return env
-
-
-def call(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(args, cwd=cwd, env=env, check=True, capture_output=True, text=True)
 
 
 def build(root: Path, env: dict[str, str], chain: int, line: bool) -> Path:
@@ -103,15 +84,11 @@ def build(root: Path, env: dict[str, str], chain: int, line: bool) -> Path:
     return project
 
 
-def upgrade_head(project: Path, env: dict[str, str]) -> tuple[float, float]:
-    """(wall clock, CPU time: user + system) of one `alembic upgrade head` process."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    start = time.perf_counter()
-    call([sys.executable, "-m", "alembic", "upgrade", "head"], project, env)
-    wall = time.perf_counter() - start
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return wall, cpu
+def upgrade_head(project: Path, env: dict[str, str], key: str, label: str,
+                 before: Callable[[], None] | None = None) -> Command:
+    """A whole `alembic upgrade head` process in ``project``."""
+    return Command(key, label, [sys.executable, "-m", "alembic", "upgrade", "head"], project,
+                   env, before=before)
 
 
 def heal_setup(with_line: Path, env: dict[str, str], chain: int) -> tuple[Path, Path, str]:
@@ -150,24 +127,21 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="alembic-autocopy-integration-bench-") as folder:
         root = Path(folder)
         (root / "home").mkdir()
-        env = environment(root / "home")
+        # bytecode cached, as a plain shell leaves it; Python as installed
+        env = measured_env(site=True, home=root / "home")
         without = build(root, env, args.chain, line=False)
         with_line = build(root, env, args.chain, line=True)
-        for project in (without, with_line):  # warm-up: bytecode caches, page cache
-            upgrade_head(project, env)
-        rows: dict[str, list[tuple[float, float]]] = {"without the line": [],
-                                                       "with the line": []}
-        for _ in range(args.runs):
-            rows["without the line"].append(upgrade_head(without, env))
-            rows["with the line"].append(upgrade_head(with_line, env))
+        rows = alternate([upgrade_head(without, env, "without", "without the line"),
+                          upgrade_head(with_line, env, "with", "with the line")], args.runs)
         _sibling, _path, rev = heal_setup(with_line, env, args.chain)
-        heal_row = "with the line, one head to bring in (heal, lock, upgrade)"
-        rows[heal_row] = []
-        for _ in range(max(3, args.runs // 4)):
-            reset_heal(with_line, env, args.chain, rev)
-            rows[heal_row].append(upgrade_head(with_line, env))
-    wall = {name: statistics.median(w for w, _ in timings) for name, timings in rows.items()}
-    cpu = {name: statistics.median(c for _, c in timings) for name, timings in rows.items()}
+        heal = "with the line, one head to bring in (heal, lock, upgrade)"
+        rows.update(alternate([upgrade_head(
+            with_line, env, "heal", heal,
+            before=lambda: reset_heal(with_line, env, args.chain, rev))],
+            max(3, args.runs // 4)))
+    by_name: dict[str, Sample] = {sample.label: sample for sample in rows.values()}
+    wall = {name: sample.median_ms / 1000 for name, sample in by_name.items()}
+    cpu = {name: sample.cpu_median_ms / 1000 for name, sample in by_name.items()}
     ratio = cpu["with the line"] / cpu["without the line"]
     wall_ratio = wall["with the line"] / wall["without the line"]
     verdict = "kept" if ratio <= PROMISE else "BROKEN"
@@ -194,9 +168,8 @@ def main() -> int:
         "| `alembic upgrade head` | CPU median | CPU min-max | wall median | wall min-max |",
         "|---|---|---|---|---|",
     ]
-    for name, timings in rows.items():
-        cpus = [c for _, c in timings]
-        walls = [w for w, _ in timings]
+    for name, sample in by_name.items():
+        cpus, walls = sample.cpu, sample.times
         lines.append(f"| {name} | {cpu[name]:.3f} s | {min(cpus):.3f}-{max(cpus):.3f} s | "
                      f"{wall[name]:.3f} s | {min(walls):.3f}-{max(walls):.3f} s |")
     lines += [

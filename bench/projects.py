@@ -135,8 +135,10 @@ def _fresh(root: Path, marker: Path) -> bool:
     return False
 
 
-def upgrade_head(worktree: Path, env: Mapping[str, str]) -> None:
-    call([*python_command(), "-m", "alembic", "upgrade", "heads"], worktree, env)
+def stamp_heads(worktree: Path, env: Mapping[str, str]) -> None:
+    """The database at ``worktree``'s heads. The migrations do nothing, so a stamp leaves
+    it as an upgrade would, in seconds instead of minutes at 5,000 migrations."""
+    call([*python_command(), "-m", "alembic", "stamp", "heads"], worktree, env)
 
 
 def fleet(root: Path, worktrees: int, migrations: int, branches: int,
@@ -158,7 +160,7 @@ def fleet(root: Path, worktrees: int, migrations: int, branches: int,
     for number, path in enumerate(names[1:], 1):
         call(["git", "worktree", "add", "-q", "-b", f"wt{number:02d}", str(path), "main"],
              project.here, env)
-    upgrade_head(project.here, env)
+    stamp_heads(project.here, env)
     marker.write_text(f"built in {time.perf_counter() - started:.1f} s\n", encoding="utf-8")
     return project
 
@@ -192,7 +194,7 @@ def arrival(root: Path, base: int, count: int, env: Mapping[str, str]) -> Arriva
         arrived.mkdir()
         for path, body in files.items():
             (arrived / Path(path).name).write_text(body, encoding="utf-8")
-        upgrade_head(sibling, env)
+        stamp_heads(sibling, env)
         for worktree in (here, plain):  # warms main's own bytecode in both
             call([*python_command(), "-m", "alembic", "heads"], worktree, env)
         marker.write_text("built\n", encoding="utf-8")
@@ -225,7 +227,7 @@ def hook_repos(root: Path, migrations: int, env: Mapping[str, str]) -> HookRepos
         return repos
     for repo in (repos.plain, repos.hooked):
         init_project(repo, repo.parent / "dev.db", migrations, env)
-        upgrade_head(repo, env)
+        stamp_heads(repo, env)
         call(["git", "checkout", "-q", "-b", "docs"], repo, env)
         (repo / "NOTES.md").write_text("notes\n", encoding="utf-8")
         call(["git", "add", "NOTES.md"], repo, env)
