@@ -9,7 +9,7 @@ at its tip, then measures, in the same run and alternately, warm whole-process t
 * ``alembic history`` (Alembic imports the 150 files; no database either).
 
 The target: the warm ``list --no-db`` at most 2x ``alembic history``. The result goes to
-docs/benchmarks.md, in a section of its own (bench/fleet.py keeps it when it rewrites the
+docs/benchmarks.md, in a section of its own (bench/run.py keeps it when it rewrites the
 file). Run: ``python3 bench/refs.py [--runs 5]``.
 """
 
