@@ -8,7 +8,8 @@ already imported everything the command imports.
 
 So, per command: run it once, keep the names in ``sys.modules`` at its exit; then, in one
 process that imports all those modules, fork once per deferred module and time its import in
-the child (a fresh copy of the command's state each time), a few times, medians of CPU
+the child (a fresh copy of the command's state each time). A command that never imports
+the module holding a trick gains nothing from it, a few times, medians of CPU
 time (the machine is shared: wall time there swings with other processes' load).
 """
 
@@ -85,6 +86,7 @@ print(json.dumps(result))
 class Trick:
     where: str  # path:line (function)
     module: str  # what it leaves unimported
+    owner: str  # the module holding the trick: a command that never imports it gains nothing
 
 
 def _module_name(path: Path) -> str:
@@ -129,7 +131,7 @@ def scan(package: Path = PACKAGE) -> list[Trick]:
                     and isinstance(statement.targets[0], ast.Name)
                     and statement.targets[0].id == "TYPE_CHECKING"):
                 tricks.append(Trick(f"{relative}:{statement.lineno} (TYPE_CHECKING = False)",
-                                    "typing"))
+                                    "typing", current))
         for function in ast.walk(tree):
             if not isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 continue
@@ -137,7 +139,7 @@ def scan(package: Path = PACKAGE) -> list[Trick]:
                 if isinstance(node, (ast.Import, ast.ImportFrom)):
                     for module in _targets(node, current, is_package):
                         tricks.append(Trick(f"{relative}:{node.lineno} ({function.name})",
-                                            module))
+                                            module, current))
     return sorted(set(tricks), key=lambda t: (t.where, t.module))
 
 
@@ -162,6 +164,7 @@ def measure(root: Path, python: Sequence[str], env: Mapping[str, str], quick: bo
     work.mkdir(parents=True, exist_ok=True)
     (work / "targets.json").write_text(json.dumps(modules), encoding="utf-8")
     saved: dict[str, dict[str, float]] = {}
+    imported: dict[str, set[str]] = {}
     for name, (cwd, arguments) in commands(root, env).items():
         loaded = work / f"loaded-{name.replace(' ', '_')}.json"
         call([*python, "-c", RECORD_MODULES, str(loaded), *arguments], cwd, env)  # warm
@@ -171,12 +174,14 @@ def measure(root: Path, python: Sequence[str], env: Mapping[str, str], quick: bo
              "1" if quick else "5"], cwd=cwd, env=dict(env), capture_output=True,
             text=True, check=True).stdout
         timings: dict[str, list[float]] = json.loads(output.strip().splitlines()[-1])
+        imported[name] = set(json.loads(loaded.read_text(encoding="utf-8")))
         saved[name] = {module: statistics.median(values) for module, values in timings.items()}
         print(f"    imports: {name}: {len(timings)} modules timed", flush=True)
-    lines += render(tricks, saved)
+    lines += render(tricks, saved, imported)
 
 
-def render(tricks: Sequence[Trick], saved: Mapping[str, Mapping[str, float]]) -> list[str]:
+def render(tricks: Sequence[Trick], saved: Mapping[str, Mapping[str, float]],
+           imported: Mapping[str, set[str]]) -> list[str]:
     names = list(saved)
     lines = [
         "## Import tricks: what each saves (issue 15, item 3)", "",
@@ -184,7 +189,8 @@ def render(tricks: Sequence[Trick], saved: Mapping[str, Mapping[str, float]]) ->
         "src/alembic_autocopy (found by an AST scan, `bench/imports.py`), and what it saves "
         "on each user-facing command: the cost of importing that module in a process that "
         "has already imported all the command imports (0 when the command imports it "
-        "anyway; n/a: not installed here). Medians of the CPU time of forked imports; a "
+        "anyway, or never imports the module holding the trick; n/a: not installed here). "
+        "Medians of the CPU time of forked imports; a "
         "kept trick needs ≥ "
         f"{THRESHOLD_MS:.0f} ms on some command.", "",
         "| deferred import | module | " + " | ".join(f"`{n}`" for n in names) + " | best |",
@@ -192,7 +198,8 @@ def render(tricks: Sequence[Trick], saved: Mapping[str, Mapping[str, float]]) ->
     ]
     below: dict[str, list[str]] = defaultdict(list)
     for trick in tricks:
-        values = [saved[name].get(trick.module, float("nan")) for name in names]
+        values = [saved[name].get(trick.module, float("nan"))
+                  if trick.owner in imported[name] else 0.0 for name in names]
         best = max((v for v in values if v == v), default=0.0)
         cells = " | ".join(f"{v:.1f} ms" if v == v else "n/a" for v in values)
         lines.append(f"| {trick.where} | `{trick.module}` | {cells} | {best:.1f} ms |")
