@@ -54,8 +54,8 @@ GC_FROZEN = "import gc; gc.freeze(); " + OUR_MAIN
 # taken from git and measured again in every run, alternating with today's: the row's ratio
 # is that one; this figure, from the run that set it, is shown beside it).
 REFERENCE_COMMIT = "72a061b"
-REFERENCE_FIND_MS = 0.0  # filled in below from the first full run
-REFERENCE_NOTE = "20 worktrees × 1,000 migrations, 30 branches"
+REFERENCE_FIND_MS = 944.0  # wall median, 2026-12-03, 2 cores at load ~10 (CPU: 377 ms)
+REFERENCE_NOTE = "20 worktrees × 1,000 migrations, 30 branches, load ~10"
 
 BARE_SELECT = """
 import sys
