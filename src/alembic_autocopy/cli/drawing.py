@@ -172,10 +172,27 @@ def build_graph(candidates: Iterable[Candidate], database_heads: Sequence[str] |
     A parent or dependency no source holds becomes a node 'found nowhere', as does a database
     head no source holds: the picture shows every gap.
     """
-    managed = managed or {}
     by_revision: dict[str, list[Candidate]] = {}
     for candidate in candidates:
         by_revision.setdefault(candidate.revision, []).append(candidate)
+    edges = _edges(by_revision)
+    heads = tuple(dict.fromkeys(database_heads)) if database_heads is not None else None
+    applied = _ancestry(heads, edges) if heads is not None else None
+    nodes = _found_nodes(by_revision, managed or {}, heads or (), applied)
+    missing = ({edge.parent for edge in edges} | set(heads or ())) - set(by_revision)
+    nodes.update(_nowhere_nodes(missing, heads or (), applied))
+    order = _parents_first(nodes, edges)
+    return RevisionGraph(
+        nodes=tuple(nodes[rev] for rev in order),
+        edges=tuple(sorted(set(edges), key=lambda e: (order.index(e.child),
+                                                      order.index(e.parent), e.dependency))),
+        database_heads=heads,
+        database_label=database_label,
+    )
+
+
+def _edges(by_revision: Mapping[str, Sequence[Candidate]]) -> list[Edge]:
+    """Each revision's parents and dependencies, as its closest copy's header says."""
     labels: dict[str, set[str]] = {}
     for revision, group in by_revision.items():
         for label in group[0].header.branch_labels:
@@ -192,11 +209,12 @@ def build_graph(candidates: Iterable[Candidate], database_heads: Sequence[str] |
         header = min(group, key=_closeness).header
         edges.extend(Edge(resolve(parent), revision) for parent in header.down_revisions)
         edges.extend(Edge(resolve(dep), revision, dependency=True) for dep in header.depends_on)
-    known = set(by_revision)
-    missing = {edge.parent for edge in edges} - known
-    heads = tuple(dict.fromkeys(database_heads)) if database_heads is not None else None
-    missing |= set(heads or ()) - known
-    applied = _ancestry(heads or (), edges) if heads is not None else None
+    return edges
+
+
+def _found_nodes(by_revision: Mapping[str, Sequence[Candidate]], managed: Mapping[str, str],
+                 heads: Sequence[str], applied: set[str] | None) -> dict[str, Node]:
+    """A node for each revision some source holds, drawn where it is closest."""
     nodes: dict[str, Node] = {}
     for revision, group in by_revision.items():
         closest = min(group, key=_closeness)
@@ -205,22 +223,21 @@ def build_graph(candidates: Iterable[Candidate], database_heads: Sequence[str] |
             message=closest.header.message,
             origin=origin_of(revision, group, managed),
             applied=None if applied is None else revision in applied,
-            database_head=revision in (heads or ()),
+            database_head=revision in heads,
             distinct_contents=len({c.sha256 for c in group}),
             branch_labels=closest.header.branch_labels,
         )
-    for revision in missing:
-        nodes[revision] = Node(revision, None, Origin(Residence.NOWHERE),
-                               None if applied is None else revision in applied,
-                               revision in (heads or ()))
-    order = _parents_first(nodes, edges)
-    return RevisionGraph(
-        nodes=tuple(nodes[rev] for rev in order),
-        edges=tuple(sorted(set(edges), key=lambda e: (order.index(e.child),
-                                                      order.index(e.parent), e.dependency))),
-        database_heads=heads,
-        database_label=database_label,
-    )
+    return nodes
+
+
+def _nowhere_nodes(missing: Iterable[str], heads: Sequence[str], applied: set[str] | None
+                   ) -> dict[str, Node]:
+    """A node 'found nowhere' for each id named (as a parent or a database head) that no
+    source holds."""
+    return {revision: Node(revision, None, Origin(Residence.NOWHERE),
+                           None if applied is None else revision in applied,
+                           revision in heads)
+            for revision in missing}
 
 
 def _ancestry(tips: Iterable[str], edges: Sequence[Edge]) -> set[str]:
@@ -324,7 +341,19 @@ def mermaid_ids(revisions: Iterable[str]) -> dict[str, str]:
 def to_mermaid(graph: RevisionGraph) -> str:
     """A Mermaid flowchart: oldest at the top, arrows from parent to child."""
     ids = mermaid_ids(node.revision for node in graph.nodes)
-    lines = ["flowchart TD"]
+    legend = _legend(graph)
+    lines = ["flowchart TD",
+             *_mermaid_nodes(graph, ids),
+             *_mermaid_database(graph, ids),
+             *_mermaid_legend(legend),
+             *_mermaid_class_definitions(),
+             *_mermaid_class_members(graph, ids, legend)]
+    return "\n".join(lines) + "\n"
+
+
+def _mermaid_nodes(graph: RevisionGraph, ids: Mapping[str, str]) -> list[str]:
+    """The revisions, then the arrows between them."""
+    lines = []
     for node in graph.nodes:
         label = "<br/>".join(mermaid_text(line) for line in node_lines(node))
         lines.append(f'    {ids[node.revision]}["{label}"]')
@@ -333,17 +362,31 @@ def to_mermaid(graph: RevisionGraph) -> str:
             lines.append(f"    {ids[edge.parent]} -.->|depends on| {ids[edge.child]}")
         else:
             lines.append(f"    {ids[edge.parent]} --> {ids[edge.child]}")
-    if graph.database_heads is not None:
-        heads = ", ".join(graph.database_heads) or "empty"
-        label = "<br/>".join(mermaid_text(text) for text in (graph.database_label,
-                                                              f"at {heads}"))
-        lines.append(f'    {DATABASE_NODE}[("{label}")]')
-        lines.extend(f"    {ids[head]} ==> {DATABASE_NODE}" for head in graph.database_heads)
-    legend = _legend(graph)
-    if legend:
-        lines.append('    subgraph legend["where each revision lives"]')
-        lines.extend(f'        legend_{r.name.lower()}["{r.value}"]' for r in legend)
-        lines.append("    end")
+    return lines
+
+
+def _mermaid_database(graph: RevisionGraph, ids: Mapping[str, str]) -> list[str]:
+    """The database's position, joined to each of its heads (nothing if it was not read)."""
+    if graph.database_heads is None:
+        return []
+    heads = ", ".join(graph.database_heads) or "empty"
+    label = "<br/>".join(mermaid_text(text) for text in (graph.database_label,
+                                                          f"at {heads}"))
+    return [f'    {DATABASE_NODE}[("{label}")]',
+            *(f"    {ids[head]} ==> {DATABASE_NODE}" for head in graph.database_heads)]
+
+
+def _mermaid_legend(legend: Sequence[Residence]) -> list[str]:
+    if not legend:
+        return []
+    return ['    subgraph legend["where each revision lives"]',
+            *(f'        legend_{r.name.lower()}["{r.value}"]' for r in legend),
+            "    end"]
+
+
+def _mermaid_class_definitions() -> list[str]:
+    """A style per residence, one for revisions not applied, one for the database."""
+    lines = []
     for residence in Residence:
         fill, stroke = _COLOURS[residence]
         lines.append(f"    classDef {residence.name.lower()} fill:{fill},stroke:{stroke},"
@@ -351,6 +394,13 @@ def to_mermaid(graph: RevisionGraph) -> str:
     lines.append("    classDef pending stroke-dasharray:5 5")
     fill, stroke = _DATABASE_COLOURS
     lines.append(f"    classDef position fill:{fill},stroke:{stroke},color:#111111")
+    return lines
+
+
+def _mermaid_class_members(graph: RevisionGraph, ids: Mapping[str, str],
+                           legend: Sequence[Residence]) -> list[str]:
+    """Which nodes (and legend entries) wear each style."""
+    lines = []
     for residence in Residence:
         members = [ids[n.revision] for n in graph.nodes if n.origin.residence is residence]
         if residence in legend:
@@ -362,7 +412,7 @@ def to_mermaid(graph: RevisionGraph) -> str:
         lines.append(f"    class {','.join(pending)} pending")
     if graph.database_heads is not None:
         lines.append(f"    class {DATABASE_NODE} position")
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 # --- Graphviz DOT ---------------------------------------------------------------------------

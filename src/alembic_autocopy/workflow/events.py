@@ -304,26 +304,37 @@ def summarize(events: Iterable[Mapping[str, Any]], since: str | None = None,
         when = str(event.get("time") or "")
         if since and when < since:
             continue
-        outcome = event.get("outcome")
-        if outcome == REPAIRED:
-            summary.repairs += 1
-            summary.by_worktree[str(event.get("worktree"))] += 1
-            for source in event.get("sources") or ():
-                kind = source.get("kind", "unknown") if isinstance(source, dict) else "unknown"
-                summary.by_source[str(kind)] += 1
-                summary.revisions_brought_in += 1
-        elif outcome == FAILED:
-            summary.failures += 1
-            summary.failures_by_type[str(event.get("error_type") or "error")] += 1
-        else:
-            continue
-        duration = event.get("duration_s")
-        if isinstance(duration, (int, float)):
-            summary.total_duration_s += float(duration)
-        if when:
-            summary.first = when if summary.first is None else min(summary.first, when)
-            summary.last = when if summary.last is None else max(summary.last, when)
+        if _count_outcome(summary, event):
+            _count_time(summary, event, when)
     return summary
+
+
+def _count_outcome(summary: Summary, event: Mapping[str, Any]) -> bool:
+    """Count a repair or a failure; False (nothing counted) for any other outcome."""
+    outcome = event.get("outcome")
+    if outcome == REPAIRED:
+        summary.repairs += 1
+        summary.by_worktree[str(event.get("worktree"))] += 1
+        for source in event.get("sources") or ():
+            kind = source.get("kind", "unknown") if isinstance(source, dict) else "unknown"
+            summary.by_source[str(kind)] += 1
+            summary.revisions_brought_in += 1
+        return True
+    if outcome == FAILED:
+        summary.failures += 1
+        summary.failures_by_type[str(event.get("error_type") or "error")] += 1
+        return True
+    return False
+
+
+def _count_time(summary: Summary, event: Mapping[str, Any], when: str) -> None:
+    """The event's duration, and the first and last times seen."""
+    duration = event.get("duration_s")
+    if isinstance(duration, (int, float)):
+        summary.total_duration_s += float(duration)
+    if when:
+        summary.first = when if summary.first is None else min(summary.first, when)
+        summary.last = when if summary.last is None else max(summary.last, when)
 
 
 #: Every repair, done or failed, is logged and notified: the commands, the hooks, the API and

@@ -28,16 +28,29 @@ DISCORD_LIMIT = 2000  # characters of "content" Discord accepts
 
 def message(event: Mapping[str, Any]) -> str:
     """Pure. One short paragraph about a repair event."""
+    where = _where(event)
+    if event.get("outcome") == "failed":
+        return mask_passwords(_failure(event, where))
+    return mask_passwords(_success(event, where) + ".")
+
+
+def _where(event: Mapping[str, Any]) -> str:
+    """The worktree's folder name, with its branch: ``api (feature/x)``."""
     worktree = str(event.get("worktree") or "?")
     name = os.path.basename(worktree.rstrip("/\\")) or worktree
     branch = event.get("branch")
-    where = f"{name} ({branch})" if branch else name
-    if event.get("outcome") == "failed":
-        text = f"alembic-autocopy: repair FAILED in {where}: {event.get('error')}"
-        wanted = event.get("wanted") or []
-        if wanted:
-            text += f" (the database holds {', '.join(wanted)})"
-        return mask_passwords(text)
+    return f"{name} ({branch})" if branch else name
+
+
+def _failure(event: Mapping[str, Any], where: str) -> str:
+    text = f"alembic-autocopy: repair FAILED in {where}: {event.get('error')}"
+    wanted = event.get("wanted") or []
+    if wanted:
+        text += f" (the database holds {', '.join(wanted)})"
+    return text
+
+
+def _success(event: Mapping[str, Any], where: str) -> str:
     revisions = list(event.get("revisions") or [])
     sources = sorted({str(s.get("source")) for s in event.get("sources") or []
                       if isinstance(s, dict)})
@@ -51,7 +64,7 @@ def message(event: Mapping[str, Any]) -> str:
     heads = event.get("heads_after") or []
     if heads:
         text += f"; database heads now {', '.join(heads)}"
-    return mask_passwords(text + ".")
+    return text
 
 
 def payload(text: str) -> bytes:

@@ -387,23 +387,35 @@ def _op_owner(foreign: ForeignObjects, op: Any, table: str | None
         return (foreign.owner_of_column(table, op.column_name),
                 f"column {table}.{op.column_name}")
     if isinstance(op, (ops.CreateIndexOp, ops.DropIndexOp)):
-        index_columns = [str(c) for c in (getattr(op, "columns", None) or ())
-                         if isinstance(c, str)]
-        return (foreign.owner_of(INDEX, table, op.index_name, index_columns),
-                f"index {op.index_name} on {table}")
+        return _index_owner(foreign, op, table)
     if isinstance(op, (ops.AddConstraintOp, ops.DropConstraintOp)):
-        kind = {"foreignkey": FOREIGN_KEY, "unique": UNIQUE}.get(
-            getattr(op, "constraint_type", None) or "", "")
-        name = getattr(op, "constraint_name", None)
-        columns: list[str] = []
-        referred = None
-        if isinstance(op, ops.CreateForeignKeyOp):
-            kind, columns, referred = FOREIGN_KEY, list(op.local_cols), op.referent_table
-        elif isinstance(op, ops.CreateUniqueConstraintOp):
-            kind, columns = UNIQUE, list(op.columns)
-        if not kind:
-            return None, ""
-        label = kind.replace("_", " ")
-        return (foreign.owner_of(kind, table, name, columns, referred),
-                f"{label} {name} on {table}" if name else f"unnamed {label} on {table}")
+        return _constraint_owner(foreign, op, table)
     return None, ""
+
+
+def _index_owner(foreign: ForeignObjects, op: Any, table: str) -> tuple[Owner | None, str]:
+    index_columns = [str(c) for c in (getattr(op, "columns", None) or ())
+                     if isinstance(c, str)]
+    return (foreign.owner_of(INDEX, table, op.index_name, index_columns),
+            f"index {op.index_name} on {table}")
+
+
+def _constraint_owner(foreign: ForeignObjects, op: Any, table: str
+                      ) -> tuple[Owner | None, str]:
+    """A foreign key or unique constraint's owner; other constraints are not followed."""
+    from alembic.operations import ops
+
+    kind = {"foreignkey": FOREIGN_KEY, "unique": UNIQUE}.get(
+        getattr(op, "constraint_type", None) or "", "")
+    name = getattr(op, "constraint_name", None)
+    columns: list[str] = []
+    referred = None
+    if isinstance(op, ops.CreateForeignKeyOp):
+        kind, columns, referred = FOREIGN_KEY, list(op.local_cols), op.referent_table
+    elif isinstance(op, ops.CreateUniqueConstraintOp):
+        kind, columns = UNIQUE, list(op.columns)
+    if not kind:
+        return None, ""
+    label = kind.replace("_", " ")
+    return (foreign.owner_of(kind, table, name, columns, referred),
+            f"{label} {name} on {table}" if name else f"unnamed {label} on {table}")

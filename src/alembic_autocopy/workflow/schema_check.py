@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from alembic_autocopy.core.errors import ConfigError
-from alembic_autocopy.core.foreign_objects import COLUMN, TABLE, ForeignRevision
+from alembic_autocopy.core.foreign_objects import COLUMN, TABLE, ForeignRevision, UpgradeEffects
 
 if TYPE_CHECKING:
     from alembic_autocopy.effects.project import ProjectConfig
@@ -138,46 +138,67 @@ def compare(models: Sequence[TableShape], database: dict[tuple[str | None, str],
     findings: list[Finding] = []
     for table in models:
         found = database.get((table.schema, table.name))
-        label = f"{table.schema}.{table.name}" if table.schema else table.name
         if found is None:
-            findings.append(Finding(
-                MISSING_TABLE, table.name, None,
-                f"table {label}, used by this worktree's models, is missing from the database",
-                responsible(MISSING_TABLE, table.name, None, foreign)))
+            findings.append(_missing_table(table, foreign))
             continue
         for column in table.columns:
-            there = found.column(column.name)
-            if there is None:
-                findings.append(Finding(
-                    MISSING_COLUMN, table.name, column.name,
-                    f"column {label}.{column.name}, used by this worktree's models, is "
-                    "missing from the database",
-                    responsible(MISSING_COLUMN, table.name, column.name, foreign)))
-                continue
-            if narrowed(column.type_, there.type_):
-                findings.append(Finding(
-                    NARROWED, table.name, column.name,
-                    f"column {label}.{column.name} is {describe_type(there.type_)} in the "
-                    f"database, narrower than the models' {describe_type(column.type_)}: "
-                    "values the code writes may not fit",
-                    responsible(NARROWED, table.name, column.name, foreign)))
-            if column.nullable and not there.nullable and not there.has_default and (
-                    not column.primary_key):
-                findings.append(Finding(
-                    MADE_REQUIRED, table.name, column.name,
-                    f"column {label}.{column.name} is NOT NULL without a server default in "
-                    "the database, nullable in the models: inserts that leave it empty fail",
-                    responsible(MADE_REQUIRED, table.name, column.name, foreign)))
-        known = {c.name for c in table.columns}
-        for there in found.columns:
-            if there.name in known or there.nullable or there.has_default or there.primary_key:
-                continue
-            findings.append(Finding(
-                REQUIRED_UNKNOWN, table.name, there.name,
-                f"column {label}.{there.name} is NOT NULL without a server default and this "
-                f"worktree's models do not know it: inserts into {label} will fail",
-                responsible(REQUIRED_UNKNOWN, table.name, there.name, foreign)))
+            findings.extend(_column_findings(table, column, found.column(column.name), foreign))
+        findings.extend(_required_unknown(table, found, foreign))
     return findings
+
+
+def _label(table: TableShape) -> str:
+    return f"{table.schema}.{table.name}" if table.schema else table.name
+
+
+def _missing_table(table: TableShape, foreign: Sequence[ForeignRevision]) -> Finding:
+    return Finding(
+        MISSING_TABLE, table.name, None,
+        f"table {_label(table)}, used by this worktree's models, is missing from the database",
+        responsible(MISSING_TABLE, table.name, None, foreign))
+
+
+def _column_findings(table: TableShape, column: ColumnShape, there: ColumnShape | None,
+                     foreign: Sequence[ForeignRevision]) -> list[Finding]:
+    """What breaks one model column: missing, or narrowed and/or made NOT NULL."""
+    label = _label(table)
+    if there is None:
+        return [Finding(
+            MISSING_COLUMN, table.name, column.name,
+            f"column {label}.{column.name}, used by this worktree's models, is "
+            "missing from the database",
+            responsible(MISSING_COLUMN, table.name, column.name, foreign))]
+    findings = []
+    if narrowed(column.type_, there.type_):
+        findings.append(Finding(
+            NARROWED, table.name, column.name,
+            f"column {label}.{column.name} is {describe_type(there.type_)} in the "
+            f"database, narrower than the models' {describe_type(column.type_)}: "
+            "values the code writes may not fit",
+            responsible(NARROWED, table.name, column.name, foreign)))
+    if column.nullable and not there.nullable and not there.has_default and (
+            not column.primary_key):
+        findings.append(Finding(
+            MADE_REQUIRED, table.name, column.name,
+            f"column {label}.{column.name} is NOT NULL without a server default in "
+            "the database, nullable in the models: inserts that leave it empty fail",
+            responsible(MADE_REQUIRED, table.name, column.name, foreign)))
+    return findings
+
+
+def _required_unknown(table: TableShape, found: TableShape,
+                      foreign: Sequence[ForeignRevision]) -> list[Finding]:
+    """The database's NOT NULL columns without a default that the models do not know."""
+    label = _label(table)
+    known = {c.name for c in table.columns}
+    return [Finding(
+        REQUIRED_UNKNOWN, table.name, there.name,
+        f"column {label}.{there.name} is NOT NULL without a server default and this "
+        f"worktree's models do not know it: inserts into {label} will fail",
+        responsible(REQUIRED_UNKNOWN, table.name, there.name, foreign))
+        for there in found.columns
+        if not (there.name in known or there.nullable or there.has_default
+                or there.primary_key)]
 
 
 def responsible(kind: str, table: str, column: str | None,
@@ -185,34 +206,57 @@ def responsible(kind: str, table: str, column: str | None,
     """Pure: the foreign revisions whose upgrade() explains a finding."""
     found: list[Responsible] = []
     for revision in foreign:
-        effects = revision.effects
-        whats: list[str] = []
-        for dropped in effects.dropped:
-            if dropped.kind == TABLE and dropped.table == table:
-                whats.append(f"drop_table {table}")
-            elif (kind == MISSING_COLUMN and dropped.kind == COLUMN
-                  and (dropped.table, dropped.name) == (table, column)):
-                whats.append(f"drop_column {table}.{column}")
-        for rename in effects.renamed:
-            if rename.kind == TABLE and rename.old == table:
-                whats.append(f"rename_table {table} -> {rename.new}")
-            elif (kind == MISSING_COLUMN and rename.kind == COLUMN and rename.table == table
-                  and rename.old == column):
-                whats.append(f"alter_column {table}.{column} new_column_name={rename.new}")
-        if kind == REQUIRED_UNKNOWN:
-            whats.extend(f"add_column {table}.{c.column} nullable=False, no server_default"
-                         for c in effects.added_columns
-                         if (c.table, c.column) == (table, column) and c.nullable is False)
-        for altered in effects.altered_columns:
-            if (altered.table, altered.column) != (table, column):
-                continue
-            if kind == NARROWED and altered.type_text:
-                whats.append(f"alter_column {table}.{column} type_={altered.type_text}")
-            elif kind in (MADE_REQUIRED, REQUIRED_UNKNOWN) and altered.nullable is False:
-                whats.append(f"alter_column {table}.{column} nullable=False")
+        whats = [*_drops(kind, table, column, revision.effects),
+                 *_renames(kind, table, column, revision.effects),
+                 *_required_additions(kind, table, column, revision.effects),
+                 *_alterations(kind, table, column, revision.effects)]
         found.extend(Responsible(revision.revision, revision.source, revision.branch, what)
                      for what in whats if kind != MISSING_TABLE or "table" in what)
     return tuple(found)
+
+
+def _drops(kind: str, table: str, column: str | None, effects: UpgradeEffects) -> list[str]:
+    whats = []
+    for dropped in effects.dropped:
+        if dropped.kind == TABLE and dropped.table == table:
+            whats.append(f"drop_table {table}")
+        elif (kind == MISSING_COLUMN and dropped.kind == COLUMN
+              and (dropped.table, dropped.name) == (table, column)):
+            whats.append(f"drop_column {table}.{column}")
+    return whats
+
+
+def _renames(kind: str, table: str, column: str | None, effects: UpgradeEffects) -> list[str]:
+    whats = []
+    for rename in effects.renamed:
+        if rename.kind == TABLE and rename.old == table:
+            whats.append(f"rename_table {table} -> {rename.new}")
+        elif (kind == MISSING_COLUMN and rename.kind == COLUMN and rename.table == table
+              and rename.old == column):
+            whats.append(f"alter_column {table}.{column} new_column_name={rename.new}")
+    return whats
+
+
+def _required_additions(kind: str, table: str, column: str | None,
+                        effects: UpgradeEffects) -> list[str]:
+    if kind != REQUIRED_UNKNOWN:
+        return []
+    return [f"add_column {table}.{c.column} nullable=False, no server_default"
+            for c in effects.added_columns
+            if (c.table, c.column) == (table, column) and c.nullable is False]
+
+
+def _alterations(kind: str, table: str, column: str | None,
+                 effects: UpgradeEffects) -> list[str]:
+    whats = []
+    for altered in effects.altered_columns:
+        if (altered.table, altered.column) != (table, column):
+            continue
+        if kind == NARROWED and altered.type_text:
+            whats.append(f"alter_column {table}.{column} type_={altered.type_text}")
+        elif kind in (MADE_REQUIRED, REQUIRED_UNKNOWN) and altered.nullable is False:
+            whats.append(f"alter_column {table}.{column} nullable=False")
+    return whats
 
 
 # --- the boundary: env.py's models and the database ------------------------------------------

@@ -22,7 +22,9 @@ from alembic_autocopy.core.model import Outcome
 from alembic_autocopy.core.wording import blocked_hint, blocked_message, missing_sentence
 
 if TYPE_CHECKING:
+    from alembic_autocopy.core.errors import AutocopyError
     from alembic_autocopy.effects.project import ProjectConfig
+    from alembic_autocopy.repair import Situation
     from alembic_autocopy.workflow.schema_check import SchemaReport
 
 DESCRIPTION = """\
@@ -49,48 +51,61 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, out: Output) -> int:
     from alembic_autocopy import repair
-    from alembic_autocopy.repair import with_record_notes
 
     project = project_from(args)
     situation = repair.assess(project, options_from(args))
-    show_inventory_warnings(situation.inventory, out, project=project, plan=situation.plan)
-    for warning in repair.layout_warnings(situation):
-        out.warn(warning)
-    recorded = show_records(out, project, situation.recorded, situation.drift,
-                            situation.applied, situation.inventory.local, args.diff)
-    plan = situation.plan
-    outcome = plan.outcome
+    recorded = _show_sources(out, project, situation, args.diff)
     problem = repair.blocking_problem(situation)
-    if problem is None and outcome is Outcome.PLAN:
+    if problem is None and situation.plan.outcome is Outcome.PLAN:
         # Refuse here what `upgrade` would refuse (broken file, untrusted source, name
         # taken...), with its words and exit code: the plan shown is one that can be carried out.
         repair.preflight(project, situation, options_from(args))
-    if problem is not None:
-        out.error(problem.message, problem.hint)
-    elif outcome is Outcome.NOTHING_TO_DO and not situation.applied:
-        out.result("OK: the database is empty (no revision applied yet); nothing to bring in.")
-    elif outcome is Outcome.NOTHING_TO_DO:
-        out.result(f"OK: this worktree knows every revision the database has applied "
-                   f"({', '.join(situation.applied)}).")
-    elif outcome is Outcome.PLAN:
-        out.result(missing_sentence(plan))
-        out.line(f"`alembic-autocopy upgrade` would bring in {len(plan.bring)} migration(s):")
-        for text in plan_lines(plan):
-            out.line(text)
-    else:
-        out.error(*with_record_notes(blocked_message(plan), blocked_hint(plan), situation))
+    _show_verdict(out, situation, problem)
     schema = _check_schema(project, out) if getattr(args, "schema", False) else None
-    ok = (outcome is Outcome.NOTHING_TO_DO and problem is None
+    ok = (situation.plan.outcome is Outcome.NOTHING_TO_DO and problem is None
           and (schema is None or schema.ok))
     out.emit({"ok": ok, "error": problem.message if problem is not None else None,
               "database_heads": list(situation.applied),
-              "plan": plan_json(plan),
+              "plan": plan_json(situation.plan),
               **recorded,
               "held_by_database": [c.revision for c in situation.held_by_database],
               "skipped": [{"path": s.path, "reason": s.reason}
                           for s in situation.inventory.skipped],
               **({"schema": _schema_json(schema)} if schema is not None else {})})
     return 0 if ok else 1
+
+
+def _show_sources(out: Output, project: ProjectConfig, situation: Situation, diff: bool
+                  ) -> dict[str, Any]:
+    """Warnings about what was read, then the record table's notes (their JSON fields)."""
+    from alembic_autocopy import repair
+
+    show_inventory_warnings(situation.inventory, out, project=project, plan=situation.plan)
+    for warning in repair.layout_warnings(situation):
+        out.warn(warning)
+    return show_records(out, project, situation.recorded, situation.drift,
+                        situation.applied, situation.inventory.local, diff)
+
+
+def _show_verdict(out: Output, situation: Situation, problem: AutocopyError | None) -> None:
+    """OK, the plan `upgrade` would carry out, or why there is none."""
+    from alembic_autocopy.repair import with_record_notes
+
+    plan = situation.plan
+    if problem is not None:
+        out.error(problem.message, problem.hint)
+    elif plan.outcome is Outcome.NOTHING_TO_DO and not situation.applied:
+        out.result("OK: the database is empty (no revision applied yet); nothing to bring in.")
+    elif plan.outcome is Outcome.NOTHING_TO_DO:
+        out.result(f"OK: this worktree knows every revision the database has applied "
+                   f"({', '.join(situation.applied)}).")
+    elif plan.outcome is Outcome.PLAN:
+        out.result(missing_sentence(plan))
+        out.line(f"`alembic-autocopy upgrade` would bring in {len(plan.bring)} migration(s):")
+        for text in plan_lines(plan):
+            out.line(text)
+    else:
+        out.error(*with_record_notes(blocked_message(plan), blocked_hint(plan), situation))
 
 
 def _check_schema(project: ProjectConfig, out: Output) -> SchemaReport:

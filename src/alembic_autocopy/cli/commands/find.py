@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+from typing import TYPE_CHECKING
 
 from alembic_autocopy.cli.commands import (
     add_search_options,
@@ -14,8 +15,12 @@ from alembic_autocopy.cli.commands.common import broken_reasons, show_inventory_
 from alembic_autocopy.cli.output import Output
 from alembic_autocopy.cli.report import candidate_json
 from alembic_autocopy.core.errors import AutocopyError
+from alembic_autocopy.core.model import Candidate
 from alembic_autocopy.core.planning import locations_of
 from alembic_autocopy.core.wording import source_of
+
+if TYPE_CHECKING:
+    from alembic_autocopy.sources.scanning import Inventory
 
 DESCRIPTION = """\
 Print every place that holds REV (a full revision id or a unique prefix): this worktree, the
@@ -38,18 +43,7 @@ def run(args: argparse.Namespace, out: Output) -> int:
     inventory = repair.inventory(project, options)
     show_inventory_warnings(inventory, out, every_id_known=False)
     matches = locations_of(inventory.all, args.revision)
-    revisions = sorted({c.revision for c in matches})
-    if not matches:
-        raise AutocopyError(
-            f"revision {args.revision} found nowhere (searched this worktree, "
-            f"{len({*inventory.searched, *(c.location.worktree for c in inventory.elsewhere)})}"
-            " other place(s))",
-            hint="`alembic-autocopy list --no-db` shows every revision that exists")
-    if len(revisions) > 1:
-        raise AutocopyError(
-            f"{args.revision} is ambiguous: it starts {len(revisions)} revisions "
-            f"({', '.join(revisions)})", hint="give more characters of the id")
-    revision = revisions[0]
+    revision = _the_one_revision(args.revision, matches, inventory)
     contents = {c.sha256 for c in matches}
     first = matches[0]
     message = f"  {first.header.message}" if first.header.message else ""
@@ -58,14 +52,7 @@ def run(args: argparse.Namespace, out: Output) -> int:
     broken = [verdicts.get(candidate.sha256) if candidate.location.kind.is_file else None
               for candidate in matches]
     for candidate, reason in zip(matches, broken, strict=True):
-        flags = [f"sha256 {candidate.sha256[:12]}"]
-        if candidate.location.is_copy:
-            flags.append("copy placed by alembic-autocopy")
-        elif candidate.location.committed is not None:
-            flags.append("committed" if candidate.location.committed else "not committed")
-        if reason is not None:
-            flags.append(f"broken: {reason}")
-        out.result(f"  {source_of(candidate)}  ({', '.join(flags)})")
+        out.result(f"  {source_of(candidate)}  ({', '.join(_flags(candidate, reason))})")
     if len(contents) > 1:
         out.warn(f"revision {revision} has {len(contents)} different contents; "
                  "`upgrade --prefer` chooses one")
@@ -73,3 +60,31 @@ def run(args: argparse.Namespace, out: Output) -> int:
               "locations": [{**candidate_json(c), "broken": reason}
                             for c, reason in zip(matches, broken, strict=True)]})
     return 0
+
+
+def _the_one_revision(prefix: str, matches: list[Candidate], inventory: Inventory) -> str:
+    """The revision ``prefix`` names; refused when it names none or several."""
+    revisions = sorted({c.revision for c in matches})
+    if not matches:
+        raise AutocopyError(
+            f"revision {prefix} found nowhere (searched this worktree, "
+            f"{len({*inventory.searched, *(c.location.worktree for c in inventory.elsewhere)})}"
+            " other place(s))",
+            hint="`alembic-autocopy list --no-db` shows every revision that exists")
+    if len(revisions) > 1:
+        raise AutocopyError(
+            f"{prefix} is ambiguous: it starts {len(revisions)} revisions "
+            f"({', '.join(revisions)})", hint="give more characters of the id")
+    return revisions[0]
+
+
+def _flags(candidate: Candidate, broken: str | None) -> list[str]:
+    """What to know about one place: its content, copied or committed, broken."""
+    flags = [f"sha256 {candidate.sha256[:12]}"]
+    if candidate.location.is_copy:
+        flags.append("copy placed by alembic-autocopy")
+    elif candidate.location.committed is not None:
+        flags.append("committed" if candidate.location.committed else "not committed")
+    if broken is not None:
+        flags.append(f"broken: {broken}")
+    return flags

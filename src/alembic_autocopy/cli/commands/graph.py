@@ -120,17 +120,8 @@ def run(args: argparse.Namespace, out: Output) -> int:
         raise UsageError("a PNG is not for a terminal", hint="add -o FILE.png")
     project = project_from(args)
     graph = collect(project, args, out)
-    title = f"Alembic revisions seen from {project.here.name}"
-    content: bytes
-    if image_format == "mermaid":
-        text = drawing.to_mermaid(graph)
-        if args.output and Path(args.output).suffix.lower() == ".md":
-            text = f"```mermaid\n{text}```\n"
-        content = text.encode("utf-8")
-    elif image_format == "dot":
-        content = drawing.to_dot(graph, title).encode("utf-8")
-    else:
-        content = render_with_graphviz(drawing.to_dot(graph, title), image_format)
+    content = _drawn(graph, image_format, f"Alembic revisions seen from {project.here.name}",
+                     args.output)
     if args.output:
         _write(Path(args.output), content)
         out.result(f"Wrote {args.output} ({image_format}, {len(graph.nodes)} revisions).")
@@ -149,6 +140,19 @@ def run(args: argparse.Namespace, out: Output) -> int:
         document["text"] = content.decode("utf-8")
     out.emit(document)
     return 0
+
+
+def _drawn(graph: drawing.RevisionGraph, image_format: str, title: str,
+           output: str | None) -> bytes:
+    """The picture in ``image_format``: Mermaid (fenced in a .md file), DOT, or an image."""
+    if image_format == "mermaid":
+        text = drawing.to_mermaid(graph)
+        if output and Path(output).suffix.lower() == ".md":
+            text = f"```mermaid\n{text}```\n"
+        return text.encode("utf-8")
+    if image_format == "dot":
+        return drawing.to_dot(graph, title).encode("utf-8")
+    return render_with_graphviz(drawing.to_dot(graph, title), image_format)
 
 
 def _node_json(node: drawing.Node) -> dict[str, Any]:

@@ -21,6 +21,9 @@ TYPE_CHECKING = False  # typing's, without importing typing (~3 ms of every star
 if TYPE_CHECKING:
     from typing import Any
 
+    from alembic_autocopy.effects.project import ProjectConfig
+    from alembic_autocopy.sources.scanning import Inventory
+
 #: Places named on a row without -v (--json and -v give every one).
 PLACES_SHOWN = 3
 
@@ -40,7 +43,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, out: Output) -> int:
     from alembic_autocopy import repair
-    from alembic_autocopy.sources import scanning
 
     project = project_from(args)
     every_location = out.json_mode or out.verbose  # else only the closest few are named
@@ -52,30 +54,66 @@ def run(args: argparse.Namespace, out: Output) -> int:
     by_revision: dict[str, list[Candidate]] = {}
     for candidate in inventory.all:
         by_revision.setdefault(candidate.revision, []).append(candidate)
-    local_ids = inventory.local_ids()
-    applied: set[str] | None = None
-    record_document: dict[str, Any] = {}
-    database_heads: list[str] = []
-    if not args.no_db:
-        from alembic_autocopy.cli.commands.record import show_records
-        from alembic_autocopy.core import revisions
-        from alembic_autocopy.sources import records
+    database = (_Database() if args.no_db
+                else _read_database(project, inventory, by_revision, args.diff, out))
+    rows = _rows(project, inventory, by_revision, database.applied, every_location)
+    for row in rows:
+        _print_row(row, out)
+    missing = [h for h in database.heads if h not in by_revision]
+    for head in missing:
+        out.line(f"{head}  (applied in the database, found in no source)")
+    out.result(_summary(rows, database.applied is not None))
+    out.emit({"ok": True, "database_heads": database.heads if not args.no_db else None,
+              "revisions": rows, "applied_but_found_nowhere": missing, **database.records})
+    return 0
 
-        state, recorded = records.read_state(project, records.content_wanted(inventory.all))
-        database_heads = list(state.heads)
-        # Revisions only the record table still holds are listed, from the database.
-        for candidate in records.candidates(recorded, set(by_revision)):
-            by_revision.setdefault(candidate.revision, []).append(candidate)
-        drift = records.drift_of(inventory.local, inventory.elsewhere, recorded, state.heads,
-                                 scanning.this_worktree(project))
-        record_document = show_records(out, project, recorded, drift, state.heads,
-                                       inventory.local, args.diff)
-        headers = [group[0].header for group in by_revision.values()]
-        known = {h.revision for h in headers}
-        applied = revisions.ancestry(headers, [h for h in state.heads if h in known])
-        applied |= set(state.heads)
-    rows: list[dict[str, Any]] = []
+
+def _summary(rows: list[dict[str, Any]], database_read: bool) -> str:
+    here = sum(1 for r in rows if r["here"])
+    applied = sum(1 for r in rows if r["applied"])
+    return (f"{len(rows)} revision(s), {here} in this worktree"
+            + (f", {applied} applied" if database_read else ""))
+
+
+@dataclasses.dataclass(frozen=True)
+class _Database:
+    """What the database says (all empty with --no-db)."""
+
+    heads: list[str] = dataclasses.field(default_factory=list)
+    applied: set[str] | None = None  # None: the database was not read
+    records: dict[str, Any] = dataclasses.field(default_factory=dict)  # record-table notes
+
+
+def _read_database(project: ProjectConfig, inventory: Inventory,
+                   by_revision: dict[str, list[Candidate]], diff: bool, out: Output
+                   ) -> _Database:
+    """The database's heads, what they apply, and its record table's notes (printed).
+    Revisions only the record table still holds are added to ``by_revision``."""
+    from alembic_autocopy.cli.commands.record import show_records
+    from alembic_autocopy.core import revisions
+    from alembic_autocopy.sources import records, scanning
+
+    state, recorded = records.read_state(project, records.content_wanted(inventory.all))
+    for candidate in records.candidates(recorded, set(by_revision)):
+        by_revision.setdefault(candidate.revision, []).append(candidate)
+    drift = records.drift_of(inventory.local, inventory.elsewhere, recorded, state.heads,
+                             scanning.this_worktree(project))
+    record_document = show_records(out, project, recorded, drift, state.heads,
+                                   inventory.local, diff)
+    headers = [group[0].header for group in by_revision.values()]
+    known = {h.revision for h in headers}
+    applied = revisions.ancestry(headers, [h for h in state.heads if h in known])
+    applied |= set(state.heads)
+    return _Database(list(state.heads), applied, record_document)
+
+
+def _rows(project: ProjectConfig, inventory: Inventory,
+          by_revision: dict[str, list[Candidate]], applied: set[str] | None,
+          every_location: bool) -> list[dict[str, Any]]:
+    """One row per revision, by id: its header, where it is, whether it is applied."""
+    local_ids = inventory.local_ids()
     verdicts = broken_reasons(project, inventory.all)
+    rows: list[dict[str, Any]] = []
     for revision in sorted(by_revision):
         group = sorted(by_revision[revision], key=closeness)
         files = [verdicts[c.sha256] for c in group
@@ -95,17 +133,7 @@ def run(args: argparse.Namespace, out: Output) -> int:
             row["closest"], row["more"] = _closest(group)
             row["more"] += inventory.more_places.get(revision, 0)
         rows.append(row)
-    for row in rows:
-        _print_row(row, out)
-    missing = [h for h in database_heads if h not in by_revision]
-    for head in missing:
-        out.line(f"{head}  (applied in the database, found in no source)")
-    out.result(f"{len(rows)} revision(s), {sum(1 for r in rows if r['here'])} in this worktree"
-               + ("" if applied is None else
-                  f", {sum(1 for r in rows if r['applied'])} applied"))
-    out.emit({"ok": True, "database_heads": database_heads if not args.no_db else None,
-              "revisions": rows, "applied_but_found_nowhere": missing, **record_document})
-    return 0
+    return rows
 
 
 def _print_row(row: dict[str, Any], out: Output) -> None:

@@ -17,7 +17,7 @@ import io
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from alembic_autocopy.cli.commands import options_from, project_from
 from alembic_autocopy.cli.commands.common import show_inventory_warnings
@@ -25,6 +25,9 @@ from alembic_autocopy.cli.output import Output
 from alembic_autocopy.core.errors import AutocopyError, UsageError
 from alembic_autocopy.core.foreign import HeadSplit, split_heads
 from alembic_autocopy.core.model import Candidate
+
+if TYPE_CHECKING:
+    from alembic_autocopy.effects.project import ProjectConfig
 
 DESCRIPTION = """\
 Run `alembic revision` with the same options, based on this worktree's own head while
@@ -147,34 +150,16 @@ def _column_name(node: ast.AST) -> str | None:
 
 
 def _record_call(call: ast.Call, batches: Mapping[str, str], changes: SchemaChanges) -> None:
-    name = _called_name(call)
     owner = call.func.value if isinstance(call.func, ast.Attribute) else None
     batch_table = batches.get(owner.id) if isinstance(owner, ast.Name) else None
     if batch_table is not None:
-        if name == "add_column" and call.args:
-            column = _column_name(call.args[0])
-            if column:
-                changes.added_columns.add((batch_table, column))
-        elif name == "drop_column":
-            column = _argument(call, 0, "column_name")
-            if column:
-                changes.dropped_columns.add((batch_table, column))
+        _record_batch_call(call, batch_table, changes)
         return
+    name = _called_name(call)
     if name == "create_table":
-        table = _argument(call, 0, "table_name")
-        if table:
-            changes.created_tables.add(table)
-            for argument in call.args[1:]:
-                column = _column_name(argument)
-                if column:
-                    changes.added_columns.add((table, column))
+        _record_create_table(call, changes)
     elif name == "add_column":
-        table = _argument(call, 0, "table_name")
-        column_node = call.args[1] if len(call.args) > 1 else next(
-            (k.value for k in call.keywords if k.arg == "column"), None)
-        column = _column_name(column_node) if column_node is not None else None
-        if table and column:
-            changes.added_columns.add((table, column))
+        _record_add_column(call, changes)
     elif name == "drop_table":
         table = _argument(call, 0, "table_name")
         if table:
@@ -184,6 +169,39 @@ def _record_call(call: ast.Call, batches: Mapping[str, str], changes: SchemaChan
         column = _argument(call, 1, "column_name")
         if table and column:
             changes.dropped_columns.add((table, column))
+
+
+def _record_batch_call(call: ast.Call, table: str, changes: SchemaChanges) -> None:
+    """``batch_op.add_column(Column(...))`` or ``batch_op.drop_column(name)`` on ``table``."""
+    name = _called_name(call)
+    if name == "add_column" and call.args:
+        column = _column_name(call.args[0])
+        if column:
+            changes.added_columns.add((table, column))
+    elif name == "drop_column":
+        column = _argument(call, 0, "column_name")
+        if column:
+            changes.dropped_columns.add((table, column))
+
+
+def _record_create_table(call: ast.Call, changes: SchemaChanges) -> None:
+    table = _argument(call, 0, "table_name")
+    if not table:
+        return
+    changes.created_tables.add(table)
+    for argument in call.args[1:]:
+        column = _column_name(argument)
+        if column:
+            changes.added_columns.add((table, column))
+
+
+def _record_add_column(call: ast.Call, changes: SchemaChanges) -> None:
+    table = _argument(call, 0, "table_name")
+    column_node = call.args[1] if len(call.args) > 1 else next(
+        (k.value for k in call.keywords if k.arg == "column"), None)
+    column = _column_name(column_node) if column_node is not None else None
+    if table and column:
+        changes.added_columns.add((table, column))
 
 
 @dataclass(frozen=True)
@@ -222,16 +240,11 @@ class _Generated:
 
 def run(args: argparse.Namespace, out: Output) -> int:
     from alembic_autocopy import repair
-    from alembic_autocopy.effects import placement
-    from alembic_autocopy.sources import scanning
 
     project = project_from(args)
     inventory = repair.inventory(project, options_from(args))
     show_inventory_warnings(inventory, out)
-    root = scanning.this_worktree(project)
-    manifest = placement.open_manifest(project, root)
-    split = split_heads(inventory.local, inventory.elsewhere,
-                        (entry.path for entry in manifest.entries))
+    split = _split_heads(project, inventory.local, inventory.elsewhere)
     head = base_for_new_revision(split, args.head)
     # Our own head may sit below a foreign chain (it grew from it): Alembic then wants
     # --splice to start a branch there, which is exactly what this branch needs.
@@ -244,21 +257,8 @@ def run(args: argparse.Namespace, out: Output) -> int:
     drops: list[tuple[str, ForeignDrop]] = []
     if args.autogenerate and split.foreign:
         drops = _check_drops(scripts, split, inventory.local, generated.database_heads)
-        for path, drop in drops:
-            origin = split.foreign[drop.revision].location
-            out.warn(f"{path} drops {drop.what}, which revision {drop.revision} created "
-                     f"(another worktree's revision, {origin.path}): this worktree's models "
-                     "do not know it yet; delete that drop (and its downgrade) before "
-                     "applying the file")
-    foreign_note = ""
-    if split.foreign_heads and not args.head:
-        foreign_note = (f" (other worktrees' head(s) here: {', '.join(split.foreign_heads)}, "
-                        "left alone)")
-    for script in scripts:
-        parents = script.down_revision
-        parent_text = ", ".join(parents) if isinstance(parents, tuple) else parents or "base"
-        out.result(f"Created revision {script.revision} on {parent_text}: {script.path}"
-                   + foreign_note)
+        _warn_drops(drops, split, out)
+    _show_created(scripts, split, args.head, out)
     out.emit({
         "ok": True,
         "head_passed": head,
@@ -271,6 +271,40 @@ def run(args: argparse.Namespace, out: Output) -> int:
         "left_out": generated.left_out,
     })
     return 0
+
+
+def _split_heads(project: ProjectConfig, local: Sequence[Candidate], elsewhere: Sequence[Candidate]
+                 ) -> HeadSplit:
+    """This worktree's own heads apart from other worktrees' (copies placed here and files
+    not committed on this branch)."""
+    from alembic_autocopy.effects import placement
+    from alembic_autocopy.sources import scanning
+
+    manifest = placement.open_manifest(project, scanning.this_worktree(project))
+    return split_heads(local, elsewhere, (entry.path for entry in manifest.entries))
+
+
+def _warn_drops(drops: Sequence[tuple[str, ForeignDrop]], split: HeadSplit,
+                out: Output) -> None:
+    for path, drop in drops:
+        origin = split.foreign[drop.revision].location
+        out.warn(f"{path} drops {drop.what}, which revision {drop.revision} created "
+                 f"(another worktree's revision, {origin.path}): this worktree's models "
+                 "do not know it yet; delete that drop (and its downgrade) before "
+                 "applying the file")
+
+
+def _show_created(scripts: Sequence[Any], split: HeadSplit, explicit_head: str | None,
+                  out: Output) -> None:
+    foreign_note = ""
+    if split.foreign_heads and not explicit_head:
+        foreign_note = (f" (other worktrees' head(s) here: {', '.join(split.foreign_heads)}, "
+                        "left alone)")
+    for script in scripts:
+        parents = script.down_revision
+        parent_text = ", ".join(parents) if isinstance(parents, tuple) else parents or "base"
+        out.result(f"Created revision {script.revision} on {parent_text}: {script.path}"
+                   + foreign_note)
 
 
 def _as_tuple(value: Any) -> tuple[str, ...]:

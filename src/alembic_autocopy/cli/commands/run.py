@@ -266,6 +266,30 @@ def explain_second_head(command: Sequence[str], note: Output) -> None:
 
 
 def run(args: argparse.Namespace, out: Output) -> int:
+    command = _command_of(args)
+    # Our own lines go to stderr: the command's stdout stays exactly its own.
+    note = Output(json_mode=out.json_mode, quiet=out.quiet, verbose=out.verbose,
+                  color=out.color, stdout=sys.stderr)
+    stdout = sys.stderr.buffer if out.json_mode else sys.stdout.buffer
+    sys.stdout.flush()
+    runs = _Runs()
+    while True:
+        runs.attempts.append(run_once(command, stdout, sys.stderr.buffer))
+        if not _repaired_for_another_attempt(runs, args, command, note):
+            break
+        note.line(f"alembic-autocopy: running again: {' '.join(command)}")
+    final = runs.attempts[-1].exit_code
+    out.emit({"ok": final == 0, "exit_code": final, "command": command,
+              "attempts": [{"exit_code": a.exit_code, "missing": a.missing}
+                           for a in runs.attempts],
+              "repairs": runs.repairs, "run_instead": runs.instead_of,
+              "error": None if runs.error is None else {"message": runs.error.message,
+                                                        "hint": runs.error.hint}})
+    return final
+
+
+def _command_of(args: argparse.Namespace) -> list[str]:
+    """CMD as given after ``--``; refused when empty or with --max-attempts below 1."""
     command = list(args.command)
     if command and command[0] == "--":
         command = command[1:]
@@ -274,44 +298,43 @@ def run(args: argparse.Namespace, out: Output) -> int:
                          hint="alembic-autocopy run -- alembic upgrade head")
     if args.max_attempts < 1:
         raise UsageError(f"--max-attempts must be at least 1 (got {args.max_attempts})")
-    # Our own lines go to stderr: the command's stdout stays exactly its own.
-    note = Output(json_mode=out.json_mode, quiet=out.quiet, verbose=out.verbose,
-                  color=out.color, stdout=sys.stderr)
-    stdout = sys.stderr.buffer if out.json_mode else sys.stdout.buffer
-    sys.stdout.flush()
-    attempts: list[Attempt] = []
-    repairs: list[dict[str, Any]] = []
+    return command
+
+
+@dataclass
+class _Runs:
+    """The attempts so far and the repairs between them."""
+
+    attempts: list[Attempt] = field(default_factory=list)
+    repairs: list[dict[str, Any]] = field(default_factory=list)
     instead_of: str | None = None  # what to run, when running CMD again would fail again
-    error: AutocopyError | None = None
-    while True:
-        attempt = run_once(command, stdout, sys.stderr.buffer)
-        attempts.append(attempt)
-        if attempt.exit_code == 0 or not attempt.missing:
-            break
-        if len(attempts) >= args.max_attempts:
-            note.warn(f"gave up after {len(attempts)} attempt(s) (--max-attempts)")
-            break
-        try:
-            report = repair_for(attempt, args, command, note)
-        except AutocopyError as failure:
-            error = failure
-            note.error(failure.message, failure.hint)
-            break
-        if report is None or not report.placed:
-            break  # nothing new in place: the same failure would come back
-        repairs.append({"brought_in": [e.revision for e in report.placed],
-                        "copies": [e.path for e in report.placed],
-                        "several_heads": report.upgraded_to_every_head})
-        if bound_to_fail(command, report):
-            explain_second_head(command, note)
-            instead_of = instead(command)
-            break
-        note.line(f"alembic-autocopy: running again: {' '.join(command)}")
-    final = attempts[-1].exit_code
-    out.emit({"ok": final == 0, "exit_code": final, "command": command,
-              "attempts": [{"exit_code": a.exit_code, "missing": a.missing} for a in attempts],
-              "repairs": repairs, "run_instead": instead_of,
-              "error": None if error is None else {"message": error.message,
-                                                   "hint": error.hint}})
-    return final
+    error: AutocopyError | None = None  # the repair that failed
+
+
+def _repaired_for_another_attempt(runs: _Runs, args: argparse.Namespace,
+                                  command: Sequence[str], note: Output) -> bool:
+    """After the last attempt: bring in what it lacked; True when running CMD again can
+    succeed (False: it succeeded, failed for another reason, or would fail the same way)."""
+    attempt = runs.attempts[-1]
+    if attempt.exit_code == 0 or not attempt.missing:
+        return False
+    if len(runs.attempts) >= args.max_attempts:
+        note.warn(f"gave up after {len(runs.attempts)} attempt(s) (--max-attempts)")
+        return False
+    try:
+        report = repair_for(attempt, args, command, note)
+    except AutocopyError as failure:
+        runs.error = failure
+        note.error(failure.message, failure.hint)
+        return False
+    if report is None or not report.placed:
+        return False  # nothing new in place: the same failure would come back
+    runs.repairs.append({"brought_in": [e.revision for e in report.placed],
+                         "copies": [e.path for e in report.placed],
+                         "several_heads": report.upgraded_to_every_head})
+    if bound_to_fail(command, report):
+        explain_second_head(command, note)
+        runs.instead_of = instead(command)
+        return False
+    return True
 

@@ -6,7 +6,7 @@ import argparse
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from alembic_autocopy.cli import drawing
 from alembic_autocopy.cli.commands import options_from, project_from
@@ -16,6 +16,11 @@ from alembic_autocopy.cli.output import Output
 from alembic_autocopy.core.errors import AutocopyError
 from alembic_autocopy.core.foreign import HeadSplit, split_heads
 from alembic_autocopy.core.model import Candidate, ManifestEntry, Outcome, Plan
+
+if TYPE_CHECKING:
+    from alembic_autocopy.effects.project import ProjectConfig
+    from alembic_autocopy.repair import Options, Situation
+    from alembic_autocopy.sources.scanning import Inventory
 
 DESCRIPTION = """\
 One screen: the database's heads, each with where it comes from (this worktree, another
@@ -119,26 +124,16 @@ def missing_hooks(worktree_root: Path) -> list[str]:
 
 def run(args: argparse.Namespace, out: Output) -> int:
     from alembic_autocopy import repair
-    from alembic_autocopy.cli.report import drift_lines
     from alembic_autocopy.effects import placement
     from alembic_autocopy.sources import scanning
 
     project = project_from(args)
     options = options_from(args)
     inventory = repair.inventory(project, options)
+    situation, database_error = (None, None) if args.no_db else _assess(project, options,
+                                                                         inventory)
     heads: tuple[str, ...] | None = None
     where = "Database"
-    database_error: str | None = None
-    attention: list[Attention] = []
-    situation = None
-    if not args.no_db:
-        try:
-            # the same assessment `check` makes: heads, plan, record table and drift
-            situation = repair.assess(project, options, found=inventory)
-        except AutocopyError as error:
-            database_error = error.message
-            attention.append(Attention("database", f"cannot read the database: "
-                                                   f"{error.message}"))
     extra: list[Candidate] = []
     if situation is not None:
         inventory = situation.inventory
@@ -151,25 +146,8 @@ def run(args: argparse.Namespace, out: Output) -> int:
     managed = {entry.path: entry.source for entry in manifest.entries}
     split = split_heads(inventory.local, inventory.elsewhere, managed)
     graph = drawing.build_graph([*inventory.all, *extra], heads, managed)
-    if situation is not None:
-        attention += [Attention("layout", text) for text in repair.layout_warnings(situation)]
-        problem = repair.blocking_problem(situation)
-        if problem is not None:
-            attention.append(Attention("duplicate-revision", problem.message))
-        attention += plan_attention(situation.plan)
-        attention += [Attention("drift", line) for line in drift_lines(situation.drift)]
-    attention += missing_parent_attention(inventory.local)
-    attention += heads_attention(split)
-    current = {entry.path: placement.file_sha256(Path(entry.path))
-               for entry in manifest.entries}
-    attention += copy_attention(manifest.entries, current, inventory.elsewhere)
-    missing = missing_hooks(root) if root is not None else []
-    if missing:
-        attention.append(Attention("hooks-missing", f"git hooks not installed "
-                                   f"({', '.join(missing)}): nothing checks the database after "
-                                   "checkout, merge or rebase; run `alembic-autocopy "
-                                   "install-hooks`"))
-    attention = [Attention("scan", text) for text in out.warnings] + attention
+    attention = [Attention("scan", text) for text in out.warnings] + _attention(
+        situation, database_error, inventory, split, manifest.entries, root)
     _print(out, graph, split, manifest.entries, heads, where, root, inventory.local,
            attention)
     out.emit({
@@ -186,6 +164,57 @@ def run(args: argparse.Namespace, out: Output) -> int:
         "warnings": [{"id": a.id, "message": a.message} for a in attention],
     })
     return 1 if database_error is not None else 0
+
+
+def _assess(project: ProjectConfig, options: Options, inventory: Inventory
+            ) -> tuple[Situation | None, str | None]:
+    """The same assessment `check` makes (heads, plan, record table and drift), or why the
+    database could not be read."""
+    from alembic_autocopy import repair
+
+    try:
+        return repair.assess(project, options, found=inventory), None
+    except AutocopyError as error:
+        return None, error.message
+
+
+def _attention(situation: Situation | None, database_error: str | None,
+               inventory: Inventory, split: HeadSplit, copies: list[ManifestEntry],
+               root: Path | None) -> list[Attention]:
+    """Everything that needs the user, in the order shown: the database, the plan, this
+    worktree's graph, the copies, the hooks."""
+    from alembic_autocopy.effects import placement
+
+    attention: list[Attention] = []
+    if database_error is not None:
+        attention.append(Attention("database", f"cannot read the database: {database_error}"))
+    if situation is not None:
+        attention += _assessment_attention(situation)
+    attention += missing_parent_attention(inventory.local)
+    attention += heads_attention(split)
+    current = {entry.path: placement.file_sha256(Path(entry.path)) for entry in copies}
+    attention += copy_attention(copies, current, inventory.elsewhere)
+    missing = missing_hooks(root) if root is not None else []
+    if missing:
+        attention.append(Attention("hooks-missing", f"git hooks not installed "
+                                   f"({', '.join(missing)}): nothing checks the database after "
+                                   "checkout, merge or rebase; run `alembic-autocopy "
+                                   "install-hooks`"))
+    return attention
+
+
+def _assessment_attention(situation: Situation) -> list[Attention]:
+    """What the assessment found: layout, a revision id twice here, the plan, drift."""
+    from alembic_autocopy import repair
+    from alembic_autocopy.cli.report import drift_lines
+
+    attention = [Attention("layout", text) for text in repair.layout_warnings(situation)]
+    problem = repair.blocking_problem(situation)
+    if problem is not None:
+        attention.append(Attention("duplicate-revision", problem.message))
+    attention += plan_attention(situation.plan)
+    attention += [Attention("drift", line) for line in drift_lines(situation.drift)]
+    return attention
 
 
 def _head_json(node: drawing.Node) -> dict[str, Any]:
@@ -209,12 +238,32 @@ def _print(out: Output, graph: drawing.RevisionGraph, split: HeadSplit,
            copies: list[ManifestEntry], heads: tuple[str, ...] | None, where: str,
            root: Path | None, local: list[Candidate], attention: list[Attention]) -> None:
     if heads is not None:
-        out.line(out.style(f"{where}: {len(heads)} head(s)", "bold"))
-        for head in heads:
-            node = graph.node(head)
-            out.line(f"  {_revision_text(node)}  <- {node.origin.describe()}")
-        if not heads:
-            out.line("  (empty: nothing applied)")
+        _print_database(out, graph, heads, where)
+    _print_worktree(out, graph, split, root, local)
+    out.line(out.style(f"Copies placed here by alembic-autocopy: {len(copies)}", "bold"))
+    for entry in copies:
+        shown = os.path.relpath(entry.path, root) if root else entry.path
+        out.line(f"  {entry.revision}  {shown}  <- {entry.source}")
+    if attention:
+        out.line(out.style(f"Needs attention: {len(attention)}", "bold", "yellow"))
+        for item in attention:
+            out.line(f"  - {item.message}  [{item.id}]")
+    out.result("All clear." if not attention else f"{len(attention)} thing(s) need attention.")
+
+
+def _print_database(out: Output, graph: drawing.RevisionGraph, heads: tuple[str, ...],
+                    where: str) -> None:
+    out.line(out.style(f"{where}: {len(heads)} head(s)", "bold"))
+    for head in heads:
+        node = graph.node(head)
+        out.line(f"  {_revision_text(node)}  <- {node.origin.describe()}")
+    if not heads:
+        out.line("  (empty: nothing applied)")
+
+
+def _print_worktree(out: Output, graph: drawing.RevisionGraph, split: HeadSplit,
+                    root: Path | None, local: list[Candidate]) -> None:
+    """This worktree's heads (own or another worktree's), and what is not applied yet."""
     branch = _branch(local)
     label = f"{root or '(not a git worktree)'}" + (f" ({branch})" if branch else "")
     out.line(out.style(f"This worktree {label}: {len(split.heads)} head(s)", "bold"))
@@ -228,15 +277,6 @@ def _print(out: Output, graph: drawing.RevisionGraph, split: HeadSplit,
     pending = _not_applied(graph, local)
     if pending:
         out.line(f"  not applied yet: {', '.join(pending)}")
-    out.line(out.style(f"Copies placed here by alembic-autocopy: {len(copies)}", "bold"))
-    for entry in copies:
-        shown = os.path.relpath(entry.path, root) if root else entry.path
-        out.line(f"  {entry.revision}  {shown}  <- {entry.source}")
-    if attention:
-        out.line(out.style(f"Needs attention: {len(attention)}", "bold", "yellow"))
-        for item in attention:
-            out.line(f"  - {item.message}  [{item.id}]")
-    out.result("All clear." if not attention else f"{len(attention)} thing(s) need attention.")
 
 
 def _revision_text(node: drawing.Node) -> str:

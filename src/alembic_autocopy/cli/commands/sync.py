@@ -230,14 +230,23 @@ def drop_copies_git_brings(project: ProjectConfig, root: Path,
     report.now_from_git.extend(reconciled.now_tracked)
     if not manifest.entries:
         return
-    copies = {entry.path for entry in manifest.entries}
-    tracked_ids: dict[str, str] = {}
+    tracked = _tracked_revisions(project, root, {entry.path for entry in manifest.entries})
+    superseded = [entry for entry in manifest.entries if entry.revision in tracked]
+    if not superseded:
+        return
+    manifest.entries = _remove_superseded(manifest, superseded, report)
+    placement.sync_ignores(manifest)  # saves the manifest too
+
+
+def _tracked_revisions(project: ProjectConfig, root: Path, copies: set[str]) -> dict[str, str]:
+    """revision -> path of each migration git tracks here (the copies left out)."""
     skipped: list[SkippedFile] = []
     paths = [path for location in project.version_locations
              for path in folders.iter_migration_paths(
                  location, project.recursive_version_locations, skipped)
              if str(path) not in copies]
     tracked = git.tracked(root, paths) if paths else set()
+    tracked_ids: dict[str, str] = {}
     for path in paths:
         if path not in tracked:
             continue
@@ -246,9 +255,12 @@ def drop_copies_git_brings(project: ProjectConfig, root: Path,
         except (OSError, MigrationParseError):
             continue  # the scan reports unreadable files; here they provide nothing
         tracked_ids[facts.header.revision] = str(path)
-    superseded = [entry for entry in manifest.entries if entry.revision in tracked_ids]
-    if not superseded:
-        return
+    return tracked_ids
+
+
+def _remove_superseded(manifest: placement.Manifest, superseded: list[ManifestEntry],
+                       report: SyncReport) -> list[ManifestEntry]:
+    """Remove each superseded copy still as placed; the manifest entries to keep."""
     kept: list[ManifestEntry] = []
     for entry in manifest.entries:
         if entry not in superseded:
@@ -260,13 +272,10 @@ def drop_copies_git_brings(project: ProjectConfig, root: Path,
         else:
             kept.append(entry)  # the user edited the copy: never delete their work
             report.kept_modified.append(entry)
-    manifest.entries = kept
-    placement.sync_ignores(manifest)  # saves the manifest too
+    return kept
 
 
 def run(args: argparse.Namespace, out: Output) -> int:
-    from alembic_autocopy.workflow import events
-
     project = project_from(args)
     root = git.toplevel(project.here)
     if root is None:
@@ -279,28 +288,55 @@ def run(args: argparse.Namespace, out: Output) -> int:
         return _dry_run(report, root, args, out)
     os.environ[HOOK_SKIP_VARIABLE] = "1"
     if args.fetch_first and upstream.remote is not None:
-        report.fetch_warning = _fetch(root, upstream, project.tool.fetch_timeout)
-        report.fetched = report.fetch_warning is None
-        if report.fetch_warning:
-            out.warn(report.fetch_warning)
+        _fetch_upstream(root, project, report, out)
     report.commits_rebased = _count(root, f"{upstream.ref}..HEAD")
     report.commits_brought = _count(root, f"HEAD..{upstream.ref}")
-    verb = "Merging" if args.merge else "Rebasing"
-    if report.commits_brought:
-        out.line(f"{verb} {branch} onto {upstream.short} ({upstream.why}): "
-                 f"{report.commits_brought} new commit(s) there")
-        try:
-            _integrate(root, upstream, args.merge, out)
-        except _Stopped as stopped:
-            out.emit({"ok": False, "error": stopped.message, "hint": stopped.hint,
-                      "exit_code": stopped.exit_code, "git_output": stopped.git_output,
-                      "upstream": upstream.ref, "branch": branch})
-            out.error(stopped.message, stopped.hint)
-            return stopped.exit_code
-    else:
-        out.line(f"{branch} already contains {upstream.short} ({upstream.why})")
+    try:
+        _bring_upstream(root, report, args.merge, out)
+    except _Stopped as stopped:
+        return _stop(stopped, report, out)
     report.after = _git(["rev-parse", "HEAD"], root)
     project = project_from(args)  # the rebase may have changed the configuration
+    _drop_copies(project, root, report, out)
+    repaired = _repair(project, branch, args)
+    own_heads = committed_heads(repaired)
+    _show_repair(repaired, own_heads, project, branch, out)
+    heads = ", ".join(repaired.heads_after) or "(none)"
+    out.result(f"Synced {branch} with {upstream.short}; database heads: {heads}")
+    out.emit(_sync_json(report, bool(args.merge), repaired, own_heads))
+    return 0
+
+
+def _fetch_upstream(root: Path, project: ProjectConfig, report: SyncReport,
+                    out: Output) -> None:
+    report.fetch_warning = _fetch(root, report.upstream, project.tool.fetch_timeout)
+    report.fetched = report.fetch_warning is None
+    if report.fetch_warning:
+        out.warn(report.fetch_warning)
+
+
+def _bring_upstream(root: Path, report: SyncReport, merge: bool, out: Output) -> None:
+    """Rebase (or merge) when the upstream has new commits; raises _Stopped when git stops."""
+    upstream = report.upstream
+    if not report.commits_brought:
+        out.line(f"{report.branch} already contains {upstream.short} ({upstream.why})")
+        return
+    verb = "Merging" if merge else "Rebasing"
+    out.line(f"{verb} {report.branch} onto {upstream.short} ({upstream.why}): "
+             f"{report.commits_brought} new commit(s) there")
+    _integrate(root, upstream, merge, out)
+
+
+def _stop(stopped: _Stopped, report: SyncReport, out: Output) -> int:
+    """Git stopped the rebase (or merge): say so, leave everything as git left it."""
+    out.emit({"ok": False, "error": stopped.message, "hint": stopped.hint,
+              "exit_code": stopped.exit_code, "git_output": stopped.git_output,
+              "upstream": report.upstream.ref, "branch": report.branch})
+    out.error(stopped.message, stopped.hint)
+    return stopped.exit_code
+
+
+def _drop_copies(project: ProjectConfig, root: Path, report: SyncReport, out: Output) -> None:
     drop_copies_git_brings(project, root, report)
     if report.now_from_git:
         out.line(f"{len(report.now_from_git)} copied migration(s) now come from git: "
@@ -308,8 +344,14 @@ def run(args: argparse.Namespace, out: Output) -> int:
     for entry in report.kept_modified:
         out.warn(f"{entry.path} was edited after it was copied: kept (git now brings "
                  f"revision {entry.revision} too; remove the copy yourself)")
+
+
+def _repair(project: ProjectConfig, branch: str, args: argparse.Namespace) -> RepairReport:
+    """Repair and upgrade to `head`; two heads of this branch's own are named as such."""
+    from alembic_autocopy.workflow import events
+
     try:
-        repaired = events.repair(project, "head", options_from(args))
+        return events.repair(project, "head", options_from(args))
     except AutocopyError as error:
         own = committed_heads_here(project)
         if len(own) > 1:  # Alembic refuses `head`: say what joins them
@@ -319,6 +361,10 @@ def run(args: argparse.Namespace, out: Output) -> int:
                 hint=f"join them with `alembic merge -m \"merge\" {' '.join(own)}`, commit "
                      "the new file, then run `alembic-autocopy upgrade`") from error
         raise
+
+
+def _show_repair(repaired: RepairReport, own_heads: tuple[str, ...], project: ProjectConfig,
+                 branch: str, out: Output) -> None:
     show_inventory_warnings(repaired.situation.inventory, out, project=project,
                             plan=repaired.situation.plan)
     bring = repaired.situation.plan.bring
@@ -328,27 +374,29 @@ def run(args: argparse.Namespace, out: Output) -> int:
     if repaired.applied:
         out.line(f"Applied {len(repaired.applied)} migration(s): "
                  + ", ".join(repaired.applied))
-    own_heads = committed_heads(repaired)
     if len(own_heads) > 1:
         out.warn(f"{branch} now has {len(own_heads)} heads of its own "
                  f"({', '.join(own_heads)}): both branches added migrations; join them with "
                  f"`alembic merge -m \"merge\" {' '.join(own_heads)}`, then commit the new "
                  "file")
-    heads = ", ".join(repaired.heads_after) or "(none)"
-    out.result(f"Synced {branch} with {upstream.short}; database heads: {heads}")
-    out.emit({
-        "ok": True, "branch": branch, "upstream": upstream.ref, "why": upstream.why,
-        "merge": bool(args.merge), "fetched": report.fetched,
+
+
+def _sync_json(report: SyncReport, merge: bool, repaired: RepairReport,
+               own_heads: tuple[str, ...]) -> dict[str, object]:
+    upstream = report.upstream
+    return {
+        "ok": True, "branch": report.branch, "upstream": upstream.ref, "why": upstream.why,
+        "merge": merge, "fetched": report.fetched,
         "fetch_warning": report.fetch_warning, "before": report.before,
         "after": report.after, "commits_brought": report.commits_brought,
-        "commits_rebased": report.commits_rebased if not args.merge else 0,
+        "commits_rebased": report.commits_rebased if not merge else 0,
         "copies_now_from_git": [manifest_entry_json(e) for e in report.now_from_git],
         "copies_kept_modified": [manifest_entry_json(e) for e in report.kept_modified],
-        "brought_in": [c.revision for c in bring], "placed": [e.path for e in repaired.placed],
+        "brought_in": [c.revision for c in repaired.situation.plan.bring],
+        "placed": [e.path for e in repaired.placed],
         "applied": repaired.applied, "heads_after": list(repaired.heads_after),
         "committed_heads": list(own_heads),
-    })
-    return 0
+    }
 
 
 def committed_heads(repaired: RepairReport) -> tuple[str, ...]:
