@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import concurrent.futures
 import contextlib
+import gc
 import inspect
 import logging
 import os
@@ -255,6 +256,8 @@ def upgrade(project: ProjectConfig, target: str,
         context.on_version_apply_callbacks = (
             *context.on_version_apply_callbacks, track, *on_version_apply)
         planned = script._upgrade_revs(target, rev)  # type: ignore[arg-type]
+        if planned:
+            gc.enable()  # migrations are the project's code: the one-shot CLI turned it off
         _remember_progress(progress, context, planned)
         return planned if locks is None else locks.guard_steps(planned)
 
