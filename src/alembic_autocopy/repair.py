@@ -835,8 +835,10 @@ def preflight(project: ProjectConfig, situation: Situation, options: Options, *,
 
 def _copy_folders(project: ProjectConfig,
                   placements: Sequence[placement.Placement]) -> set[Path]:
-    """Folders a killed run may have left temporary files in."""
-    return {*project.version_locations, *(p.destination.parent for p in placements)}
+    """Folders a killed run may have left temporary files in (bytecode caches included:
+    ``placement.write_bytecode``)."""
+    folders = {*project.version_locations, *(p.destination.parent for p in placements)}
+    return folders | {folder / "__pycache__" for folder in folders}
 
 
 def effective_target(target: str, local_heads: Sequence[str], copies: Collection[str]) -> str:
