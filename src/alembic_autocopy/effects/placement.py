@@ -424,24 +424,51 @@ class _IgnorePlan:
 
 
 def _plan_ignores(manifest: Manifest) -> _IgnorePlan:
+    """What each ignore file must hold for the manifest's copies: each copy is listed in
+    the nearest .gitignore the tool owns, from its folder up to the worktree root."""
     root = manifest.worktree_root
     assert root is not None
     folders = sorted({Path(entry.path).parent for entry in manifest.entries})
     chains = {folder: _chain(folder, root) for folder in folders}
+    owned = _ownership(manifest, root, chains)
+    home = {folder: where for folder, chain in chains.items()
+            if (where := _first_owned(chain, owned)) is not None}
+    contents, unhidden = _listings(manifest.entries, home)
+    # An ignore of ours that lists nothing any more goes away.
+    for path, ours in owned.items():
+        if ours and path not in contents and os.path.lexists(path):
+            contents[path] = b""
+    for recorded in list(manifest.ignores):
+        if not owned.get(Path(recorded), False):
+            del manifest.ignores[recorded]  # git or the user replaced it: theirs now
+    return _IgnorePlan(contents, unhidden)
+
+
+def _ownership(manifest: Manifest, root: Path,
+               chains: dict[Path, list[Path]]) -> dict[Path, bool]:
+    """Every .gitignore that may list a copy, or that the tool wrote: may it write it?"""
     paths = {ignore_file_for(f) for chain in chains.values() for f in chain}
     paths |= {Path(p) for p in manifest.ignores}
     tracked = git.tracked(root, sorted(paths)) if paths else set()
-    owned = {path: _owns_ignore(manifest, path, tracked) for path in paths}
-    home: dict[Path, Path] = {}
-    for folder, chain in chains.items():
-        for candidate in chain:
-            if owned[ignore_file_for(candidate)]:
-                home[folder] = candidate
-                break
+    return {path: _owns_ignore(manifest, path, tracked) for path in paths}
+
+
+def _first_owned(chain: Sequence[Path], owned: dict[Path, bool]) -> Path | None:
+    """The first folder of ``chain`` whose .gitignore the tool may write."""
+    for folder in chain:
+        if owned[ignore_file_for(folder)]:
+            return folder
+    return None
+
+
+def _listings(entries: Sequence[ManifestEntry], home: dict[Path, Path]
+              ) -> tuple[dict[Path, bytes], list[ManifestEntry]]:
+    """Each owned .gitignore's content (the copies it hides, and the temporary files of
+    their folders), and the copies no .gitignore of the tool can hide."""
     names: dict[Path, list[str]] = {}
     subfolders: dict[Path, set[str]] = {}
     unhidden: list[ManifestEntry] = []
-    for entry in manifest.entries:
+    for entry in entries:
         folder = Path(entry.path).parent
         where = home.get(folder)
         if where is None:
@@ -451,16 +478,9 @@ def _plan_ignores(manifest: Manifest) -> _IgnorePlan:
         relative = os.path.relpath(folder, where)
         subfolders.setdefault(where, set()).add("" if relative == "." else
                                                 Path(relative).as_posix())
-    contents: dict[Path, bytes] = {}
-    for where, listed in names.items():
-        contents[ignore_file_for(where)] = render_ignore(listed, subfolders[where])
-    for path in paths:  # an ignore of ours that lists nothing any more goes away
-        if path not in contents and owned[path] and os.path.lexists(path):
-            contents[path] = b""
-    for recorded in list(manifest.ignores):
-        if not owned.get(Path(recorded), False):
-            del manifest.ignores[recorded]  # git or the user replaced it: theirs now
-    return _IgnorePlan(contents, unhidden)
+    contents = {ignore_file_for(where): render_ignore(listed, subfolders[where])
+                for where, listed in names.items()}
+    return contents, unhidden
 
 
 def _confine_ignore(manifest: Manifest, path: Path) -> None:
