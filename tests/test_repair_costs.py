@@ -105,3 +105,4 @@ def test_nothing_to_do_builds_no_revision_graph_of_its_own(sqlite_db: Database,
 
     assert document["brought_in"] == []
     assert [m for m in document["built"] if m.startswith("alembic_autocopy")] == []
+
