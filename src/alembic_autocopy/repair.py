@@ -23,6 +23,7 @@ from alembic_autocopy.core.model import (
     Candidate,
     LocationKind,
     ManifestEntry,
+    MigrationHeader,
     Outcome,
     Plan,
 )
@@ -289,6 +290,18 @@ def _allow_untrusted(project: ProjectConfig, options: Options) -> bool:
     return options.allow_untrusted_source or project.tool.allow_untrusted_source
 
 
+@dataclass
+class _Read:
+    """What ``assess`` learnt from the database (or was given), before planning."""
+
+    project: ProjectConfig  # with the version folders env.py chose
+    found: scanning.Inventory
+    applied: Sequence[str]
+    url: str | None = None
+    recorded: records.RecordSet | None = None
+    endpoints: tuple[Any, ...] = ()
+
+
 def assess(project: ProjectConfig, options: Options, applied: Sequence[str] | None = None,
            found: scanning.Inventory | None = None) -> Situation:
     """Read this worktree, the database (unless ``applied`` is given), and plan. Changes
@@ -303,30 +316,15 @@ def assess(project: ProjectConfig, options: Options, applied: Sequence[str] | No
     from alembic_autocopy.sources import records
 
     found = found if found is not None else inventory(project, options, here_only=True)
-    url = None
-    recorded = None
-    endpoints: tuple[Any, ...] = ()
-    if applied is None:
-        # The record table is read in the same run of env.py, on the same connection.
-        state, recorded = records.read_state(project, records.content_wanted(found.all))
-        applied, url, endpoints = state.heads, state.url, state.endpoints
-        chosen = with_env_locations(project, state.version_locations,
-                                    state.recursive_version_locations)
-        if chosen.version_locations != _scanned_locations(found, project):
-            # env.py pointed Alembic at other folders than the scan read: read those.
-            found = inventory(chosen, options, here_only=not found.complete)
-        project = chosen
-    if not found.complete and _needs_more_sources(found, applied, recorded, options):
-        # The other worktrees and folders first; git objects only if the files leave the
-        # plan open (or a fetch was asked for: it exists to search git refs).
-        planning_options = replace(options, closest_only=True)
-        search_elsewhere(project, planning_options, found, git_objects=False)
-        if _fetch(project, options) or _needs_more_sources(found, applied, recorded, options):
-            search_elsewhere(project, planning_options, found)
+    read = (_read_database(project, options, found) if applied is None
+            else _Read(project, found, applied))
+    project, found, recorded = read.project, read.found, read.recorded
+    _complete_sources(project, options, found, read.applied, recorded)
     prefer = _preference(project, options)
     local = [c.header for c in found.local]
     # The database returns its rows in no set order: show them in the graph's, every run.
-    applied = planning.graph_order(applied, [*local, *(c.header for c in found.elsewhere)])
+    applied = planning.graph_order(read.applied,
+                                   [*local, *(c.header for c in found.elsewhere)])
     from_database: list[Candidate] = []
     if recorded is not None:
         from_database = records.candidates(recorded, {c.revision for c in found.all})
@@ -336,29 +334,68 @@ def assess(project: ProjectConfig, options: Options, applied: Sequence[str] | No
     if from_database and trusted:
         found = replace(found, elsewhere=[*found.elsewhere, *from_database])
     plan = planning.plan_repair(local, applied, found.elsewhere, prefer)
-    held: tuple[Candidate, ...] = ()
-    if from_database and not trusted and plan.outcome is Outcome.UNRESOLVED:
-        with_records = planning.plan_repair(local, applied, [*found.elsewhere, *from_database],
-                                            prefer)
-        held = tuple(c for c in with_records.bring if c.location.kind is LocationKind.DATABASE)
+    held = (_held_by_database(local, applied, found, from_database, prefer)
+            if from_database and not trusted and plan.outcome is Outcome.UNRESOLVED else ())
     root = (found.here.repository if found.here is not None
             else scanning.this_worktree(project))
-    drift = (records.drift_of(found.local, found.elsewhere, recorded, applied, root)
+    drift = (_drift(project, options, found, recorded, applied, root, trusted)
              if recorded is not None else None)
-    if drift is not None and drift.branch_gone and (not found.complete
-                                                    or found.closest_only):
-        # "Its branch is gone" only holds when no branch or worktree has the revision: a
-        # partial inventory cannot say that, so ask every source before reporting it.
-        full = inventory(project, replace(options, closest_only=False))
-        assert recorded is not None  # a drift was found: the record table was read
-        kept = (records.candidates(recorded, {c.revision for c in full.all})
-                if trusted else [])
-        drift = records.drift_of(full.local, [*full.elsewhere, *kept], recorded, applied,
-                                 root)
     refused = _refused_preferences(found, prefer) if prefer is not None else ()
-    return Situation(project, root, found, tuple(applied), plan, url, recorded=recorded,
-                     held_by_database=held, drift=drift, endpoints=endpoints,
+    return Situation(project, root, found, tuple(applied), plan, read.url, recorded=recorded,
+                     held_by_database=held, drift=drift, endpoints=read.endpoints,
                      refused_preferences=refused)
+
+
+def _read_database(project: ProjectConfig, options: Options,
+                   found: scanning.Inventory) -> _Read:
+    """The database's heads and record table, read in one run of env.py on one connection;
+    this worktree read again when env.py points Alembic at other folders than the scan."""
+    from alembic_autocopy.sources import records
+
+    state, recorded = records.read_state(project, records.content_wanted(found.all))
+    chosen = with_env_locations(project, state.version_locations,
+                                state.recursive_version_locations)
+    if chosen.version_locations != _scanned_locations(found, project):
+        found = inventory(chosen, options, here_only=not found.complete)
+    return _Read(chosen, found, state.heads, state.url, recorded, state.endpoints)
+
+
+def _complete_sources(project: ProjectConfig, options: Options, found: scanning.Inventory,
+                      applied: Sequence[str], recorded: records.RecordSet | None) -> None:
+    """Read the other sources into ``found`` when they can change the plan: the other
+    worktrees and folders first; git objects only if the files leave the plan open (or a
+    fetch was asked for: it exists to search git refs)."""
+    if found.complete or not _needs_more_sources(found, applied, recorded, options):
+        return
+    planning_options = replace(options, closest_only=True)
+    search_elsewhere(project, planning_options, found, git_objects=False)
+    if _fetch(project, options) or _needs_more_sources(found, applied, recorded, options):
+        search_elsewhere(project, planning_options, found)
+
+
+def _held_by_database(local: Sequence[MigrationHeader], applied: Sequence[str],
+                      found: scanning.Inventory, from_database: Sequence[Candidate],
+                      prefer: planning.Preference | None) -> tuple[Candidate, ...]:
+    """What the untrusted record table could have supplied to an unresolved plan."""
+    with_records = planning.plan_repair(local, applied, [*found.elsewhere, *from_database],
+                                        prefer)
+    return tuple(c for c in with_records.bring if c.location.kind is LocationKind.DATABASE)
+
+
+def _drift(project: ProjectConfig, options: Options, found: scanning.Inventory,
+           recorded: records.RecordSet, applied: Sequence[str], root: Path | None,
+           trusted: bool) -> Drift | None:
+    """What the record table says drifted, from every source when a branch looks gone."""
+    from alembic_autocopy.sources import records
+
+    drift = records.drift_of(found.local, found.elsewhere, recorded, applied, root)
+    if drift is None or not drift.branch_gone or (found.complete and not found.closest_only):
+        return drift
+    # "Its branch is gone" only holds when no branch or worktree has the revision: a
+    # partial inventory cannot say that, so ask every source before reporting it.
+    full = inventory(project, replace(options, closest_only=False))
+    kept = records.candidates(recorded, {c.revision for c in full.all}) if trusted else []
+    return records.drift_of(full.local, [*full.elsewhere, *kept], recorded, applied, root)
 
 
 def _refused_preferences(found: scanning.Inventory, prefer: planning.Preference
@@ -650,17 +687,23 @@ def _lock_timeout(project: ProjectConfig, options: Options) -> float:
 
 def _already_current(situation: Situation, target: str) -> bool:
     """Nothing to bring and the database already at this worktree's heads: no lock needed
-    (the common start of a dev server). Anything else goes through the lock."""
+    (the common start of a dev server). Anything else goes through the lock.
+
+    This worktree's heads come from the headers already parsed (``revisions.heads``: set
+    logic on a plain graph, Alembic's ``RevisionMap`` only for labels, dependencies and
+    other graphs whose heads need its rules)."""
     from alembic_autocopy.core import revisions
 
     if situation.plan.outcome is not Outcome.NOTHING_TO_DO or target not in ("head", "heads"):
         return False
+    if not situation.applied or not situation.inventory.local:
+        return False
     local = [c.header for c in situation.inventory.local]
     try:
-        local_heads = revisions.heads(local) if local else ()
+        local_heads = revisions.heads(local)
     except Exception:  # an invalid local graph: let the normal path report it
         return False
-    return bool(local_heads) and set(local_heads) == set(situation.applied)
+    return set(local_heads) == set(situation.applied)
 
 
 def _carry_out(project: ProjectConfig, target: str, options: Options,
@@ -668,26 +711,54 @@ def _carry_out(project: ProjectConfig, target: str, options: Options,
                situation: Situation,
                before_upgrade: Callable[[RepairReport], None] | None = None,
                held: locking.HeldLocks | None = None) -> RepairReport:
-    from alembic_autocopy.core import revisions
-    from alembic_autocopy.effects import database, placement
-
+    """Check, place the copies, then (``upgrade``) the one Alembic upgrade."""
     placements = preflight(project, situation, options, read_contents=options.dry_run)
-    root = situation.worktree_root
-    bring = situation.plan.bring
-    headers_after = [c.header for c in situation.inventory.local] + [c.header for c in bring]
-    report = RepairReport(situation, dry_run=options.dry_run,
-                          heads_before=situation.applied)
-    local_heads = revisions.heads(headers_after) if headers_after else ()
-    manifest_file = placement.manifest_path(project, root)
-    manifest = placement.open_manifest(project, root)
-    copies = {entry.revision for entry in manifest.entries} | {c.revision for c in bring}
-    report.target = effective_target(target, local_heads, copies)
-    report.upgraded_to_every_head = target == "head" and report.target == "heads"
+    current = not options.dry_run and _already_current(situation, target)
+    report = _new_report(project, target, options, situation, current)
     if options.dry_run:
         return report
-    if _already_current(situation, target):
+    if current:
         report.heads_after = situation.applied
         return report
+    _place_copies(project, situation, placements, report)
+    if upgrade:
+        _upgrade(project, options, on_version_apply, report, before_upgrade, held)
+    return report
+
+
+def _new_report(project: ProjectConfig, target: str, options: Options, situation: Situation,
+                current: bool) -> RepairReport:
+    """The report before anything is done: the target (``head`` may become ``heads``)."""
+    from alembic_autocopy.core import revisions
+
+    report = RepairReport(situation, dry_run=options.dry_run, heads_before=situation.applied)
+    bring = situation.plan.bring
+    if current:  # this worktree's heads are the database's: nothing brought in
+        local_heads: Sequence[str] = situation.applied
+    else:
+        # The same headers preflight validated: its RevisionMap answers (no second one).
+        headers_after = [*(c.header for c in situation.inventory.local),
+                         *(c.header for c in bring)]
+        local_heads = revisions.heads(headers_after) if headers_after else ()
+    copies: set[str] = {c.revision for c in bring}
+    if target == "head" and len(local_heads) > 1:  # only then can copies change the target
+        from alembic_autocopy.effects import placement
+
+        manifest = placement.open_manifest(project, situation.worktree_root)
+        copies |= {entry.revision for entry in manifest.entries}
+    report.target = effective_target(target, local_heads, copies)
+    report.upgraded_to_every_head = target == "head" and report.target == "heads"
+    return report
+
+
+def _place_copies(project: ProjectConfig, situation: Situation,
+                  placements: Sequence[placement.Placement], report: RepairReport) -> None:
+    """Tidy what a killed run left, keep the manifest true, then place the copies."""
+    from alembic_autocopy.effects import placement
+
+    root = situation.worktree_root
+    manifest_file = placement.manifest_path(project, root)
+    manifest = placement.open_manifest(project, root)
     scratch = placement.scratch_folder(manifest_file)
     placement.remove_stale_temporaries(
         {scratch, manifest_file.parent, *_copy_folders(project, placements)})
@@ -700,8 +771,16 @@ def _carry_out(project: ProjectConfig, target: str, options: Options,
                                         scratch if root is not None else None)
         kept.unhidden = placement.sync_ignores(manifest) if root is not None else []
     report.warnings.extend(placement.unhidden_warning(kept.unhidden))
-    if not upgrade:
-        return report
+
+
+def _upgrade(project: ProjectConfig, options: Options,
+             on_version_apply: Sequence[Callable[..., None]], report: RepairReport,
+             before_upgrade: Callable[[RepairReport], None] | None,
+             held: locking.HeldLocks | None) -> None:
+    """The one Alembic upgrade, each applied file kept in the record table if asked."""
+    from alembic_autocopy.effects import database
+
+    situation = report.situation
     if project.tool.record:  # each applied file kept in the database, same transaction
         from alembic_autocopy.sources import records
 
@@ -712,13 +791,15 @@ def _carry_out(project: ProjectConfig, target: str, options: Options,
                                 records.Recorder(project.tool.record_table))
     if before_upgrade is not None:
         before_upgrade(report)
+    assert report.target is not None
     with database.quiet_alembic_logs() if options.quiet else contextlib.nullcontext():
         result = database.upgrade(project, report.target, on_version_apply, held)
     report.applied = result.applied
-    known = [*headers_after, *(c.header for c in situation.inventory.elsewhere)]
+    known = [*(c.header for c in situation.inventory.local),
+             *(c.header for c in situation.plan.bring),
+             *(c.header for c in situation.inventory.elsewhere)]
     report.heads_before = planning.graph_order(result.before, known)
     report.heads_after = planning.graph_order(result.after, known)
-    return report
 
 
 def preflight(project: ProjectConfig, situation: Situation, options: Options, *,
@@ -748,8 +829,10 @@ def preflight(project: ProjectConfig, situation: Situation, options: Options, *,
 
 def _copy_folders(project: ProjectConfig,
                   placements: Sequence[placement.Placement]) -> set[Path]:
-    """Folders a killed run may have left temporary files in."""
-    return {*project.version_locations, *(p.destination.parent for p in placements)}
+    """Folders a killed run may have left temporary files in (bytecode caches included:
+    ``placement.write_bytecode``)."""
+    folders = {*project.version_locations, *(p.destination.parent for p in placements)}
+    return folders | {folder / "__pycache__" for folder in folders}
 
 
 def effective_target(target: str, local_heads: Sequence[str], copies: Collection[str]) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import warnings
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 from alembic.script.revision import Revision, RevisionError, RevisionMap
 
@@ -41,35 +42,67 @@ def _one_or_tuple(values: tuple[str, ...]) -> str | tuple[str, ...] | None:
 
 
 def validate(headers: Sequence[MigrationHeader]) -> tuple[str, ...]:
-    """Build the graph as Alembic will; return its heads or raise GraphError saying why not."""
+    """Build the graph as Alembic will; return its heads or raise GraphError saying why not.
+
+    The map built here also answers ``heads`` of the same headers afterwards (a repair
+    validates the graph it is about to write, then asks its heads: one map, not two)."""
+    analysis = _analyse(tuple(headers))
+    if analysis.error is not None:
+        raise GraphError(analysis.error)
+    return analysis.heads
+
+
+def heads(headers: Sequence[MigrationHeader]) -> tuple[str, ...]:
+    """The heads of ``headers``' graph, by Alembic's rules.
+
+    A plain graph (one file per id, every parent named by its id and present, no
+    ``depends_on``) needs no ``RevisionMap``: its heads are the revisions no other one names
+    as parent, which is what Alembic answers there (and, through ``_plain_heads``, for a
+    cycle too). Building Alembic's map costs ~25 ms per 1,000 revisions; set logic over the
+    headers already parsed costs well under 1 ms. Anything else asks Alembic."""
+    plain = simple_heads(headers)
+    if plain is not None:
+        return plain
+    return _analyse(tuple(headers)).heads
+
+
+def simple_heads(headers: Sequence[MigrationHeader]) -> tuple[str, ...] | None:
+    """The heads of a plain graph (see ``heads``) without Alembic, or None when Alembic's
+    rules (labels, dependencies, duplicate ids, missing parents) must decide."""
+    ids = {header.revision for header in headers}
+    if len(ids) != len(headers):
+        return None
+    named: set[str] = set()
+    for header in headers:
+        if header.depends_on:
+            return None
+        named.update(header.down_revisions)
+    if not named <= ids:
+        return None
+    return tuple(header.revision for header in headers if header.revision not in named)
+
+
+@dataclass(frozen=True)
+class _Analysis:
+    heads: tuple[str, ...]
+    error: str | None  # why Alembic would not load the graph (None: it would)
+
+
+@functools.lru_cache(maxsize=8)
+def _analyse(headers: tuple[MigrationHeader, ...]) -> _Analysis:
+    """One ``RevisionMap`` of ``headers``: its heads and whether Alembic loads it."""
     graph = revision_map(headers)
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            heads = graph.heads
-        missing = [str(w.message) for w in caught if "is not present" in str(w.message)]
-    except (RevisionError, KeyError) as error:
-        raise GraphError(f"the revisions do not form a valid Alembic graph: {error}") from error
+            found = tuple(graph.heads)
+    except _MALFORMED as error:  # a cycle, a missing parent: reported by graphfaults
+        return _Analysis(_plain_heads(headers),
+                         f"the revisions do not form a valid Alembic graph: {error}")
+    missing = [str(w.message) for w in caught if "is not present" in str(w.message)]
     if missing:
-        raise GraphError(f"the revisions would still not load: {missing[0]}")
-    return tuple(heads)
-
-
-def heads(headers: Sequence[MigrationHeader]) -> tuple[str, ...]:
-    """The heads of ``headers``' graph. One run asks it several times of the same headers
-    (is the database current? which target? current again?): Alembic builds its map of a
-    thousand revisions once (~10 ms), the other answers come from the cache."""
-    return _heads(tuple(headers))
-
-
-@functools.lru_cache(maxsize=8)
-def _heads(headers: tuple[MigrationHeader, ...]) -> tuple[str, ...]:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            return tuple(revision_map(headers).heads)
-        except _MALFORMED:  # a cycle, a missing parent: reported by graphfaults
-            return _plain_heads(headers)
+        return _Analysis(found, f"the revisions would still not load: {missing[0]}")
+    return _Analysis(found, None)
 
 
 # What Alembic raises on a graph it cannot load (a cycle, a parent nobody holds, ...).
