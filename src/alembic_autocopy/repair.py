@@ -11,6 +11,7 @@ import os
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from alembic_autocopy.core import planning, wording
 from alembic_autocopy.core.errors import (
@@ -33,12 +34,9 @@ from alembic_autocopy.core.model import (
 from alembic_autocopy.effects.project import ProjectConfig
 from alembic_autocopy.sources import folders, scanning
 
-TYPE_CHECKING = False  # typing's, without importing typing (~3 ms of every start)
 # placement is imported where files are placed (`check` never is), records and drift where
 # the database is read (`find` and `list --no-db` never are).
 if TYPE_CHECKING:
-    from typing import Any
-
     from alembic_autocopy.core.drift import Drift
     from alembic_autocopy.effects import locking, placement
     from alembic_autocopy.sources import records

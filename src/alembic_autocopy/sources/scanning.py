@@ -14,6 +14,7 @@ import stat
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from alembic_autocopy.core import progress_report
 from alembic_autocopy.core.errors import GitError, MigrationParseError
@@ -37,10 +38,7 @@ from alembic_autocopy.sources.folders import (
 )
 from alembic_autocopy.sources.index import MigrationIndex
 
-TYPE_CHECKING = False  # typing's, without importing typing (see output.py)
 if TYPE_CHECKING:
-    from typing import Any
-
     from alembic_autocopy.sources.trust import TrustJudge
 
 

@@ -13,6 +13,7 @@ import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from alembic_autocopy.cli.commands import add_notify_url, add_prefer, options_from, project_from
 from alembic_autocopy.cli.commands.common import show_inventory_warnings
@@ -30,9 +31,9 @@ from alembic_autocopy.effects import git, placement
 from alembic_autocopy.effects.project import ProjectConfig
 from alembic_autocopy.sources import folders
 
-TYPE_CHECKING = False
 if TYPE_CHECKING:
     from alembic_autocopy.repair import RepairReport
+
 
 DESCRIPTION = """\
 Bring this branch up to date, then the database: fetch, rebase this branch onto its upstream

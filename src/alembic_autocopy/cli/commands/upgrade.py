@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from alembic_autocopy.cli.commands import (
     add_allow_untrusted_source,
@@ -21,9 +22,9 @@ from alembic_autocopy.cli.output import Output
 from alembic_autocopy.cli.report import manifest_entry_json, plan_json, plan_lines
 from alembic_autocopy.core.wording import id_list, missing_sentence
 
-TYPE_CHECKING = False  # typing's, without importing typing (~3 ms of every start)
 if TYPE_CHECKING:
     from alembic_autocopy import repair
+
 
 DESCRIPTION = """\
 Read the revisions the database has applied; find every one this worktree lacks, with its whole
