@@ -7,6 +7,7 @@ placement). It returns data; commands and the Python API decide how to show it.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field, replace
@@ -27,12 +28,15 @@ from alembic_autocopy.core.model import (
     MigrationHeader,
     Outcome,
     Plan,
+    reachable,
 )
 from alembic_autocopy.core.model import (
     Options as Options,  # the repair's request; defined in the core, named here too
 )
+from alembic_autocopy.core.wording import id_list
+from alembic_autocopy.effects import git
 from alembic_autocopy.effects.project import ProjectConfig
-from alembic_autocopy.sources import folders, scanning
+from alembic_autocopy.sources import folders, index, scanning, trust
 
 # placement is imported where files are placed (`check` never is), records and drift where
 # the database is read (`find` and `list --no-db` never are).
@@ -158,7 +162,6 @@ def remembered_env_locations(project: ProjectConfig) -> ProjectConfig:
     differed from the configuration (which has not changed since)."""
     if project.tool.version_locations:
         return project
-    import json
 
     path, key = _env_locations_file(project)
     if path is None:
@@ -176,7 +179,6 @@ def remembered_env_locations(project: ProjectConfig) -> ProjectConfig:
 
 
 def _env_locations_file(project: ProjectConfig) -> tuple[Path | None, str]:
-    from alembic_autocopy.effects import git
 
     common = git.locate(project.here)[1]
     config = project.ini_path or project.toml_path
@@ -186,7 +188,6 @@ def _env_locations_file(project: ProjectConfig) -> tuple[Path | None, str]:
 
 def _remember_env_locations(project: ProjectConfig,
                             chosen: tuple[tuple[Path, ...], bool] | None) -> None:
-    import json
 
     path, key = _env_locations_file(project)
     if path is None:
@@ -224,7 +225,6 @@ def inventory(project: ProjectConfig, options: Options, *,
     ``here_only``: this worktree alone (``search_elsewhere`` reads the rest when needed).
     ``options.closest_only``: this worktree first, then only what a plan can use elsewhere.
     """
-    from alembic_autocopy.sources import index
 
     project = remembered_env_locations(project)
     cache = index.open_for(project)
@@ -249,7 +249,6 @@ def search_elsewhere(project: ProjectConfig, options: Options, found: scanning.I
     the other sources: sibling worktrees and configured folders, then (``git_objects``)
     the extensions (git objects). ``options.closest_only`` leaves out what no plan can use.
     """
-    from alembic_autocopy.sources import index
 
     if found.complete:
         return found
@@ -425,8 +424,6 @@ def layout_warnings(situation: Situation) -> list[str]:
     """What makes the tool (and Alembic) read other migrations than this worktree's: a
     script location in another worktree (``pkg:path`` importable from there), or version
     folders that hold nothing while the database holds revisions."""
-    from alembic_autocopy.core.wording import id_list
-    from alembic_autocopy.effects import git
 
     project, root = situation.project, situation.worktree_root
     warnings: list[str] = []
@@ -590,7 +587,6 @@ def with_record_notes(message: str, hint: str, situation: Situation) -> tuple[st
 
 def ensure_plan_possible(situation: Situation) -> None:
     """Raise PlanBlocked (exit 1) when the plan has unresolved ids or conflicts."""
-    from alembic_autocopy.sources import trust
 
     problem = blocking_problem(situation)
     if problem is not None:
@@ -809,7 +805,6 @@ def preflight(project: ProjectConfig, situation: Situation, options: Options, *,
     ``upgrade`` would refuse. Raises the AutocopyError ``upgrade`` would raise."""
     from alembic_autocopy.core import revisions
     from alembic_autocopy.effects import placement
-    from alembic_autocopy.sources import trust
 
     ensure_plan_possible(situation)
     bring = situation.plan.bring
@@ -887,7 +882,6 @@ def clean(project: ProjectConfig, dry_run: bool = False,
 def _needed_by_database(project: ProjectConfig) -> Callable[[ManifestEntry], bool]:
     """Which copies the database still needs: revisions applied there (and their
     ancestors, following this worktree's files) that no file here other than a copy holds."""
-    from alembic_autocopy.core.model import reachable
     from alembic_autocopy.effects import database
 
     try:

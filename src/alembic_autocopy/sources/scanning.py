@@ -37,6 +37,7 @@ from alembic_autocopy.sources.folders import (
     read_migration_file,
 )
 from alembic_autocopy.sources.index import MigrationIndex
+from alembic_autocopy.sources.trust import TrustJudge
 
 if TYPE_CHECKING:
     from alembic_autocopy.sources.trust import TrustJudge
@@ -282,7 +283,6 @@ def _trust_judge(sources: list[Source]) -> TrustJudge | None:
     """A judge of other places' files, when some are read (this worktree's are the user's)."""
     if not any(s.kind is not LocationKind.HERE for s in sources):
         return None
-    from alembic_autocopy.sources.trust import TrustJudge
 
     return TrustJudge()
 

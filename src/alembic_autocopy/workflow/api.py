@@ -18,7 +18,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from alembic_autocopy.core.errors import EXIT_INTERNAL, AutocopyError, PlanBlocked
+from alembic_autocopy.core.model import Options
 from alembic_autocopy.effects.project import load_project
+from alembic_autocopy.workflow.events import repair
 
 if TYPE_CHECKING:
     from alembic_autocopy.core.model import Plan
@@ -100,8 +102,6 @@ def ensure_database_current(
     configuration is restored afterwards (env.py's ``fileConfig()`` would otherwise disable
     every logger that existed before it ran).
     """
-    from alembic_autocopy.core.model import Options
-    from alembic_autocopy.workflow.events import repair
 
     folder = Path(cwd) if cwd is not None else Path.cwd()
     try:

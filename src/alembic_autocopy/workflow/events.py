@@ -26,6 +26,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from alembic_autocopy import repair as repair_module
 from alembic_autocopy.core.errors import AutocopyError, PlanBlocked
+from alembic_autocopy.effects import git
+from alembic_autocopy.sources import scanning
 
 if TYPE_CHECKING:
     from alembic_autocopy.effects.project import ProjectConfig
@@ -91,7 +93,6 @@ def repair_event(*, time_iso: str, worktree: str, branch: str | None,
 
 
 def log_path(worktree_root: Path) -> Path:
-    from alembic_autocopy.effects import git
 
     return git.common_dir(worktree_root) / LOG_NAME
 
@@ -255,8 +256,6 @@ def _where(project: ProjectConfig, report: RepairReport | None) -> tuple[Path | 
                        if c.location.branch), None)
         if branch is not None or root is None:
             return root, branch
-    from alembic_autocopy.effects import git
-    from alembic_autocopy.sources import scanning
 
     root = scanning.this_worktree(project)
     if root is None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING, Any
 
+from alembic_autocopy import repair
 from alembic_autocopy.cli.commands import (
     add_allow_untrusted_source,
     add_diff,
@@ -20,6 +21,7 @@ from alembic_autocopy.cli.output import Output
 from alembic_autocopy.cli.report import plan_json, plan_lines
 from alembic_autocopy.core.model import Outcome
 from alembic_autocopy.core.wording import blocked_hint, blocked_message, missing_sentence
+from alembic_autocopy.repair import with_record_notes
 
 if TYPE_CHECKING:
     from alembic_autocopy.core.errors import AutocopyError
@@ -50,7 +52,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, out: Output) -> int:
-    from alembic_autocopy import repair
 
     project = project_from(args)
     situation = repair.assess(project, options_from(args))
@@ -78,7 +79,6 @@ def run(args: argparse.Namespace, out: Output) -> int:
 def _show_sources(out: Output, project: ProjectConfig, situation: Situation, diff: bool
                   ) -> dict[str, Any]:
     """Warnings about what was read, then the record table's notes (their JSON fields)."""
-    from alembic_autocopy import repair
 
     show_inventory_warnings(situation.inventory, out, project=project, plan=situation.plan)
     for warning in repair.layout_warnings(situation):
@@ -89,7 +89,6 @@ def _show_sources(out: Output, project: ProjectConfig, situation: Situation, dif
 
 def _show_verdict(out: Output, situation: Situation, problem: AutocopyError | None) -> None:
     """OK, the plan `upgrade` would carry out, or why there is none."""
-    from alembic_autocopy.repair import with_record_notes
 
     plan = situation.plan
     if problem is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from alembic_autocopy import repair
 from alembic_autocopy.cli.commands import project_from
 from alembic_autocopy.cli.output import Output
 from alembic_autocopy.cli.report import manifest_entry_json
@@ -28,7 +29,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, out: Output) -> int:
-    from alembic_autocopy import repair
     from alembic_autocopy.effects import placement
 
     report = repair.clean(project_from(args), dry_run=args.dry_run,

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import os
+import sys
 from collections.abc import Iterable
 
 from alembic_autocopy.cli.output import Output
+from alembic_autocopy.cli.report import skipped_lines
+from alembic_autocopy.core.errors import MigrationParseError
+from alembic_autocopy.core.graphfaults import graph_faults
 from alembic_autocopy.core.model import Candidate, Plan, SkippedFile
 from alembic_autocopy.effects.project import ProjectConfig
+from alembic_autocopy.sources import index
 from alembic_autocopy.sources.scanning import Inventory
 
 
@@ -22,8 +28,6 @@ def show_inventory_warnings(inventory: Inventory, out: Output,
     ``every_id_known``: False when the search kept only some revisions (``find``). With
     ``project``: also the files found elsewhere that do not compile and that ``plan`` does
     not need (a needed one is refused by ``upgrade``'s own check)."""
-    from alembic_autocopy.cli.report import skipped_lines
-    from alembic_autocopy.core.graphfaults import graph_faults
 
     here = tuple(os.fspath(folder) + os.sep for folder, _ in inventory.here.version_dirs
                  ) if inventory.here is not None else ()
@@ -79,10 +83,7 @@ def broken_reasons(project: ProjectConfig, candidates: Iterable[Candidate]
     so that a file broken below its header is marked instead of shown as a valid revision
     (the check ``upgrade`` makes before copying). Verdicts are kept by content, per Python
     version, beside the index: a warm ``list`` compiles nothing."""
-    import json
-    import sys
 
-    from alembic_autocopy.sources import index
 
     path = index.index_path(project).parent / (
         f"compiled-{sys.version_info.major}.{sys.version_info.minor}.json")
@@ -119,7 +120,6 @@ def broken_reasons(project: ProjectConfig, candidates: Iterable[Candidate]
 
 def _compile_error(candidate: Candidate) -> str | None:
     """The compile error of the file's content (None: it compiles; "!...": unreadable)."""
-    from alembic_autocopy.core.errors import MigrationParseError
     from alembic_autocopy.core.parsing import parse_migration, sha256_hex
 
     assert candidate.location.path is not None

@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 from typing import TYPE_CHECKING
 
+from alembic_autocopy import repair
 from alembic_autocopy.cli.commands import (
     add_search_options,
     options_from,
@@ -36,7 +37,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, out: Output) -> int:
-    from alembic_autocopy import repair
 
     options = dataclasses.replace(options_from(args), revision_prefix=args.revision)
     project = project_from(args)

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from alembic_autocopy import repair
 from alembic_autocopy.cli import drawing
 from alembic_autocopy.cli.commands import options_from, project_from
 from alembic_autocopy.cli.commands.common import show_inventory_warnings
@@ -17,6 +18,7 @@ from alembic_autocopy.cli.output import Output
 from alembic_autocopy.core.errors import AutocopyError, UsageError
 from alembic_autocopy.core.model import Candidate
 from alembic_autocopy.effects.project import ProjectConfig
+from alembic_autocopy.sources import scanning
 
 if TYPE_CHECKING:
     from alembic_autocopy.repair import Situation
@@ -57,9 +59,7 @@ def collect(project: ProjectConfig, args: argparse.Namespace,
             out: Output) -> drawing.RevisionGraph:
     """Scan every source, read the manifest and (unless --no-db) the database's heads and
     record table: a revision only the record table holds is drawn as 'database only'."""
-    from alembic_autocopy import repair
     from alembic_autocopy.effects import placement
-    from alembic_autocopy.sources import scanning
 
     options = options_from(args)
     inventory = repair.inventory(project, options)

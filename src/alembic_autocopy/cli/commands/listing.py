@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 from typing import TYPE_CHECKING, Any
 
+from alembic_autocopy import repair
 from alembic_autocopy.cli.commands import (
     add_diff,
     add_search_options,
@@ -41,7 +42,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, out: Output) -> int:
-    from alembic_autocopy import repair
 
     project = project_from(args)
     every_location = out.json_mode or out.verbose  # else only the closest few are named

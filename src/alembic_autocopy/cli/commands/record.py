@@ -6,14 +6,19 @@ Also the record-table output that ``check``, ``upgrade`` and ``list`` share (dri
 from __future__ import annotations
 
 import argparse
+import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from alembic_autocopy.cli.commands import project_from
+from alembic_autocopy.cli.commands.common import show_inventory_warnings
 from alembic_autocopy.cli.output import Output
+from alembic_autocopy.cli.report import drift_json, drift_lines
 from alembic_autocopy.core.errors import AutocopyError
+from alembic_autocopy.core.wording import id_list
+from alembic_autocopy.sources import index
 
 if TYPE_CHECKING:
     from alembic_autocopy.core.drift import Drift
@@ -38,8 +43,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, out: Output) -> int:
-    from alembic_autocopy.cli.commands.common import show_inventory_warnings
-    from alembic_autocopy.core.wording import id_list
     from alembic_autocopy.sources import records, scanning
 
     project = project_from(args)
@@ -77,8 +80,6 @@ def show_records(out: Output, project: ProjectConfig, recorded: RecordSet | None
                  drift: Drift | None, heads: Sequence[str], local: Sequence[Candidate],
                  diff: bool) -> dict[str, Any]:
     """Print drift and record-table notes as warnings; return them for ``--json``."""
-    from alembic_autocopy.cli.report import drift_json, drift_lines
-    from alembic_autocopy.core.wording import id_list
     from alembic_autocopy.sources import records
 
     diffs = diffs_of(drift) if diff and drift is not None else None
@@ -115,9 +116,7 @@ def show_records(out: Output, project: ProjectConfig, recorded: RecordSet | None
 def first_notice(project: ProjectConfig, key: str, items: Sequence[str]) -> list[str]:
     """The ``items`` not yet told under ``key``; remembers them in the tool's state folder
     (beside the index), so that a notice is given once, not by every command."""
-    import json
 
-    from alembic_autocopy.sources import index
 
     if not items:
         return []

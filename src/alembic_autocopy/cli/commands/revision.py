@@ -19,12 +19,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from alembic_autocopy import repair
 from alembic_autocopy.cli.commands import options_from, project_from
 from alembic_autocopy.cli.commands.common import show_inventory_warnings
 from alembic_autocopy.cli.output import Output
 from alembic_autocopy.core.errors import AutocopyError, UsageError
 from alembic_autocopy.core.foreign import HeadSplit, split_heads
 from alembic_autocopy.core.model import Candidate
+from alembic_autocopy.sources import scanning
 
 if TYPE_CHECKING:
     from alembic_autocopy.effects.project import ProjectConfig
@@ -239,7 +241,6 @@ class _Generated:
 
 
 def run(args: argparse.Namespace, out: Output) -> int:
-    from alembic_autocopy import repair
 
     project = project_from(args)
     inventory = repair.inventory(project, options_from(args))
@@ -278,7 +279,6 @@ def _split_heads(project: ProjectConfig, local: Sequence[Candidate], elsewhere: 
     """This worktree's own heads apart from other worktrees' (copies placed here and files
     not committed on this branch)."""
     from alembic_autocopy.effects import placement
-    from alembic_autocopy.sources import scanning
 
     manifest = placement.open_manifest(project, scanning.this_worktree(project))
     return split_heads(local, elsewhere, (entry.path for entry in manifest.entries))

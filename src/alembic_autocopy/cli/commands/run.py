@@ -20,10 +20,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Any
 
+from alembic_autocopy import repair
 from alembic_autocopy.cli.commands import add_notify_url, add_prefer, options_from
 from alembic_autocopy.cli.output import Output
 from alembic_autocopy.core.errors import AutocopyError, UsageError
 from alembic_autocopy.effects.project import ProjectConfig, load_project
+from alembic_autocopy.workflow import events
 
 if TYPE_CHECKING:
     from alembic_autocopy.repair import RepairReport, Situation
@@ -185,7 +187,6 @@ def needed_ids(project: ProjectConfig, args: argparse.Namespace) -> tuple[Situat
     """Assess the worktree; return (situation, every id a repair would legitimately bring):
     what the database applied and this worktree lacks, and every missing ancestor (the
     parents of a half-present chain too: Alembic's bare KeyError)."""
-    from alembic_autocopy import repair
 
     situation = repair.assess(project, options_from(args))
     plan = situation.plan
@@ -196,7 +197,6 @@ def needed_ids(project: ProjectConfig, args: argparse.Namespace) -> tuple[Situat
 def repair_for(attempt: Attempt, args: argparse.Namespace, command: Sequence[str],
                note: Output) -> RepairReport | None:
     """Place what the database needs, if the failure really was a missing revision."""
-    from alembic_autocopy.workflow import events
 
     project = project_for(args, command)
     situation, ids = needed_ids(project, args)

@@ -8,6 +8,7 @@ import datetime as _dt
 from alembic_autocopy.cli.commands import project_from
 from alembic_autocopy.cli.output import Output
 from alembic_autocopy.core.errors import UsageError
+from alembic_autocopy.sources import scanning
 from alembic_autocopy.workflow import events
 
 DESCRIPTION = """\
@@ -37,7 +38,6 @@ def _since(value: str | None) -> str | None:
 
 
 def run(args: argparse.Namespace, out: Output) -> int:
-    from alembic_autocopy.sources import scanning
 
     since = _since(args.since)
     project = project_from(args)

@@ -8,14 +8,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from alembic_autocopy import repair
 from alembic_autocopy.cli import drawing
 from alembic_autocopy.cli.commands import options_from, project_from
 from alembic_autocopy.cli.commands.common import show_inventory_warnings
 from alembic_autocopy.cli.commands.graph import recorded_candidates
 from alembic_autocopy.cli.output import Output
+from alembic_autocopy.cli.report import drift_lines
 from alembic_autocopy.core.errors import AutocopyError
 from alembic_autocopy.core.foreign import HeadSplit, split_heads
 from alembic_autocopy.core.model import Candidate, ManifestEntry, Outcome, Plan
+from alembic_autocopy.core.wording import blocked_message, id_list
+from alembic_autocopy.sources import scanning
 
 if TYPE_CHECKING:
     from alembic_autocopy.effects.project import ProjectConfig
@@ -79,7 +83,6 @@ def heads_attention(split: HeadSplit) -> list[Attention]:
 
 
 def plan_attention(plan: Plan) -> list[Attention]:
-    from alembic_autocopy.core.wording import blocked_message
 
     if not plan.unknown_applied:
         return []
@@ -95,7 +98,6 @@ def plan_attention(plan: Plan) -> list[Attention]:
 def missing_parent_attention(local: list[Candidate]) -> list[Attention]:
     """Pure. Revisions here whose parent (or dependency) no file here holds: Alembic cannot
     build its map, so the heads shown are not what it would compute."""
-    from alembic_autocopy.core.wording import id_list
 
     known = {c.revision for c in local} | {label for c in local
                                           for label in c.header.branch_labels}
@@ -123,9 +125,7 @@ def missing_hooks(worktree_root: Path) -> list[str]:
 
 
 def run(args: argparse.Namespace, out: Output) -> int:
-    from alembic_autocopy import repair
     from alembic_autocopy.effects import placement
-    from alembic_autocopy.sources import scanning
 
     project = project_from(args)
     options = options_from(args)
@@ -170,7 +170,6 @@ def _assess(project: ProjectConfig, options: Options, inventory: Inventory
             ) -> tuple[Situation | None, str | None]:
     """The same assessment `check` makes (heads, plan, record table and drift), or why the
     database could not be read."""
-    from alembic_autocopy import repair
 
     try:
         return repair.assess(project, options, found=inventory), None
@@ -205,8 +204,6 @@ def _attention(situation: Situation | None, database_error: str | None,
 
 def _assessment_attention(situation: Situation) -> list[Attention]:
     """What the assessment found: layout, a revision id twice here, the plan, drift."""
-    from alembic_autocopy import repair
-    from alembic_autocopy.cli.report import drift_lines
 
     attention = [Attention("layout", text) for text in repair.layout_warnings(situation)]
     problem = repair.blocking_problem(situation)

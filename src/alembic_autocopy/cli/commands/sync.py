@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from alembic_autocopy import repair
 from alembic_autocopy.cli.commands import add_notify_url, add_prefer, options_from, project_from
 from alembic_autocopy.cli.commands.common import show_inventory_warnings
 from alembic_autocopy.cli.output import Output
@@ -27,9 +28,11 @@ from alembic_autocopy.core.errors import (
     UsageError,
 )
 from alembic_autocopy.core.model import ManifestEntry, SkippedFile
+from alembic_autocopy.core.planning import graph_order
 from alembic_autocopy.effects import git, placement
 from alembic_autocopy.effects.project import ProjectConfig
 from alembic_autocopy.sources import folders
+from alembic_autocopy.workflow import events
 
 if TYPE_CHECKING:
     from alembic_autocopy.repair import RepairReport
@@ -349,7 +352,6 @@ def _drop_copies(project: ProjectConfig, root: Path, report: SyncReport, out: Ou
 
 def _repair(project: ProjectConfig, branch: str, args: argparse.Namespace) -> RepairReport:
     """Repair and upgrade to `head`; two heads of this branch's own are named as such."""
-    from alembic_autocopy.workflow import events
 
     try:
         return events.repair(project, "head", options_from(args))
@@ -403,7 +405,6 @@ def _sync_json(report: SyncReport, merge: bool, repaired: RepairReport,
 def committed_heads(repaired: RepairReport) -> tuple[str, ...]:
     """The heads of this worktree's own files (copies left out), in graph order."""
     from alembic_autocopy.core import revisions
-    from alembic_autocopy.core.planning import graph_order
 
     own = [c.header for c in repaired.situation.inventory.local if not c.location.is_copy]
     if not own:
@@ -416,9 +417,7 @@ def committed_heads(repaired: RepairReport) -> tuple[str, ...]:
 
 def committed_heads_here(project: ProjectConfig) -> tuple[str, ...]:
     """The heads of this worktree's own files (copies left out), read again."""
-    from alembic_autocopy import repair
     from alembic_autocopy.core import revisions
-    from alembic_autocopy.core.planning import graph_order
 
     found = repair.inventory(project, repair.Options(), here_only=True)
     own = [c.header for c in found.local if not c.location.is_copy]

@@ -21,6 +21,7 @@ from alembic_autocopy.cli.commands.record import show_records
 from alembic_autocopy.cli.output import Output
 from alembic_autocopy.cli.report import manifest_entry_json, plan_json, plan_lines
 from alembic_autocopy.core.wording import id_list, missing_sentence
+from alembic_autocopy.workflow import events
 
 if TYPE_CHECKING:
     from alembic_autocopy import repair
@@ -55,7 +56,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, out: Output) -> int:
-    from alembic_autocopy.workflow import events
 
     project = project_from(args)
     announced: list[bool] = []
