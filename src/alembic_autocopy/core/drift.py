@@ -118,38 +118,63 @@ def detect(local: Sequence[Candidate], records: Iterable[Record], heads: Iterabl
     """
     by_revision = {record.revision: record for record in records}
     header_list = list(headers)
-    parents_of: dict[str, tuple[str, ...]] = {}
-    for header in header_list:  # the first header of a revision wins: this worktree's
-        parents_of.setdefault(header.revision, header.down_revisions)  # (as applied_revisions)
     applied = applied_revisions(heads, {r: rec.parents for r, rec in by_revision.items()},
                                 header_list)
-    edited: list[EditedAfterApply] = []
-    reparented: list[ReparentedAfterApply] = []
-    for candidate in sorted(local, key=lambda c: c.revision):
-        record = by_revision.get(candidate.revision)
-        if record is None or candidate.revision not in applied:
-            continue
-        path = candidate.location.path or candidate.filename
-        if record.sha256 != candidate.sha256:
-            edited.append(EditedAfterApply(candidate.revision, path, record.sha256,
-                                           candidate.sha256, record.content, record))
-        file_parents = candidate.header.down_revisions
-        if set(file_parents) != set(record.parents):
-            new = [p for p in file_parents if p not in record.parents]
-            skipped = tuple(p for p in new if p not in applied)
-            reparented.append(ReparentedAfterApply(
-                candidate.revision, path, record.parents, file_parents, skipped,
-                tuple(parents_of.get(p, ()) for p in skipped)))
+    compared = [(candidate, by_revision[candidate.revision])
+                for candidate in sorted(local, key=lambda c: c.revision)
+                if candidate.revision in by_revision and candidate.revision in applied]
+    edited = [_edited(candidate, record) for candidate, record in compared
+              if record.sha256 != candidate.sha256]
+    parents_of = _first_parents(header_list)
+    reparented = [_reparented(candidate, record, applied, parents_of)
+                  for candidate, record in compared
+                  if set(candidate.header.down_revisions) != set(record.parents)]
     gone: list[BranchGone] = []
     if existing_branches is not None:
-        for record in sorted(by_revision.values(), key=lambda r: r.revision):
-            if (record.revision in applied and record.branch
-                    and record.revision not in committed
-                    and record.branch not in existing_branches
-                    and _host(record.applied_by) == this_host):
-                gone.append(BranchGone(record.revision, record.worktree, record.branch,
-                                       record.applied_by, record.applied_at))
+        gone = _branches_gone(by_revision.values(), applied, existing_branches, this_host,
+                              committed)
     return Drift(tuple(edited), tuple(reparented), tuple(gone))
+
+
+def _path_of(candidate: Candidate) -> str:
+    return candidate.location.path or candidate.filename
+
+
+def _edited(candidate: Candidate, record: Record) -> EditedAfterApply:
+    return EditedAfterApply(candidate.revision, _path_of(candidate), record.sha256,
+                            candidate.sha256, record.content, record)
+
+
+def _first_parents(headers: Iterable[MigrationHeader]) -> dict[str, tuple[str, ...]]:
+    """Each revision's down_revisions; the first header of a revision wins: this worktree's
+    (as in applied_revisions)."""
+    parents_of: dict[str, tuple[str, ...]] = {}
+    for header in headers:
+        parents_of.setdefault(header.revision, header.down_revisions)
+    return parents_of
+
+
+def _reparented(candidate: Candidate, record: Record, applied: set[str],
+                parents_of: Mapping[str, tuple[str, ...]]) -> ReparentedAfterApply:
+    file_parents = candidate.header.down_revisions
+    new = [p for p in file_parents if p not in record.parents]
+    skipped = tuple(p for p in new if p not in applied)
+    return ReparentedAfterApply(candidate.revision, _path_of(candidate), record.parents,
+                                file_parents, skipped,
+                                tuple(parents_of.get(p, ()) for p in skipped))
+
+
+def _branches_gone(records: Iterable[Record], applied: set[str], existing_branches: set[str],
+                   this_host: str | None, committed: Collection[str]) -> list[BranchGone]:
+    """Applied revisions recorded on this machine on a branch that no longer exists, and that
+    no branch holds."""
+    return [BranchGone(record.revision, record.worktree, record.branch, record.applied_by,
+                       record.applied_at)
+            for record in sorted(records, key=lambda r: r.revision)
+            if (record.revision in applied and record.branch
+                and record.revision not in committed
+                and record.branch not in existing_branches
+                and _host(record.applied_by) == this_host)]
 
 
 def _host(applied_by: str | None) -> str | None:

@@ -101,27 +101,26 @@ class UpgradeEffects:
         through this upgrade's own renames and minus what it dropped again; plus the new
         names of tables and columns it renamed (they did not exist under that name)."""
         result: list[SchemaObject] = []
+        for item in (*self._created_under_final_names(), *self._new_names()):
+            if item not in result:
+                result.append(item)
+        dropped = _Dropped.of(self.dropped)
+        return [item for item in result if not dropped.removes(item)]
+
+    def _created_under_final_names(self) -> Iterable[SchemaObject]:
+        """Each created object, followed through this upgrade's renames."""
         for item in self.created:
             for rename in self.renamed:
                 item = _follow(item, rename)
-            if item not in result:
-                result.append(item)
+            yield item
+
+    def _new_names(self) -> Iterable[SchemaObject]:
+        """The tables and columns this upgrade renamed, under their new names."""
         for rename in self.renamed:
             if rename.kind == TABLE:
-                renamed = SchemaObject(TABLE, rename.new)
+                yield SchemaObject(TABLE, rename.new)
             else:
-                renamed = SchemaObject(COLUMN, rename.table, rename.new)
-            if renamed not in result:
-                result.append(renamed)
-        gone_tables = {d.table for d in self.dropped if d.kind == TABLE}
-        gone_columns = {(d.table, d.name) for d in self.dropped if d.kind == COLUMN}
-        gone_named = {(d.kind, d.name) for d in self.dropped if d.kind not in (TABLE, COLUMN)}
-        gone_named |= {(kind, d.name) for d in self.dropped if d.kind == CONSTRAINT
-                       for kind in (UNIQUE, FOREIGN_KEY, CHECK)}
-        return [item for item in result if item.table not in gone_tables
-                and not (item.kind == COLUMN and (item.table, item.name) in gone_columns)
-                and not (item.kind not in (TABLE, COLUMN) and item.name
-                         and (item.kind, item.name) in gone_named)]
+                yield SchemaObject(COLUMN, rename.table, rename.new)
 
     def required_columns_added(self) -> list[ColumnSpec]:
         """Columns added NOT NULL without a server default to a table that existed before
@@ -130,6 +129,34 @@ class UpgradeEffects:
         return [c for c in self.added_columns
                 if c.nullable is False and not c.server_default and not c.primary_key
                 and c.table not in new_tables]
+
+
+@dataclass(frozen=True)
+class _Dropped:
+    """What an upgrade dropped, to tell which objects it created are gone again."""
+
+    tables: frozenset[str]
+    columns: frozenset[tuple[str, str | None]]  # (table, column)
+    named: frozenset[tuple[str, str | None]]  # (kind, name) of indexes and constraints
+
+    @classmethod
+    def of(cls, dropped: Sequence[SchemaObject]) -> _Dropped:
+        named = {(d.kind, d.name) for d in dropped if d.kind not in (TABLE, COLUMN)}
+        # drop_constraint without a type_ may drop a constraint of any kind
+        named |= {(kind, d.name) for d in dropped if d.kind == CONSTRAINT
+                  for kind in (UNIQUE, FOREIGN_KEY, CHECK)}
+        return cls(tables=frozenset(d.table for d in dropped if d.kind == TABLE),
+                   columns=frozenset((d.table, d.name) for d in dropped if d.kind == COLUMN),
+                   named=frozenset(named))
+
+    def removes(self, item: SchemaObject) -> bool:
+        if item.table in self.tables:
+            return True
+        if item.kind == COLUMN:
+            return (item.table, item.name) in self.columns
+        if item.kind == TABLE:
+            return False
+        return bool(item.name) and (item.kind, item.name) in self.named
 
 
 def _follow(item: SchemaObject, rename: Rename) -> SchemaObject:

@@ -33,7 +33,8 @@ import io
 import re
 import tokenize
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from alembic_autocopy.core.errors import MigrationParseError
 from alembic_autocopy.core.model import MigrationHeader
@@ -461,37 +462,49 @@ def _start_statements(text: str, start: int, targets: list[int]) -> bool:
     """
     depth = 0
     position = start
-    pending = 0
+    pending = 0  # targets[:pending] are checked
     limit = targets[-1]
     while True:
         token = _SCAN.search(text, position, limit)
         here = limit if token is None else token.start()
-        while pending < len(targets) and targets[pending] <= here:
-            if depth + _bracket_balance(text, position, targets[pending]):
-                return False
-            pending += 1
+        pending = _check_targets_until(text, here, targets, pending, position, depth)
+        if pending < 0:
+            return False
         if token is None:
             return True
         depth += _bracket_balance(text, position, here)
         if depth < 0:
             return False
-        char = token.group()
-        if char == "#":
-            position = text.find("\n", here)
-            if position < 0:
-                return False
-        elif char == "\\":
-            return False  # a line continuation: let the exact reader decide
-        else:
-            if _string_prefix(text, here) in _TEMPLATE_PREFIXES:
-                return False
-            quote = char * 3 if text.startswith(char * 3, here) else char
-            end = _STRING_END[quote].match(text, here + len(quote))
-            if end is None:
-                return False
-            position = end.end()
-            if pending < len(targets) and targets[pending] < position:
-                return False  # a "statement" inside a string literal
+        position = _after_comment_or_string(text, here, token.group())
+        if position < 0:
+            return False
+        if pending < len(targets) and targets[pending] < position:
+            return False  # a "statement" inside a string literal
+
+
+def _check_targets_until(text: str, here: int, targets: list[int], pending: int,
+                         position: int, depth: int) -> int:
+    """How many ``targets`` are checked once those up to ``here`` are (they lie in code from
+    ``position``, where the bracket depth is ``depth``); -1 when one is inside brackets."""
+    while pending < len(targets) and targets[pending] <= here:
+        if depth + _bracket_balance(text, position, targets[pending]):
+            return -1
+        pending += 1
+    return pending
+
+
+def _after_comment_or_string(text: str, here: int, char: str) -> int:
+    """Where the code goes on after the comment or string that ``char`` (``#``, a quote or a
+    backslash) at ``here`` starts; -1 when the exact reader must decide."""
+    if char == "#":
+        return text.find("\n", here)  # a comment: a target cannot start inside it
+    if char == "\\":
+        return -1  # a line continuation: let the exact reader decide
+    if _string_prefix(text, here) in _TEMPLATE_PREFIXES:
+        return -1
+    quote = char * 3 if text.startswith(char * 3, here) else char
+    end = _STRING_END[quote].match(text, here + len(quote))
+    return -1 if end is None else end.end()
 
 
 def _bracket_balance(text: str, start: int, end: int) -> int:
@@ -658,79 +671,148 @@ class _ModuleScope:
                 self.other[name] = (index, how)
 
     def _statement(self, statement: ast.stmt, inside: str | None) -> Iterator[tuple[str, str]]:
-        """(name, how) for every module-scope binding made by ``statement``."""
-
-        def how(kind: str) -> str:
-            return f"assigned inside `{inside}`" if inside else kind
-
-        if isinstance(statement, (ast.FunctionDef, ast.AsyncFunctionDef)):
-            yield statement.name, how("bound by `def`")
-        elif isinstance(statement, ast.ClassDef):
-            yield statement.name, how("bound by `class`")
-        elif isinstance(statement, ast.Assign):
-            for target in statement.targets:
-                kind = ("assigned next to an attribute or item target"
-                        if isinstance(target, ast.Name) else "assigned by unpacking")
-                for name in _target_names(target):
-                    yield name, how(kind)
-        elif isinstance(statement, ast.AnnAssign):
-            if statement.value is not None:
-                for name in _target_names(statement.target):
-                    yield name, how("assigned")
-        elif isinstance(statement, ast.AugAssign):
-            for name in _target_names(statement.target):
-                yield name, how("changed in place")
-        elif isinstance(statement, ast.Delete):
-            for target in statement.targets:
-                for name in _target_names(target):
-                    yield name, how("deleted by `del`")
-        elif isinstance(statement, (ast.Import, ast.ImportFrom)):
-            for alias in statement.names:
-                yield alias.asname or alias.name.partition(".")[0], how("bound by an import")
-        elif isinstance(statement, (ast.For, ast.AsyncFor)):
-            for name in _target_names(statement.target):
-                yield name, how("bound by a `for` loop")
-        elif isinstance(statement, (ast.With, ast.AsyncWith)):
-            for item in statement.items:
-                if item.optional_vars is not None:
-                    for name in _target_names(item.optional_vars):
-                        yield name, how("bound by `with ... as`")
-        elif isinstance(statement, (ast.Global, ast.Nonlocal)):
-            self._module_globals.add(id(statement))  # `global x` at module level: a no-op
-        elif not isinstance(statement, _KNOWN_STATEMENTS):
-            # A statement this Python knows and this module does not (3.12's `type X = ...`):
-            # any name it stores or deletes counts.
-            for node in ast.walk(statement):
-                if isinstance(node, ast.Name) and not isinstance(node.ctx, ast.Load):
-                    yield node.id, how("bound by a statement that needs code to run")
-        if self.walrus:
-            for name in _walrus_targets(statement):
-                yield name, how("assigned by `:=`")
-        if isinstance(statement, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+        """(name, how) for every module-scope binding made by ``statement``, in source order
+        (the last binding of a name in one top-level statement is the one reported)."""
+        for name, kind in self._own_bindings(statement):
+            yield name, _how(kind, inside)
+        if isinstance(statement, _OWN_SCOPE_STATEMENTS):
             return  # its body is another scope
         keyword = inside or _keyword(statement)
         for handler in getattr(statement, "handlers", ()):
-            if handler.name:
-                yield handler.name, how("bound by `except ... as`")
-            if self.walrus and handler.type is not None:
-                for name in _walrus_targets(handler.type):
-                    yield name, how("assigned by `:=`")
-            for inner in handler.body:
-                yield from self._statement(inner, keyword)
+            yield from self._except_handler(handler, inside, keyword)
         for case in getattr(statement, "cases", ()):
-            for node in ast.walk(case.pattern):
-                for field in ("name", "rest"):
-                    bound = getattr(node, field, None)
-                    if isinstance(bound, str):
-                        yield bound, how("bound by a `match` pattern")
-            if self.walrus and case.guard is not None:
-                for name in _walrus_targets(case.guard):
-                    yield name, how("assigned by `:=`")
-            for inner in case.body:
-                yield from self._statement(inner, keyword)
+            yield from self._match_case(case, inside, keyword)
         for field in ("body", "orelse", "finalbody"):
             for inner in getattr(statement, field, ()):
                 yield from self._statement(inner, keyword)
+
+    def _own_bindings(self, statement: ast.stmt) -> Iterator[tuple[str, str]]:
+        """(name, kind) bound by ``statement`` itself, not by the statements nested in it."""
+        bindings_of = _BINDINGS_BY_STATEMENT.get(type(statement))
+        if bindings_of is not None:
+            yield from bindings_of(statement)
+        elif isinstance(statement, (ast.Global, ast.Nonlocal)):
+            self._module_globals.add(id(statement))  # `global x` at module level: a no-op
+        elif not isinstance(statement, _KNOWN_STATEMENTS):
+            yield from _unknown_statement_bindings(statement)
+        if self.walrus:
+            yield from _walrus_bindings(statement)
+
+    def _except_handler(self, handler: ast.ExceptHandler, inside: str | None,
+                        keyword: str) -> Iterator[tuple[str, str]]:
+        if handler.name:
+            yield handler.name, _how("bound by `except ... as`", inside)
+        if self.walrus and handler.type is not None:
+            for name, kind in _walrus_bindings(handler.type):
+                yield name, _how(kind, inside)
+        for inner in handler.body:
+            yield from self._statement(inner, keyword)
+
+    def _match_case(self, case: ast.match_case, inside: str | None,
+                    keyword: str) -> Iterator[tuple[str, str]]:
+        for node in ast.walk(case.pattern):
+            for field in ("name", "rest"):
+                bound = getattr(node, field, None)
+                if isinstance(bound, str):
+                    yield bound, _how("bound by a `match` pattern", inside)
+        if self.walrus and case.guard is not None:
+            for name, kind in _walrus_bindings(case.guard):
+                yield name, _how(kind, inside)
+        for inner in case.body:
+            yield from self._statement(inner, keyword)
+
+
+def _how(kind: str, inside: str | None) -> str:
+    """How a binding is described: by its kind, or as conditional inside a compound statement."""
+    return f"assigned inside `{inside}`" if inside else kind
+
+
+# --- the names each kind of statement binds itself, as (name, kind) -------------------------
+
+_Bindings = Iterator[tuple[str, str]]
+
+
+def _definition_bindings(statement: ast.FunctionDef | ast.AsyncFunctionDef) -> _Bindings:
+    yield statement.name, "bound by `def`"
+
+
+def _class_bindings(statement: ast.ClassDef) -> _Bindings:
+    yield statement.name, "bound by `class`"
+
+
+def _assign_bindings(statement: ast.Assign) -> _Bindings:
+    for target in statement.targets:
+        kind = ("assigned next to an attribute or item target"
+                if isinstance(target, ast.Name) else "assigned by unpacking")
+        for name in _target_names(target):
+            yield name, kind
+
+
+def _annotated_assign_bindings(statement: ast.AnnAssign) -> _Bindings:
+    if statement.value is not None:  # a bare annotation binds nothing
+        for name in _target_names(statement.target):
+            yield name, "assigned"
+
+
+def _augmented_assign_bindings(statement: ast.AugAssign) -> _Bindings:
+    for name in _target_names(statement.target):
+        yield name, "changed in place"
+
+
+def _delete_bindings(statement: ast.Delete) -> _Bindings:
+    for target in statement.targets:
+        for name in _target_names(target):
+            yield name, "deleted by `del`"
+
+
+def _import_bindings(statement: ast.Import | ast.ImportFrom) -> _Bindings:
+    for alias in statement.names:
+        yield alias.asname or alias.name.partition(".")[0], "bound by an import"
+
+
+def _for_bindings(statement: ast.For | ast.AsyncFor) -> _Bindings:
+    for name in _target_names(statement.target):
+        yield name, "bound by a `for` loop"
+
+
+def _with_bindings(statement: ast.With | ast.AsyncWith) -> _Bindings:
+    for item in statement.items:
+        if item.optional_vars is not None:
+            for name in _target_names(item.optional_vars):
+                yield name, "bound by `with ... as`"
+
+
+def _unknown_statement_bindings(statement: ast.stmt) -> _Bindings:
+    # A statement this Python knows and this module does not (3.12's `type X = ...`): any
+    # name it stores or deletes counts.
+    for node in ast.walk(statement):
+        if isinstance(node, ast.Name) and not isinstance(node.ctx, ast.Load):
+            yield node.id, "bound by a statement that needs code to run"
+
+
+def _walrus_bindings(root: ast.AST) -> _Bindings:
+    for name in _walrus_targets(root):
+        yield name, "assigned by `:=`"
+
+
+#: Each statement type that binds names by itself, and how to list them (exact types: the
+#: parser never makes subclasses). Global, Nonlocal and unknown statements: ``_own_bindings``.
+_BINDINGS_BY_STATEMENT: dict[type[ast.stmt], Callable[[Any], _Bindings]] = {
+    ast.FunctionDef: _definition_bindings,
+    ast.AsyncFunctionDef: _definition_bindings,
+    ast.ClassDef: _class_bindings,
+    ast.Assign: _assign_bindings,
+    ast.AnnAssign: _annotated_assign_bindings,
+    ast.AugAssign: _augmented_assign_bindings,
+    ast.Delete: _delete_bindings,
+    ast.Import: _import_bindings,
+    ast.ImportFrom: _import_bindings,
+    ast.For: _for_bindings,
+    ast.AsyncFor: _for_bindings,
+    ast.With: _with_bindings,
+    ast.AsyncWith: _with_bindings,
+}
+_OWN_SCOPE_STATEMENTS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
 
 
 _KNOWN_STATEMENTS: tuple[type[ast.stmt], ...] = tuple(

@@ -61,74 +61,105 @@ def plan_repair(
     contents of one id, the only one it accepts is taken.
     """
     known_ids = {header.revision for header in local}
-    known_labels = {label for header in local for label in header.branch_labels}
-    by_revision: dict[str, list[Candidate]] = {}
-    by_label: dict[str, set[str]] = {}
-    for candidate in candidates:
-        if candidate.revision in known_ids:
-            continue  # never bring in an id this worktree already has
-        by_revision.setdefault(candidate.revision, []).append(candidate)
-        for label in candidate.header.branch_labels:
-            by_label.setdefault(label, set()).add(candidate.revision)
-
-    applied_ids = list(dict.fromkeys(applied))
-    unknown_applied = tuple(rev for rev in applied_ids if rev not in known_ids)
-    needed_by: dict[str, list[str]] = {rev: ["database"] for rev in unknown_applied}
-    queue = list(unknown_applied)
+    known_here = known_ids | {label for header in local for label in header.branch_labels}
+    walk = _Walk(known_here, prefer)
+    # Never bring in an id this worktree already has.
+    walk.index(candidate for candidate in candidates if candidate.revision not in known_ids)
+    unknown_applied = tuple(rev for rev in dict.fromkeys(applied) if rev not in known_ids)
+    for revision in unknown_applied:
+        walk.need(revision, "database")
     # A half-present chain (a revision here whose parent is not, e.g. one file copied by
     # hand): Alembic cannot even build its map (a bare KeyError), so those parents are
     # needed too, with their own ancestry.
     for header in local:
         for parent in header.needs:
-            if parent not in known_ids and parent not in known_labels:
-                needed_by.setdefault(parent, []).append(header.revision)
-                queue.append(parent)
-    chosen: dict[str, Candidate] = {}
-    unresolved: dict[str, Unresolved] = {}
-    conflicts: dict[str, Conflict] = {}
-    visited: set[str] = set()
+            if parent not in known_here:
+                walk.need(parent, header.revision)
+    walk.run()
+    return walk.plan(unknown_applied)
 
-    while queue:
-        needed = queue.pop(0)
-        if needed in visited or needed in known_ids or needed in known_labels:
-            continue
-        visited.add(needed)
-        revision = needed
-        if needed not in by_revision and needed in by_label and len(by_label[needed]) == 1:
-            revision = next(iter(by_label[needed]))  # a depends_on naming a branch label
-            if revision in visited and revision != needed:
+
+class _Walk:
+    """The breadth-first walk from what is needed to what to bring in, parents included."""
+
+    def __init__(self, known_here: set[str], prefer: Preference | None) -> None:
+        self.known_here = known_here  # this worktree's ids and branch labels
+        self.prefer = prefer
+        self.by_revision: dict[str, list[Candidate]] = {}
+        self.by_label: dict[str, set[str]] = {}  # branch label -> revisions that carry it
+        self.needed_by: dict[str, list[str]] = {}
+        self.queue: list[str] = []
+        self.visited: set[str] = set()
+        self.chosen: dict[str, Candidate] = {}
+        self.unresolved: list[str] = []
+        self.conflicts: dict[str, Conflict] = {}
+
+    def index(self, candidates: Iterable[Candidate]) -> None:
+        for candidate in candidates:
+            self.by_revision.setdefault(candidate.revision, []).append(candidate)
+            for label in candidate.header.branch_labels:
+                self.by_label.setdefault(label, set()).add(candidate.revision)
+
+    def need(self, revision: str, by: str) -> None:
+        self.needed_by.setdefault(revision, []).append(by)
+        self.queue.append(revision)
+
+    def run(self) -> None:
+        while self.queue:
+            needed = self.queue.pop(0)
+            if needed in self.visited or needed in self.known_here:
                 continue
-            visited.add(revision)
-        group = by_revision.get(revision)
-        if not group:
-            unresolved[needed] = Unresolved(needed, tuple(needed_by.get(needed, ())))
-            continue
-        choice = _choose(revision, group, prefer)
-        if choice.conflict is not None:
-            conflicts[revision] = choice.conflict
-            continue
-        assert choice.chosen is not None
-        chosen[revision] = choice.chosen
-        for parent in choice.chosen.header.needs:
-            needed_by.setdefault(parent, []).append(revision)
-            queue.append(parent)
+            self.visited.add(needed)
+            revision = self._revision_named(needed)
+            if revision is not None:
+                self._bring(needed, revision)
 
-    # Re-attach "needed by" gathered after an id was first marked unresolved.
-    unresolved = {rev: Unresolved(rev, tuple(dict.fromkeys(needed_by.get(rev, ()))))
-                  for rev in unresolved}
-    ordered = order_parents_first(chosen)
-    also_found = {
-        rev: tuple(c.location for c in by_revision[rev]
-                   if c.sha256 == chosen[rev].sha256 and c is not chosen[rev])
-        for rev in chosen
-    }
-    return Plan(
-        unknown_applied=unknown_applied,
-        bring=tuple(ordered),
-        unresolved=tuple(unresolved.values()),
-        conflicts=tuple(conflicts.values()),
-        also_found={rev: locs for rev, locs in also_found.items() if locs},
-    )
+    def _revision_named(self, needed: str) -> str | None:
+        """The revision ``needed`` names (an id, or a depends_on naming a branch label that
+        one revision carries); None when that revision was already visited."""
+        if needed in self.by_revision or len(self.by_label.get(needed, ())) != 1:
+            return needed
+        revision = next(iter(self.by_label[needed]))
+        if revision in self.visited and revision != needed:
+            return None
+        self.visited.add(revision)
+        return revision
+
+    def _bring(self, needed: str, revision: str) -> None:
+        group = self.by_revision.get(revision)
+        if not group:
+            self.unresolved.append(needed)
+            return
+        choice = _choose(revision, group, self.prefer)
+        if choice.conflict is not None:
+            self.conflicts[revision] = choice.conflict
+            return
+        assert choice.chosen is not None
+        self.chosen[revision] = choice.chosen
+        for parent in choice.chosen.header.needs:
+            self.need(parent, revision)
+
+    def plan(self, unknown_applied: tuple[str, ...]) -> Plan:
+        # "needed by" is read at the end: it also holds what was gathered after an id was
+        # first found unresolved.
+        unresolved = (Unresolved(rev, tuple(dict.fromkeys(self.needed_by.get(rev, ()))))
+                      for rev in self.unresolved)
+        return Plan(
+            unknown_applied=unknown_applied,
+            bring=tuple(order_parents_first(self.chosen)),
+            unresolved=tuple(unresolved),
+            conflicts=tuple(self.conflicts.values()),
+            also_found=self._also_found(),
+        )
+
+    def _also_found(self) -> dict[str, tuple[Location, ...]]:
+        """For each chosen revision, the other places that hold the same content."""
+        also_found = {
+            rev: tuple(c.location for c in self.by_revision[rev]
+                       if c.sha256 == chosen.sha256 and c is not chosen)
+            for rev, chosen in self.chosen.items()
+        }
+        return {rev: locations for rev, locations in also_found.items() if locations}
 
 
 def _choose(revision: str, group: list[Candidate], prefer: Preference | None) -> _Choice:

@@ -349,29 +349,52 @@ def translate_error(error: BaseException, project: ProjectConfig,
     """One user-facing error for what env.py, SQLAlchemy or Alembic raised: what really
     happened (refused, login refused, no such database, locked, a migration that failed),
     with the URL env.py really used, its secrets masked."""
-    from alembic.util import CommandError
     from sqlalchemy import exc as sa_exc
 
-    used = used_url(error)
+    used = used_url(error)  # first: it remembers the URL's secrets, masked in what follows
     text = mask_passwords(_first_line(error))
     where = project.ini_path or project.toml_path or project.cwd
     if isinstance(error, (sa_exc.ArgumentError, sa_exc.NoSuchModuleError)):
         return ConfigError(f"invalid database URL in {where}: {text}",
                            hint="fix sqlalchemy.url (or the URL env.py builds)")
-    if (during_upgrade and isinstance(error, sa_exc.DBAPIError)
-            and error.connection_invalidated):
-        original = getattr(error, "orig", None) or error
-        return DatabaseError(
-            "the connection to the database was lost during the upgrade: "
-            f"{mask_passwords(_first_line(original))}",
-            hint="what the database committed stays, the rest was rolled back; run "
-                 "`alembic-autocopy upgrade` again to finish")
+    if during_upgrade and _connection_invalidated(error):
+        return _connection_lost_during_upgrade(error)
     running = progress.running() if progress is not None else None
-    locked = any(word in text.lower() for word in _LOCKED)
-    if running is not None and not locked and not isinstance(error, (ConnectionError,
-                                                                       TimeoutError)):
+    if running is not None and _failed_in_migration(error, text):
         assert progress is not None
         return failed_migration(error, running, progress, project)
+    return _error_by_kind(error, text, used, project)
+
+
+def _connection_invalidated(error: BaseException) -> bool:
+    from sqlalchemy import exc as sa_exc
+
+    return isinstance(error, sa_exc.DBAPIError) and error.connection_invalidated
+
+
+def _connection_lost_during_upgrade(error: BaseException) -> DatabaseError:
+    original = getattr(error, "orig", None) or error
+    return DatabaseError(
+        "the connection to the database was lost during the upgrade: "
+        f"{mask_passwords(_first_line(original))}",
+        hint="what the database committed stays, the rest was rolled back; run "
+             "`alembic-autocopy upgrade` again to finish")
+
+
+def _failed_in_migration(error: BaseException, text: str) -> bool:
+    """Whether an error raised while a migration ran is that migration's failure (not a
+    locked database or a connection that failed)."""
+    locked = any(word in text.lower() for word in _LOCKED)
+    return not locked and not isinstance(error, (ConnectionError, TimeoutError))
+
+
+def _error_by_kind(error: BaseException, text: str, used: str | None,
+                   project: ProjectConfig) -> AutocopyError:
+    """The error for what failed outside a migration, by the kind of exception."""
+    from alembic.util import CommandError
+    from sqlalchemy import exc as sa_exc
+
+    where = project.ini_path or project.toml_path or project.cwd
     if isinstance(error, FileNotFoundError):
         return ConfigError(f"{text}", hint=f"check script_location in {where}")
     if isinstance(error, (sa_exc.DBAPIError, ConnectionError, TimeoutError)) or (

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import re
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -90,12 +90,30 @@ def locate_config_files(config_args: Sequence[str], cwd: Path,
 
     Either may be None when the file does not exist.
     """
+    default_ini, default_toml = _default_config_names(environ)
+    ini, toml = _given_config_names(config_args)
+    ini_path = cwd / (ini or default_ini)
+    toml_path = cwd / (toml or default_toml)
+    for given, path in ((ini, ini_path), (toml, toml_path)):
+        if given is not None and not path.is_file():
+            raise ConfigError(f"config file not found: {path}",
+                              hint="check the path given with -c/--config")
+    return (ini_path if ini_path.is_file() else None,
+            toml_path if toml_path.is_file() else None)
+
+
+def _default_config_names(environ: Mapping[str, str]) -> tuple[str, str]:
+    """(ini, pyproject) read when no -c names them: ``ALEMBIC_CONFIG`` may name either."""
     env_config = environ.get("ALEMBIC_CONFIG")
-    default_ini, default_toml = "alembic.ini", "pyproject.toml"
     if env_config and os.path.basename(env_config) == "pyproject.toml":
-        default_toml = env_config
-    elif env_config:
-        default_ini = env_config
+        return "alembic.ini", env_config
+    if env_config:
+        return env_config, "pyproject.toml"
+    return "alembic.ini", "pyproject.toml"
+
+
+def _given_config_names(config_args: Sequence[str]) -> tuple[str | None, str | None]:
+    """(ini, pyproject) given with -c: at most one of each."""
     ini: str | None = None
     toml: str | None = None
     for name in config_args:
@@ -107,17 +125,7 @@ def locate_config_files(config_args: Sequence[str], cwd: Path,
             if ini is not None:
                 raise ConfigError("only one ini file may be given with -c")
             ini = name
-    explicit_ini = ini is not None
-    ini_path = cwd / (ini or default_ini)
-    toml_path = cwd / (toml or default_toml)
-    if explicit_ini and not ini_path.is_file():
-        raise ConfigError(f"config file not found: {ini_path}",
-                          hint="check the path given with -c/--config")
-    if toml is not None and not toml_path.is_file():
-        raise ConfigError(f"config file not found: {toml_path}",
-                          hint="check the path given with -c/--config")
-    return (ini_path if ini_path.is_file() else None,
-            toml_path if toml_path.is_file() else None)
+    return ini, toml
 
 
 def load_project(config_args: Sequence[str] = (), section: str = "alembic",
@@ -127,44 +135,18 @@ def load_project(config_args: Sequence[str] = (), section: str = "alembic",
     cwd = (cwd or Path.cwd()).absolute()
     environ = os.environ if environ is None else environ
     ini_path, toml_path = locate_config_files(config_args, cwd, environ)
-    parser = _read_ini(ini_path) if ini_path else None
-    toml_data = _read_toml(toml_path) if toml_path else {}
-    alembic_toml = _table(toml_data, "tool", "alembic")
-    if parser is not None and not parser.has_section(section) and not alembic_toml:
-        raise ConfigError(f"no [{section}] section in {ini_path}",
-                              hint="pass the right section with -n/--name")
-    if parser is None and not alembic_toml:
-        raise ConfigError(
-            f"no Alembic configuration found in {cwd}",
-            hint="run from the folder that holds alembic.ini (or a pyproject.toml with "
-                 "[tool.alembic]), or pass -c PATH",
-        )
-    here = (ini_path or toml_path or cwd).parent.absolute()
-    toml_here = toml_path.parent.absolute() if toml_path else cwd
-
-    def option(name: str) -> Any:
-        if parser is not None and parser.has_option(section, name):
-            return parser.get(section, name)
-        value = alembic_toml.get(name)
-        return _interpolate_toml(value, toml_here)
-
-    script_location_value = option("script_location")
-    beside_ini = ini_path.parent if ini_path is not None else None
-    if not script_location_value and beside_ini and (beside_ini / "env.py").is_file():
-        # Flask-Migrate keeps alembic.ini beside env.py and sets script_location in code.
-        script_location_value = str(beside_ini)
-    if not script_location_value:
-        where = ini_path or toml_path
-        raise ConfigError(f"no 'script_location' key in {where}",
-                          hint="Alembic needs script_location to find env.py and versions/")
+    config = _read_config_files(ini_path, toml_path, section, cwd)
+    script_location_value = _script_location_value(config)
     if ":" in str(script_location_value):
         # A package-style location is found on sys.path as Alembic extends it first.
-        _prepend_sys_path(option("prepend_sys_path"), option("path_separator"), cwd)
+        _prepend_sys_path(config.option("prepend_sys_path"), config.option("path_separator"),
+                          cwd)
     script_location = _resource_path(str(script_location_value), cwd)
-    version_locations = _version_locations(parser, section, alembic_toml, toml_here, cwd)
-    if not version_locations:
-        version_locations = (script_location / "versions",)
-    tool = _tool_settings(parser, toml_data, ini_path, toml_path)
+    version_locations = (
+        _version_locations(config.parser, section, config.alembic_toml, config.toml_here, cwd)
+        or (script_location / "versions",))
+    tool = _tool_settings(config.parser, config.toml_data, ini_path, toml_path)
+    here = (ini_path or toml_path or cwd).parent.absolute()
     if tool.version_locations:  # the tool's own setting wins (relative to the config file)
         version_locations = tuple(_resource_path(item, here) for item in tool.version_locations)
     return ProjectConfig(
@@ -175,11 +157,62 @@ def load_project(config_args: Sequence[str] = (), section: str = "alembic",
         here=here,
         script_location=script_location,
         version_locations=version_locations,
-        recursive_version_locations=_boolean(option("recursive_version_locations")),
-        sourceless=_boolean(option("sourceless")),
+        recursive_version_locations=_boolean(config.option("recursive_version_locations")),
+        sourceless=_boolean(config.option("sourceless")),
         x_args=tuple(x_args),
         tool=tool,
     )
+
+
+@dataclass(frozen=True)
+class _ConfigFiles:
+    """The Alembic configuration as read from alembic.ini and pyproject.toml."""
+
+    ini_path: Path | None
+    toml_path: Path | None
+    section: str
+    parser: configparser.ConfigParser | None
+    toml_data: dict[str, Any]
+    alembic_toml: dict[str, Any]  # [tool.alembic]
+    toml_here: Path  # what %(here)s means in pyproject.toml
+
+    def option(self, name: str) -> Any:
+        """An Alembic option: the ini file's, else pyproject.toml's (None when neither)."""
+        if self.parser is not None and self.parser.has_option(self.section, name):
+            return self.parser.get(self.section, name)
+        return _interpolate_toml(self.alembic_toml.get(name), self.toml_here)
+
+
+def _read_config_files(ini_path: Path | None, toml_path: Path | None, section: str,
+                       cwd: Path) -> _ConfigFiles:
+    """Both files read; ConfigError when neither configures Alembic."""
+    parser = _read_ini(ini_path) if ini_path else None
+    toml_data = _read_toml(toml_path) if toml_path else {}
+    alembic_toml = _table(toml_data, "tool", "alembic")
+    if parser is not None and not parser.has_section(section) and not alembic_toml:
+        raise ConfigError(f"no [{section}] section in {ini_path}",
+                          hint="pass the right section with -n/--name")
+    if parser is None and not alembic_toml:
+        raise ConfigError(
+            f"no Alembic configuration found in {cwd}",
+            hint="run from the folder that holds alembic.ini (or a pyproject.toml with "
+                 "[tool.alembic]), or pass -c PATH",
+        )
+    toml_here = toml_path.parent.absolute() if toml_path else cwd
+    return _ConfigFiles(ini_path, toml_path, section, parser, toml_data, alembic_toml,
+                        toml_here)
+
+
+def _script_location_value(config: _ConfigFiles) -> Any:
+    value = config.option("script_location")
+    beside_ini = config.ini_path.parent if config.ini_path is not None else None
+    if not value and beside_ini and (beside_ini / "env.py").is_file():
+        # Flask-Migrate keeps alembic.ini beside env.py and sets script_location in code.
+        value = str(beside_ini)
+    if not value:
+        raise ConfigError(f"no 'script_location' key in {config.ini_path or config.toml_path}",
+                          hint="Alembic needs script_location to find env.py and versions/")
+    return value
 
 
 def _read_ini(path: Path) -> configparser.ConfigParser:
@@ -300,27 +333,34 @@ def version_locations_from_text(text: str, *, toml: bool, section: str, here: Pa
 def _version_locations(parser: configparser.ConfigParser | None, section: str,
                        alembic_toml: Mapping[str, Any], toml_here: Path,
                        cwd: Path) -> tuple[Path, ...]:
-    raw: list[str] = []
     ini_value = parser.get(section, "version_locations", fallback=None) if parser else None
+    raw: list[str] = []
     if ini_value:
-        separator_name = None
-        for name in ("path_separator", "version_path_separator"):
-            if parser is not None and parser.has_option(section, name):
-                separator_name = parser.get(section, name)
-                break
-        if separator_name is None:
-            raw = [item for item in re.split(r", *|(?: +)", ini_value) if item]
-        else:
-            if separator_name not in _SEPARATORS:
-                raise ConfigError(
-                    f"{separator_name!r} is not a valid path_separator",
-                    hint="expected 'space', 'newline', 'os', ':' or ';'")
-            raw = [item.strip() for item in ini_value.split(_SEPARATORS[separator_name])
-                   if item.strip()]
+        assert parser is not None
+        raw = _split_ini_locations(ini_value, _ini_path_separator(parser, section))
     elif "version_locations" in alembic_toml:
         value = _interpolate_toml(alembic_toml["version_locations"], toml_here)
         raw = [str(item) for item in (value if isinstance(value, list) else [value])]
     return tuple(_resource_path(item, cwd) for item in raw)
+
+
+def _ini_path_separator(parser: configparser.ConfigParser, section: str) -> str | None:
+    """The ini's ``path_separator`` (or its older name), None when not set."""
+    for name in ("path_separator", "version_path_separator"):
+        if parser.has_option(section, name):
+            return parser.get(section, name)
+    return None
+
+
+def _split_ini_locations(ini_value: str, separator_name: str | None) -> list[str]:
+    if separator_name is None:
+        return [item for item in re.split(r", *|(?: +)", ini_value) if item]
+    if separator_name not in _SEPARATORS:
+        raise ConfigError(
+            f"{separator_name!r} is not a valid path_separator",
+            hint="expected 'space', 'newline', 'os', ':' or ';'")
+    return [item.strip() for item in ini_value.split(_SEPARATORS[separator_name])
+            if item.strip()]
 
 
 def _boolean(value: Any) -> bool:
@@ -366,42 +406,88 @@ def _setting_value(key: str, value: Any, where: str) -> Any:
     """``value`` of setting ``key`` as its kind says; ConfigError (exit 2) naming the key,
     the file and what is accepted."""
     kind, _default = SETTINGS[key]
+    try:
+        return _SETTING_READERS[kind](value)
+    except _BadSetting:
+        raise ConfigError(f"invalid value {value!r} for setting {key!r} in {where}",
+                          hint=f"{key} must be {_KIND_WORDS[kind]}; every setting: "
+                               "docs/configuration.md") from None
 
-    def bad() -> ConfigError:
-        return ConfigError(f"invalid value {value!r} for setting {key!r} in {where}",
-                           hint=f"{key} must be {_KIND_WORDS[kind]}; every setting: "
-                                "docs/configuration.md")
 
-    if kind == "bool":
-        if isinstance(value, bool):
-            return value
-        word = str(value).strip().lower()
-        if isinstance(value, str) and word in _TRUE_WORDS + _FALSE_WORDS:
-            return word in _TRUE_WORDS
-        raise bad()
-    if kind in ("seconds", "size"):
-        if isinstance(value, bool):
-            raise bad()
-        try:
-            number = float(value) if kind == "seconds" else int(str(value).strip())
-        except (TypeError, ValueError):
-            raise bad() from None
-        if not (number >= 0 if kind == "seconds" else number > 0):  # nan fails too
-            raise bad()
-        return number
-    if kind == "folders":
-        items = [value] if isinstance(value, str) else value
-        if not isinstance(items, (list, tuple)) or not all(isinstance(i, str) for i in items):
-            raise bad()
-        return tuple(item.strip() for item in items if item.strip())
+class _BadSetting(Exception):
+    """A value that is not of its setting's kind (``_setting_value`` says which)."""
+
+
+def _bool_setting(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    word = str(value).strip().lower()
+    if isinstance(value, str) and word in _TRUE_WORDS + _FALSE_WORDS:
+        return word in _TRUE_WORDS
+    raise _BadSetting
+
+
+def _seconds_setting(value: Any) -> float:
+    if isinstance(value, bool):
+        raise _BadSetting
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise _BadSetting from None
+    if not number >= 0:  # nan fails too
+        raise _BadSetting
+    return number
+
+
+def _size_setting(value: Any) -> int:
+    if isinstance(value, bool):
+        raise _BadSetting
+    try:
+        number = int(str(value).strip())
+    except (TypeError, ValueError):
+        raise _BadSetting from None
+    if not number > 0:
+        raise _BadSetting
+    return number
+
+
+def _folders_setting(value: Any) -> tuple[str, ...]:
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, (list, tuple)) or not all(isinstance(i, str) for i in items):
+        raise _BadSetting
+    return tuple(item.strip() for item in items if item.strip())
+
+
+def _text_setting(value: Any) -> str:
     if not isinstance(value, str) or not value.strip():
-        raise bad()
-    text = value.strip()
-    if kind == "url" and not re.match(r"^https?://", text):
-        raise bad()
-    if kind == "table" and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", text):
-        raise bad()
+        raise _BadSetting
+    return value.strip()
+
+
+def _url_setting(value: Any) -> str:
+    text = _text_setting(value)
+    if not re.match(r"^https?://", text):
+        raise _BadSetting
     return text
+
+
+def _table_setting(value: Any) -> str:
+    text = _text_setting(value)
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", text):
+        raise _BadSetting
+    return text
+
+
+#: How each kind of setting (``SETTINGS``) is read from a config value.
+_SETTING_READERS: dict[str, Callable[[Any], Any]] = {
+    "bool": _bool_setting,
+    "seconds": _seconds_setting,
+    "size": _size_setting,
+    "folders": _folders_setting,
+    "text": _text_setting,
+    "url": _url_setting,
+    "table": _table_setting,
+}
 
 
 def _unknown_setting(key: str, where: str, section: str) -> ConfigError:

@@ -755,75 +755,26 @@ class RepositorySearch:
 
     def _add_candidates(self, at_refs: Sequence[tuple[Tip, CommitFacts, _Listing]],
                         facts: dict[str, BlobFacts], first_place: dict[str, _Place]) -> None:
-        candidates = self.found.candidates
-        unusable: dict[str, int] = {}  # blob id -> how many (ref, path) hold it
-        label = self.label
-        wanted = self.wanted
-        kept_blobs: set[str] | None = None  # None: every usable blob
-        broken_blobs = {blob for blob, fact in facts.items() if fact.header is None}
-        if wanted is not None or broken_blobs:
-            kept_blobs = {blob for blob, fact in facts.items()
-                          if fact.header is not None
-                          and (wanted is None or wanted(fact.header.revision, blob))}
-        # Per listing (one per commit), the entries to turn into candidates and the unusable
-        # ones: a fleet of refs at a few commits is filtered a few times, not once per ref.
-        split: dict[int, tuple[list[_Entry], list[str]]] = {}
-        cap = self.found.places_cap
-        per_revision: dict[str, int] = {}  # candidates built per revision (with a cap)
-        counted = self.found.more_places
-        saturated: dict[int, int] = {}  # listing -> refs at it that only count (cap reached)
-        # unsafe repository path -> (why, the refs holding it)
-        refused: dict[str, tuple[str, list[str]]] = {}
-        recursive = self.project.recursive_version_locations
+        maker = _CandidateMaker(self.found, facts, self.label,
+                                self.project.recursive_version_locations, self.wanted)
         for tip, commit, listing in at_refs:
-            kind, ref, oid, date = tip.kind, tip.ref, commit.oid, commit.date
-            parts = split.get(id(listing))
-            if parts is None:
-                broken = ([blob for blob in listing.blobs if blob in broken_blobs]
-                          if broken_blobs else [])
-                parts = split[id(listing)] = (
-                    listing.entries(kept_blobs) if kept_blobs != set() else [], broken)
-            kept, broken = parts
-            for blob in broken:
-                unusable[blob] = unusable.get(blob, 0) + 1
-            if cap is not None and id(listing) in saturated:
-                saturated[id(listing)] += 1  # thousands of refs at few commits: counted once
-                continue
-            for path, relative, name, blob in kept:
-                problem = refusal(relative, recursive=recursive)
-                if problem is not None:  # a tree entry named "..", "/"... (git mktree)
-                    refused.setdefault(path, (problem, []))[1].append(
-                        f"{kind.value} {short_ref(ref)}")
-                    continue
-                fact = facts[blob]
-                assert fact.header is not None  # kept: a usable migration
-                if cap is not None:
-                    revision = fact.header.revision
-                    built = per_revision.get(revision, 0)
-                    if built >= cap:
-                        counted[revision] = counted.get(revision, 0) + 1
-                        continue
-                    per_revision[revision] = built + 1
-                candidates.append(Candidate(
-                    header=fact.header, sha256=fact.sha256, size=fact.size, filename=name,
-                    relative_path=relative,
-                    location=Location(kind=kind, path=path, worktree=label, ref=ref,
-                                      commit=oid, commit_date=date, blob=blob,
-                                      detail="Git LFS" if fact.lfs else None)))
-            if cap is not None and all(
-                    per_revision.get(_revision_of(facts[entry[3]]), 0) >= cap for entry in kept):
-                saturated[id(listing)] = 0
-        for listing_id, refs in saturated.items():
-            for entry in split[listing_id][0]:
-                header = facts[entry[3]].header
-                if header is not None and refs:
-                    counted[header.revision] = counted.get(header.revision, 0) + refs
+            maker.add_ref(tip, commit, listing)
+        maker.count_saturated()
+        self._report_refused(maker.refused)
+        self._report_unusable(maker.unusable, facts, first_place)
+
+    def _report_refused(self, refused: dict[str, tuple[str, list[str]]]) -> None:
         for path, (problem, holders) in refused.items():
             more = f" (and {len(holders) - 1} other ref(s))" if len(holders) > 1 else ""
             self.found.skipped.append(SkippedAtRef(
                 f"{holders[0]}: {path}{more}", path,
                 f"unsafe name refused ({problem}): nothing is ever written outside the "
                 "versions folder"))
+
+    def _report_unusable(self, unusable: dict[str, int], facts: dict[str, BlobFacts],
+                         first_place: dict[str, _Place]) -> None:
+        """One skipped file per unusable content (named by the first place it was met at),
+        and one note for the files git-lfs would have to read."""
         lfs_missing: list[str] = []
         for blob, count in unusable.items():
             first = first_place[blob]
@@ -839,6 +790,93 @@ class RepositorySearch:
                 f"{len(lfs_missing)} migration file(s) in git are stored in Git LFS and "
                 f"git-lfs is not installed, so they cannot be read: {shown}; "
                 f"{LFS_INSTALL_HINT}")
+
+
+class _CandidateMaker:
+    """Turns the files at each ref into candidates (into ``found``): one per usable file and
+    ref, at most ``found.places_cap`` per revision (the others only counted). Files with
+    unsafe names and contents that are not usable migrations are set aside for the report."""
+
+    def __init__(self, found: Found, facts: dict[str, BlobFacts], label: str,
+                 recursive: bool, wanted: Wanted | None) -> None:
+        self.candidates = found.candidates
+        self.counted = found.more_places
+        self.cap = found.places_cap
+        self.facts = facts
+        self.label = label
+        self.recursive = recursive
+        self.broken_blobs = {blob for blob, fact in facts.items() if fact.header is None}
+        self.kept_blobs: set[str] | None = None  # None: every usable blob
+        if wanted is not None or self.broken_blobs:
+            self.kept_blobs = {blob for blob, fact in facts.items()
+                               if fact.header is not None
+                               and (wanted is None or wanted(fact.header.revision, blob))}
+        self.unusable: dict[str, int] = {}  # blob id -> how many (ref, path) hold it
+        # unsafe repository path -> (why, the refs holding it)
+        self.refused: dict[str, tuple[str, list[str]]] = {}
+        # Per listing (one per commit), the entries to turn into candidates and the unusable
+        # ones: a fleet of refs at a few commits is filtered a few times, not once per ref.
+        self.split: dict[int, tuple[list[_Entry], list[str]]] = {}
+        self.per_revision: dict[str, int] = {}  # candidates built per revision (with a cap)
+        self.saturated: dict[int, int] = {}  # listing -> refs at it that only count (cap reached)
+
+    def add_ref(self, tip: Tip, commit: CommitFacts, listing: _Listing) -> None:
+        kept, broken = self._split(listing)
+        for blob in broken:
+            self.unusable[blob] = self.unusable.get(blob, 0) + 1
+        if self.cap is not None and id(listing) in self.saturated:
+            self.saturated[id(listing)] += 1  # thousands of refs at few commits: counted once
+            return
+        self._add_files(tip, commit, kept)
+        if self.cap is not None and all(
+                self.per_revision.get(_revision_of(self.facts[entry[3]]), 0) >= self.cap
+                for entry in kept):
+            self.saturated[id(listing)] = 0
+
+    def _split(self, listing: _Listing) -> tuple[list[_Entry], list[str]]:
+        """The listing's entries to build candidates from, and its unusable blobs."""
+        parts = self.split.get(id(listing))
+        if parts is None:
+            broken = ([blob for blob in listing.blobs if blob in self.broken_blobs]
+                      if self.broken_blobs else [])
+            kept = listing.entries(self.kept_blobs) if self.kept_blobs != set() else []
+            parts = self.split[id(listing)] = (kept, broken)
+        return parts
+
+    def _add_files(self, tip: Tip, commit: CommitFacts, kept: list[_Entry]) -> None:
+        for path, relative, name, blob in kept:
+            problem = refusal(relative, recursive=self.recursive)
+            if problem is not None:  # a tree entry named "..", "/"... (git mktree)
+                self.refused.setdefault(path, (problem, []))[1].append(_describe_tip(tip))
+                continue
+            fact = self.facts[blob]
+            assert fact.header is not None  # kept: a usable migration
+            if self.cap is not None and not self._below_cap(fact.header.revision):
+                continue
+            self.candidates.append(Candidate(
+                header=fact.header, sha256=fact.sha256, size=fact.size, filename=name,
+                relative_path=relative,
+                location=Location(kind=tip.kind, path=path, worktree=self.label, ref=tip.ref,
+                                  commit=commit.oid, commit_date=commit.date, blob=blob,
+                                  detail="Git LFS" if fact.lfs else None)))
+
+    def _below_cap(self, revision: str) -> bool:
+        """Whether one more candidate of ``revision`` may be built (else it is counted)."""
+        assert self.cap is not None
+        built = self.per_revision.get(revision, 0)
+        if built >= self.cap:
+            self.counted[revision] = self.counted.get(revision, 0) + 1
+            return False
+        self.per_revision[revision] = built + 1
+        return True
+
+    def count_saturated(self) -> None:
+        """Count the places of the refs skipped once their listing's revisions were full."""
+        for listing_id, refs in self.saturated.items():
+            for entry in self.split[listing_id][0]:
+                header = self.facts[entry[3]].header
+                if header is not None and refs:
+                    self.counted[header.revision] = self.counted.get(header.revision, 0) + refs
 
 
 def repository_paths(locations: Sequence[Path], root: Path) -> list[str]:

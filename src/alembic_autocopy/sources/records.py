@@ -306,33 +306,16 @@ def read_records(connection: Connection, name: str, schema: str | None,
                  want_content: ContentWanted | None = None,
                  max_bytes: int = DEFAULT_MAX_FILE_BYTES) -> RecordSet:
     """Read the record table on ``connection``; never raises for a missing or odd table."""
-    import sqlalchemy as sa
     from sqlalchemy import exc
 
     found = RecordSet(name, schema)
     try:
-        inspector = sa.inspect(connection)
-        if not inspector.has_table(name, schema=schema):
+        if not _found_record_table(connection, found):
             return found
-        columns = {column["name"] for column in inspector.get_columns(name, schema=schema)}
-        missing = sorted(_REQUIRED_COLUMNS - columns)
-        if missing:
-            found.problems.append(
-                f"table {found.name} is not alembic-autocopy's record table (it lacks "
-                f"{', '.join(missing)}): ignored; set record_table to another name")
-            return found
-        found.exists = True
         table = table_for(name, schema)
-        rows = connection.execute(sa.select(*(table.c[c] for c in _METADATA_COLUMNS))).all()
-        records = [_record_from_row(tuple(row)) for row in rows]
+        records = _read_metadata(connection, table)
         wanted = sorted(set(want_content(records)) if want_content else set())
-        contents: dict[str, bytes | None] = {}
-        for start in range(0, len(wanted), 200):
-            chunk = wanted[start:start + 200]
-            query = sa.select(table.c.revision, table.c.content).where(
-                table.c.revision.in_(chunk))
-            for revision, content in connection.execute(query):
-                contents[str(revision)] = bytes(content) if content is not None else None
+        contents = _read_contents(connection, table, wanted)
     except exc.SQLAlchemyError as error:
         first = (str(getattr(error, "orig", None) or error).strip().splitlines() or ["?"])[0]
         found.problems.append(f"cannot read the record table {found.name}: {first}")
@@ -346,6 +329,49 @@ def read_records(connection: Connection, name: str, schema: str | None,
                 found.refused[record.revision] = refusal
         found.records[record.revision] = record
     return found
+
+
+def _found_record_table(connection: Connection, found: RecordSet) -> bool:
+    """Whether ``found``'s table exists and has the record table's columns (then
+    ``found.exists``); a table of that name that lacks them is noted as a problem."""
+    import sqlalchemy as sa
+
+    inspector = sa.inspect(connection)
+    if not inspector.has_table(found.table, schema=found.schema):
+        return False
+    columns = {column["name"]
+               for column in inspector.get_columns(found.table, schema=found.schema)}
+    missing = sorted(_REQUIRED_COLUMNS - columns)
+    if missing:
+        found.problems.append(
+            f"table {found.name} is not alembic-autocopy's record table (it lacks "
+            f"{', '.join(missing)}): ignored; set record_table to another name")
+        return False
+    found.exists = True
+    return True
+
+
+def _read_metadata(connection: Connection, table: sa.Table) -> list[Record]:
+    """Every row of the record table, without the content column."""
+    import sqlalchemy as sa
+
+    rows = connection.execute(sa.select(*(table.c[c] for c in _METADATA_COLUMNS))).all()
+    return [_record_from_row(tuple(row)) for row in rows]
+
+
+def _read_contents(connection: Connection, table: sa.Table,
+                   wanted: list[str]) -> dict[str, bytes | None]:
+    """The content of each ``wanted`` revision, read 200 rows at a time."""
+    import sqlalchemy as sa
+
+    contents: dict[str, bytes | None] = {}
+    for start in range(0, len(wanted), 200):
+        chunk = wanted[start:start + 200]
+        query = sa.select(table.c.revision, table.c.content).where(
+            table.c.revision.in_(chunk))
+        for revision, content in connection.execute(query):
+            contents[str(revision)] = bytes(content) if content is not None else None
+    return contents
 
 
 def _record_from_row(row: tuple[Any, ...]) -> Record:
