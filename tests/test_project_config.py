@@ -227,7 +227,7 @@ def test_every_setting_and_variable_is_documented() -> None:
     source = "\n".join(path.read_text(encoding="utf-8")
                        for path in (root / "src").rglob("*.py"))
     variables = set(re.findall(r"ALEMBIC_AUTOCOPY_[A-Z_]+", source))
-    assert len(variables) >= 6
+    assert len(variables) >= 5  # a floor: the search found them (5 since the worker setting)
     for variable in variables:
         assert f"`{variable}`" in doc, variable
     assert "docs/configuration.md" in (root / "README.md").read_text(encoding="utf-8")
