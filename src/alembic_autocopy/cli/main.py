@@ -6,10 +6,12 @@ Imports stay light here: a command that needs no database never imports alembic.
 from __future__ import annotations
 
 import argparse
+import datetime as _dt
 import gc
 import importlib
 import os
 import sys
+import tempfile
 from collections.abc import Sequence
 
 from alembic_autocopy.cli import progress
@@ -22,6 +24,10 @@ from alembic_autocopy.core.errors import (
     EXIT_USAGE,
     AutocopyError,
 )
+from alembic_autocopy.core.redaction import MASK, mask_passwords
+
+# Imported inside functions, as each saves >= 5 ms where skipped: traceback only on a failure (>= 5
+# ms on every command: bench/run.py import table).
 
 # verb -> (module under alembic_autocopy.cli.commands, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -210,7 +216,6 @@ def _main(arguments: list[str]) -> int:
 def _print_traceback() -> None:
     import traceback
 
-    from alembic_autocopy.core.redaction import mask_passwords
 
     print(mask_passwords(traceback.format_exc()), end="", file=sys.stderr)
 
@@ -218,7 +223,6 @@ def _print_traceback() -> None:
 def masked_argv(argv: Sequence[str]) -> list[str]:
     """``argv`` fit for a log: ``-x`` values hidden (env.py arguments often carry a URL or a
     password), a webhook URL reduced to its host, every URL's secrets masked."""
-    from alembic_autocopy.core.redaction import MASK, mask_passwords
 
     shown: list[str] = []
     hide_next: str | None = None
@@ -253,11 +257,8 @@ def _write_crash_log(arguments: Sequence[str]) -> str:
     """Write the traceback to a new file only this user can read (mode 0600), created
     exclusively under a name no one can predict (``mkstemp``: a planted file or symlink is
     never followed). Secrets are masked, ``argv`` included."""
-    import datetime as _dt
-    import tempfile
     import traceback
 
-    from alembic_autocopy.core.redaction import mask_passwords
 
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     try:

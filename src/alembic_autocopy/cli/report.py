@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -83,7 +84,6 @@ def skipped_json(skipped: Iterable[SkippedFile]) -> list[dict[str, str]]:
 def skipped_lines(skipped: Iterable[SkippedFile], verbose: bool = False) -> list[str]:
     """``skipped PATH: REASON`` warnings, one per kind of reason (the first file of each,
     with how many more are like it); ``verbose``: one per file."""
-    import re
 
     groups: dict[str, list[SkippedFile]] = {}
     for item in skipped:

@@ -17,6 +17,7 @@ through the recording callback says nothing about the current schema.
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -185,7 +186,6 @@ def _host(applied_by: str | None) -> str | None:
 
 def unified_diff(item: EditedAfterApply, current: bytes) -> list[str]:
     """The change from the applied content to the file's current content, as diff lines."""
-    import difflib  # only for --diff
 
     if item.recorded_content is None:
         return []

@@ -7,6 +7,9 @@ same files (see ``database.alembic_config``).
 
 from __future__ import annotations
 
+import configparser
+import difflib
+import glob
 import os
 import re
 import sys
@@ -71,7 +74,6 @@ class ProjectConfig:
         found: list[Path] = []
         if not self.tool.search:
             return found
-        import glob
 
         for pattern in self.tool.search:
             expanded = os.path.expanduser(pattern)
@@ -216,7 +218,6 @@ def _script_location_value(config: _ConfigFiles) -> Any:
 
 
 def _read_ini(path: Path) -> configparser.ConfigParser:
-    import configparser
 
     # Alembic passes {"here": ...} as ConfigParser defaults, so %(here)s works everywhere.
     parser = configparser.ConfigParser({"here": path.parent.absolute().as_posix()})
@@ -304,7 +305,6 @@ def version_locations_from_text(text: str, *, toml: bool, section: str, here: Pa
     For another commit's copy of the project's config (the versions folder may have moved
     since); the same rules as ``load_project``. Raises ConfigError when the text is unreadable.
     """
-    import configparser
 
     parser: configparser.ConfigParser | None = None
     alembic_toml: dict[str, Any] = {}
@@ -491,7 +491,6 @@ _SETTING_READERS: dict[str, Callable[[Any], Any]] = {
 
 
 def _unknown_setting(key: str, where: str, section: str) -> ConfigError:
-    import difflib
 
     close = difflib.get_close_matches(key, SETTINGS, n=1)
     guess = f"did you mean `{close[0]}`? " if close else ""

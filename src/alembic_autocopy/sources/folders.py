@@ -19,6 +19,9 @@ from alembic_autocopy.core.errors import MigrationParseError
 from alembic_autocopy.core.model import MigrationHeader, SkippedFile
 from alembic_autocopy.effects import git
 
+# Imported inside functions, as each saves >= 5 ms where skipped: the parser (ast, tokenize) only
+# when a file must be read, not on a warm index.
+
 # Same as alembic.script.base._only_source_rev_file.
 REVISION_FILE = re.compile(r"(?!\.\#|__init__)(.*\.py)$")
 

@@ -49,6 +49,9 @@ from alembic_autocopy.sources.folders import (
 )
 from alembic_autocopy.sources.indexfile import ContentRow, FolderColumns, Section, TreeColumns
 
+# Imported inside functions, as each saves >= 5 ms where skipped: the parser (ast, tokenize) only
+# when a file must be read, not on a warm index.
+
 # A file whose ctime is younger than this when it is read is not recorded (see module doc):
 # larger than any timestamp granularity in use (FAT: 2 s; ext4/APFS/NTFS: one clock tick).
 RACY_WINDOW_NS = 3_000_000_000

@@ -32,6 +32,9 @@ from typing import Any
 
 from alembic_autocopy.core import __version__
 
+# Imported inside functions, as each saves >= 5 ms where skipped: fcntl or msvcrt: whichever this
+# platform has.
+
 SCHEMA = 3
 MAGIC = b"alembic-autocopy index\n"
 # Changes whenever the layout, the tool (its parser) or marshal's format may differ.

@@ -23,6 +23,9 @@ from alembic_autocopy.core.foreign_objects import COLUMN, TABLE, ForeignRevision
 if TYPE_CHECKING:
     from alembic_autocopy.effects.project import ProjectConfig
 
+# Imported inside functions, as each saves >= 5 ms where skipped: SQLAlchemy reflection and
+# ownership only for check --schema.
+
 MISSING_TABLE = "missing_table"
 MISSING_COLUMN = "missing_column"
 REQUIRED_UNKNOWN = "required_column_unknown"

@@ -23,6 +23,9 @@ if TYPE_CHECKING:
     from alembic_autocopy.effects.project import ProjectConfig
     from alembic_autocopy.sources.scanning import Inventory
 
+# Imported inside functions, as each saves >= 5 ms where skipped: Alembic's RevisionMap and the
+# record table only with the database.
+
 
 #: Places named on a row without -v (--json and -v give every one).
 PLACES_SHOWN = 3

@@ -26,6 +26,9 @@ if TYPE_CHECKING:
     from alembic_autocopy.effects.project import ProjectConfig
     from alembic_autocopy.sources.records import RecordSet
 
+# Imported inside functions, as each saves >= 5 ms where skipped: the record table and drift checks
+# (SQLAlchemy) only where used.
+
 DESCRIPTION = """\
 Store in the database's record table (default alembic_autocopy_scripts, created if needed,
 beside the version table) every applied revision whose file is in this worktree and that has

@@ -26,6 +26,9 @@ if TYPE_CHECKING:
     from alembic_autocopy.repair import Options, Situation
     from alembic_autocopy.sources.scanning import Inventory
 
+# Imported inside functions, as each saves >= 5 ms where skipped: placement and the hooks module
+# only where used.
+
 DESCRIPTION = """\
 One screen: the database's heads, each with where it comes from (this worktree, another
 worktree and its branch, a branch, the database's record, or nowhere); this worktree's heads

@@ -37,6 +37,9 @@ from alembic_autocopy.workflow import events
 if TYPE_CHECKING:
     from alembic_autocopy.repair import RepairReport
 
+# Imported inside functions, as each saves >= 5 ms where skipped: Alembic's RevisionMap only when
+# heads must be compared.
+
 
 DESCRIPTION = """\
 Bring this branch up to date, then the database: fetch, rebase this branch onto its upstream
