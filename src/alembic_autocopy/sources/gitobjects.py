@@ -95,24 +95,37 @@ class ObjectReader:
     def __init__(self, repository: Path) -> None:
         self.repository = repository
         self.objects_read = 0
+        # Started on the first read: a search whose trees, blobs and commits the index and
+        # `for-each-ref` already answer (every warm `find`) starts no `cat-file` at all.
+        self._started: subprocess.Popen[bytes] | None = None
+        self._write_error: BaseException | None = None
+
+    @property
+    def _process(self) -> subprocess.Popen[bytes]:
+        if self._started is None:
+            self._started = self._start()
+        return self._started
+
+    def _start(self) -> subprocess.Popen[bytes]:
         # Lives as long as the process (closed by close()): git's errors, for a GitError.
         self._stderr: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115
         try:
-            self._process: subprocess.Popen[bytes] = subprocess.Popen(
-                ["git", "cat-file", "--batch"], cwd=str(repository), stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE, stderr=self._stderr, env=git.no_git_env())
+            return subprocess.Popen(
+                ["git", "cat-file", "--batch"], cwd=str(self.repository),
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr,
+                env=git.no_git_env())
         except FileNotFoundError as error:
             self._stderr.close()
             raise AutocopyError("git is not installed (or not on PATH)",
                                 hint="install git; alembic-autocopy needs it") from error
         except (NotADirectoryError, PermissionError) as error:
             self._stderr.close()
-            raise AutocopyError(f"cannot read the repository at {repository}: {error}") from error
-        self._write_error: BaseException | None = None
+            raise AutocopyError(
+                f"cannot read the repository at {self.repository}: {error}") from error
 
     @property
     def alive(self) -> bool:
-        return self._process.poll() is None
+        return self._started is None or self._started.poll() is None
 
     def read_each(self, oids: Sequence[str],
                   max_bytes: int | None = None) -> Iterator[tuple[str, GitObject | None]]:
@@ -126,7 +139,8 @@ class ObjectReader:
             if not oid or any(c in oid for c in " \n"):
                 raise ValueError(f"not an object id: {oid!r}")
         payload = b"".join(oid.encode("ascii") + b"\n" for oid in oids)
-        writer = threading.Thread(target=self._write, args=(payload,), daemon=True)
+        process = self._process  # started here: never by the writer thread and this one both
+        writer = threading.Thread(target=self._write, args=(process, payload), daemon=True)
         writer.start()
         answered = 0
         try:
@@ -148,11 +162,11 @@ class ObjectReader:
     def read(self, oid: str, max_bytes: int | None = None) -> GitObject | None:
         return next(self.read_each([oid], max_bytes))[1]
 
-    def _write(self, payload: bytes) -> None:
-        assert self._process.stdin is not None
+    def _write(self, process: subprocess.Popen[bytes], payload: bytes) -> None:
+        assert process.stdin is not None
         try:
-            self._process.stdin.write(payload)
-            self._process.stdin.flush()
+            process.stdin.write(payload)
+            process.stdin.flush()
         except (BrokenPipeError, OSError) as error:  # git died: the reader reports it
             self._write_error = error
 
@@ -189,6 +203,8 @@ class ObjectReader:
                         str(self.repository))
 
     def close(self) -> None:
+        if self._started is None:
+            return
         if self._process.stdin is not None and not self._process.stdin.closed:
             with contextlib.suppress(OSError):
                 self._process.stdin.close()
@@ -244,20 +260,28 @@ class Tip:
     ref: str  # full ref name (refs/heads/x), or stash@{n}
     kind: LocationKind
     oid: str  # a commit, or a tag object (peeled through the reader)
+    commit: CommitFacts | None = None  # the commit, when `for-each-ref` told it (else read)
+
+
+# Each ref's commit (a tag's: one level peeled, `*`) comes with the list, so that a search
+# whose listings the index holds needs no `git cat-file` process.
+_COMMIT_FIELDS = ("%(objecttype)%00%(objectname)%00%(tree)%00%(parent)%00"
+                  "%(committerdate:raw)")
+_TIP_FORMAT = ("%(refname)%00%(symref)%00" + _COMMIT_FIELDS + "%00"
+               + _COMMIT_FIELDS.replace("%(", "%(*"))
 
 
 def list_tips(repository: Path) -> list[Tip]:
     """Local branches, remote-tracking branches, tags, then stash entries (newest first)."""
-    fmt = "%(objectname)%00%(refname)%00%(symref)"
-    raw = git.run_git(["for-each-ref", f"--format={fmt}", "refs/heads", "refs/remotes",
+    raw = git.run_git(["for-each-ref", f"--format={_TIP_FORMAT}", "refs/heads", "refs/remotes",
                        "refs/tags", _STASH_REF], repository).stdout
     tips: list[Tip] = []
     has_stash = False
     for line in raw.decode("utf-8", "surrogateescape").splitlines():
         fields = line.split("\0")
-        if len(fields) != 3:
+        if len(fields) != 12:
             continue
-        oid, ref, symref = fields
+        ref, symref, oid = fields[0], fields[1], fields[3]
         if symref:
             continue  # refs/remotes/origin/HEAD names another ref, which is listed itself
         if ref == _STASH_REF:
@@ -265,12 +289,22 @@ def list_tips(repository: Path) -> list[Tip]:
             continue
         kind = next((k for prefix, k in _REF_KINDS.items() if ref.startswith(prefix)), None)
         if kind is not None:
-            tips.append(Tip(ref, kind, oid))
+            tips.append(Tip(ref, kind, oid, _listed_commit(fields[2:7])
+                            or _listed_commit(fields[7:12])))
     order = {LocationKind.BRANCH: 0, LocationKind.REMOTE: 1, LocationKind.TAG: 2}
     tips.sort(key=lambda tip: order[tip.kind])  # stable: for-each-ref sorts by name
     if has_stash:
         tips.extend(list_stash(repository))
     return tips
+
+
+def _listed_commit(fields: Sequence[str]) -> CommitFacts | None:
+    """The commit that ``_COMMIT_FIELDS`` printed, if the object is one."""
+    kind, oid, tree, parents, date = fields
+    if kind != "commit":
+        return None
+    date_raw = date.encode("utf-8", "surrogateescape")
+    return CommitFacts(oid, tree, tuple(parents.split()), _date(date_raw))
 
 
 def list_stash(repository: Path) -> list[Tip]:
@@ -317,8 +351,13 @@ def parse_commit(oid: str, content: bytes) -> CommitFacts:
 
 def _git_date(identity: bytes) -> str | None:
     """``Name <email> 1704164645 +0100`` -> ``2024-01-02T04:04:05+01:00``."""
+    return _date(b" ".join(identity.rsplit(b" ", 2)[1:]))
+
+
+def _date(raw: bytes) -> str | None:
+    """``1704164645 +0100`` (git's raw date) -> ``2024-01-02T04:04:05+01:00``."""
     try:
-        stamp, zone = identity.rsplit(b" ", 2)[1:]
+        stamp, zone = raw.split(b" ")
         sign = -1 if zone.startswith(b"-") else 1
         hours, minutes = int(zone[1:3]), int(zone[3:5])
         offset = _dt.timezone(sign * _dt.timedelta(hours=hours, minutes=minutes))
@@ -567,8 +606,9 @@ class RepositorySearch:
 
     def _commits_of(self, tips: Sequence[Tip]) -> dict[str, CommitFacts]:
         """Each tip's object id -> its commit (tags peeled); tips naming no commit are left out."""
-        result: dict[str, CommitFacts] = {}
-        pending = {tip.oid: tip.oid for tip in tips}  # tip oid -> object to read next
+        result = {tip.oid: tip.commit for tip in tips if tip.commit is not None}
+        # tip oid -> object to read next
+        pending = {tip.oid: tip.oid for tip in tips if tip.oid not in result}
         for _ in range(_PEEL_LIMIT):
             if not pending:
                 break
