@@ -224,6 +224,8 @@ def hook_repos(root: Path, migrations: int, env: Mapping[str, str]) -> HookRepos
     repos = HookRepos(root / "plain" / "Proj", root / "hooked" / "Proj")
     marker = root / "complete"
     if _fresh(root, marker):
+        # The scripts as the code under test writes them, not as a cached earlier run did.
+        call([*python_command(), "-m", "alembic_autocopy", "install-hooks"], repos.hooked, env)
         return repos
     for repo in (repos.plain, repos.hooked):
         init_project(repo, repo.parent / "dev.db", migrations, env)

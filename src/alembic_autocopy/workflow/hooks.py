@@ -194,19 +194,27 @@ def _shell_check(name: str, settings: HookSettings) -> list[str]:
         lines.append(f"    [ -d {quoted(settings.project_dir)} ] || return 2")
     lines.append('    [ -z "${ALEMBIC_CONFIG:-}" ] || return 2  # another configuration')
     lines += [f"    [ ! -e {quoted(path)} ] || return 2" for path in fast.absent]
-    if fast.configs:  # the configuration install-hooks read, byte for byte
+    if fast.configs:  # the configuration install-hooks read, byte for byte; a file older
+        # than this script was there when install-hooks read it (no git process then)
         files = " ".join(quoted(path) for path, _ in fast.configs)
         blobs = "\n".join(blob for _, blob in fast.configs)
-        lines += [f"    blobs=$(alembic_autocopy_git hash-object --no-filters -- {files})"
+        newer = " || ".join(f'[ {quoted(path)} -nt "$0" ]' for path, _ in fast.configs)
+        lines += [f"    if {newer}; then",
+                  f"        blobs=$(alembic_autocopy_git hash-object --no-filters -- {files})"
                   " || return 2",
-                  f'    [ "$blobs" = {quoted(blobs)} ] || return 2']
+                  f'        [ "$blobs" = {quoted(blobs)} ] || return 2',
+                  "    fi"]
     lines.append("    alembic_autocopy_git --literal-pathspecs diff --quiet --no-ext-diff "
                  '--no-renames "$previous" -- '
                  + " ".join(quoted(path) for path in fast.diffed) + " || return 2")
     if name == "post-checkout":  # a rebase under way: post-rewrite speaks at its end
-        lines += ["    rebase=$(alembic_autocopy_git rev-parse --git-path rebase-merge)"
-                  " || return 2",
-                  '    [ -e "$rebase" ] || [ -e "${rebase%rebase-merge}rebase-apply" ]'
+        # This worktree's git folder, read as git does from `.git` (a folder, or a file
+        # `gitdir: PATH` in a linked worktree), in sh alone: git runs hooks at the root.
+        lines += ["    if [ -d .git ]; then git_dir=.git",
+                  "    elif [ -f .git ]; then read -r git_dir < .git || return 2;"
+                  " git_dir=${git_dir#gitdir: }",
+                  "    else return 2; fi",
+                  '    [ -e "$git_dir/rebase-merge" ] || [ -e "$git_dir/rebase-apply" ]'
                   " && return 1"]
     return [*lines, "    return 0", "}"]
 
