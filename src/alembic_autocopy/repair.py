@@ -761,9 +761,10 @@ def _place_copies(project: ProjectConfig, situation: Situation,
     except OSError as error:
         raise placement.fault_error(error, manifest_file.parent) from error
     if placements:
+        # place() keeps the ignore files in step and refuses a copy it cannot hide, so the
+        # copies left unhidden are still those reconcile() found
         report.placed = placement.place(placements, manifest, read_file_content, root,
                                         scratch if root is not None else None)
-        kept.unhidden = placement.sync_ignores(manifest) if root is not None else []
     report.warnings.extend(placement.unhidden_warning(kept.unhidden))
 
 

@@ -25,7 +25,7 @@ import tempfile
 import time
 import warnings
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import CodeType
 
@@ -85,8 +85,7 @@ class Manifest:
         payload = {"version": MANIFEST_VERSION,
                    "worktree": str(self.base) if self.base is not None else None,
                    "git_dir": str(self.path.parent.parent),
-                   "entries": [dict(asdict(entry), path=self._stored(entry.path))
-                               for entry in self.entries],
+                   "entries": [self._entry_json(entry) for entry in self.entries],
                    "ignores": {self._stored(path): digest
                                for path, digest in sorted(self.ignores.items())}}
         content = (json.dumps(payload, indent=2) + "\n").encode()
@@ -98,6 +97,11 @@ class Manifest:
                                   and not self.ignores):
             return  # unchanged (or nothing to record): no write at all
         atomic_write(self.path, content)
+
+    def _entry_json(self, entry: ManifestEntry) -> dict[str, str | None]:
+        return {"revision": entry.revision, "path": self._stored(entry.path),
+                "sha256": entry.sha256, "source": entry.source,
+                "source_path": entry.source_path, "placed_at": entry.placed_at}
 
     def _stored(self, path: str) -> str:
         if self.base is None:
@@ -497,14 +501,16 @@ def _confine_ignore(manifest: Manifest, path: Path) -> None:
     confine(path, manifest.allowed, "write")
 
 
-def sync_ignores(manifest: Manifest, scratch: Path | None = None) -> list[ManifestEntry]:
+def sync_ignores(manifest: Manifest, scratch: Path | None = None,
+                 plan: _IgnorePlan | None = None) -> list[ManifestEntry]:
     """Make the managed .gitignore files list exactly the manifest's copies (only files the
     tool owns are touched); returns the copies no .gitignore of the tool can hide. Saves the
     manifest (the ownership record goes first: a kill at any point leaves each file either
-    as it was or as written, both recognised)."""
+    as it was or as written, both recognised). ``plan``: ``_plan_ignores`` of this very
+    manifest, when the caller has it already (each plan asks git what it tracks)."""
     if manifest.worktree_root is None:
         return []
-    plan = _plan_ignores(manifest)
+    plan = plan if plan is not None else _plan_ignores(manifest)
     changes: dict[Path, bytes] = {}
     for path, content in plan.contents.items():
         try:
@@ -674,10 +680,12 @@ def place(placements: Sequence[Placement], manifest: Manifest, read_content: Con
         )
         for p in placements
     ]
+    plan = None
     if worktree_root is not None:
         probe = replace(manifest, entries=[*manifest.entries, *new_entries],
                         ignores=dict(manifest.ignores))
-        unhidden = [e for e in _plan_ignores(probe).unhidden if e in new_entries]
+        plan = _plan_ignores(probe)  # the same as the manifest's once the entries are in
+        unhidden = [e for e in plan.unhidden if e in new_entries]
         if unhidden:
             folder = Path(unhidden[0].path).parent
             raise PlacementError(
@@ -698,7 +706,8 @@ def place(placements: Sequence[Placement], manifest: Manifest, read_content: Con
             progress.made += _make_folders(progress.folder, manifest.allowed)
         if worktree_root is not None and placements:
             progress.folder = placements[0].destination.parent
-            sync_ignores(manifest, scratch)
+            # the plan made before holds while no folder was created since
+            sync_ignores(manifest, scratch, None if progress.made else plan)
         for placement in placements:
             confine(placement.destination, manifest.allowed, "write")
         _create_all(placements, [content for content, _ in compiled], scratch, progress)
