@@ -680,20 +680,7 @@ def place(placements: Sequence[Placement], manifest: Manifest, read_content: Con
         )
         for p in placements
     ]
-    plan = None
-    if worktree_root is not None:
-        probe = replace(manifest, entries=[*manifest.entries, *new_entries],
-                        ignores=dict(manifest.ignores))
-        plan = _plan_ignores(probe)  # the same as the manifest's once the entries are in
-        unhidden = [e for e in plan.unhidden if e in new_entries]
-        if unhidden:
-            folder = Path(unhidden[0].path).parent
-            raise PlacementError(
-                f"cannot hide copies from git in {folder}: its .gitignore, and every one "
-                "above it up to the worktree root, belongs to git or to you",
-                hint=f"remove {ignore_file_for(folder)} if it is not needed, or let "
-                     f"alembic-autocopy use {ignore_file_for(folder.parent)} (delete it "
-                     "there if it is yours and untracked); nothing was changed")
+    plan = _plan_hiding(manifest, new_entries) if worktree_root is not None else None
     before = list(manifest.entries)
     progress = _Progress(manifest.path.parent)
     try:
@@ -719,6 +706,24 @@ def place(placements: Sequence[Placement], manifest: Manifest, read_content: Con
     for placement, (_, code) in zip(placements, compiled, strict=True):
         write_bytecode(placement.destination, code)
     return new_entries
+
+
+def _plan_hiding(manifest: Manifest, new_entries: list[ManifestEntry]) -> _IgnorePlan:
+    """The ignore files' plan once ``new_entries`` are in the manifest; refuses (nothing
+    written yet) when one of them could not be hidden from git."""
+    probe = replace(manifest, entries=[*manifest.entries, *new_entries],
+                    ignores=dict(manifest.ignores))
+    plan = _plan_ignores(probe)
+    unhidden = [e for e in plan.unhidden if e in new_entries]
+    if unhidden:
+        folder = Path(unhidden[0].path).parent
+        raise PlacementError(
+            f"cannot hide copies from git in {folder}: its .gitignore, and every one "
+            "above it up to the worktree root, belongs to git or to you",
+            hint=f"remove {ignore_file_for(folder)} if it is not needed, or let "
+                 f"alembic-autocopy use {ignore_file_for(folder.parent)} (delete it "
+                 "there if it is yours and untracked); nothing was changed")
+    return plan
 
 
 @dataclass
