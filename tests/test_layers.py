@@ -104,3 +104,31 @@ def test_an_upward_import_is_caught(tmp_path: Path) -> None:
                                                encoding="utf-8")
     assert ("sources/index.py:1: alembic_autocopy.sources.index (sources) imports "
             "alembic_autocopy") in upward_imports(copy)
+
+
+def test_a_folder_is_read_one_way() -> None:
+    """Issue 15: one index-backed reader. ``scan`` takes no reading strategy, and the modules
+    that read folders start no thread or process of their own."""
+    import inspect
+
+    from alembic_autocopy.sources import scanning
+
+    parameters = list(inspect.signature(scanning.scan).parameters)
+    assert parameters == ["project", "index", "wanted", "allow_untrusted", "here_only", "into"]
+    for name in ("scanning.py", "index.py", "folders.py", "indexfile.py"):
+        tree = ast.parse((SOURCE / "sources" / name).read_text(encoding="utf-8"))
+        imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import)
+                    for alias in node.names}
+        imported |= {node.module or "" for node in ast.walk(tree)
+                     if isinstance(node, ast.ImportFrom)}
+        assert not imported & {"threading", "multiprocessing", "concurrent.futures"}, name
+        assert "fork" not in {node.attr for node in ast.walk(tree)
+                              if isinstance(node, ast.Attribute)}, name
+
+
+def test_the_readme_describes_the_layers() -> None:
+    readme = (SOURCE.parents[1] / "README.md").read_text(encoding="utf-8")
+    development = readme[readme.index("## Development"):]
+    for layer in ("core/", "effects/", "sources/", "repair.py", "workflow/", "cli/",
+                  "tests/test_layers.py"):
+        assert f"`{layer}`" in development.split("\n- `mypy`")[0], layer
