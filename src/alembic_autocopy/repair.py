@@ -38,8 +38,9 @@ from alembic_autocopy.effects import git
 from alembic_autocopy.effects.project import ProjectConfig
 from alembic_autocopy.sources import folders, index, scanning, trust
 
-# placement is imported where files are placed (`check` never is), records and drift where
-# the database is read (`find` and `list --no-db` never are).
+# placement is imported where files are placed (`check` and a nothing-to-do `upgrade`
+# never are), records and drift where the database is read (`find` and `list --no-db`
+# never are).
 if TYPE_CHECKING:
     from alembic_autocopy.core.drift import Drift
     from alembic_autocopy.effects import locking, placement
@@ -626,7 +627,7 @@ def repair(project: ProjectConfig, target: str = "head", options: Options | None
     (another process may have done the work meanwhile), plan, place, upgrade, release. A
     run with nothing to do takes no lock.
     """
-    from alembic_autocopy.effects import locking, placement
+    from alembic_autocopy.effects import locking
 
     options = options or Options()
     situation = situation if situation is not None else assess(project, options)
@@ -634,10 +635,13 @@ def repair(project: ProjectConfig, target: str = "head", options: Options | None
     if options.dry_run:
         return _carry_out(project, target, options, on_version_apply, upgrade, situation,
                           before_upgrade)
-    if _already_current(situation, target):
+    if _already_current(situation, target):  # nothing to place or apply: no preflight
         locking.remove_stale_lock_files(situation.endpoints)
-        return _carry_out(project, target, options, on_version_apply, upgrade, situation,
-                          before_upgrade)
+        report = _new_report(project, target, options, situation, current=True)
+        report.heads_after = situation.applied
+        return report
+    from alembic_autocopy.effects import placement  # not before: nothing to do needs none
+
     waiting = locking.Waiting(_lock_timeout(project, options), notify or locking.print_notice)
     manifest_file = placement.manifest_path(project, situation.worktree_root)
     with (locking.database_lock(situation.endpoints, waiting) as held,

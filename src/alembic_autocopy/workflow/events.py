@@ -179,10 +179,10 @@ def _print_warning(text: str) -> None:
 def after_repair(project: ProjectConfig | None, options: Any, report: RepairReport | None,
                  error: BaseException | None, duration: float) -> list[str]:
     """Log the event and notify; return the warnings (never raises)."""
-    from alembic_autocopy.workflow import notify
-
     if project is None or getattr(options, "dry_run", False):
         return []  # a dry run changes nothing, even when it finds the repair impossible
+    if error is None and (report is None or not report.placed):
+        return []  # nothing brought in: no event (repair_event), so no git call for it
     try:
         root, branch = _where(project, report)
     except Exception:  # not a git worktree, git gone: no log, nothing to say
@@ -205,6 +205,8 @@ def after_repair(project: ProjectConfig | None, options: Any, report: RepairRepo
         except (OSError, AutocopyError) as problem:
             warnings.append(f"could not log the repair: {problem}")
     if url and not repeated_failure(event, earlier, time.time()):
+        from alembic_autocopy.workflow import notify
+
         problem_text = notify.post(url, notify.message(event))
         if problem_text:
             warnings.append(problem_text)
