@@ -364,7 +364,7 @@ def _complete_sources(project: ProjectConfig, options: Options, found: scanning.
     fetch was asked for: it exists to search git refs)."""
     if found.complete or not _needs_more_sources(found, applied, recorded, options):
         return
-    planning_options = replace(options, closest_only=True)
+    planning_options = options._replace(closest_only=True)
     search_elsewhere(project, planning_options, found, git_objects=False)
     if _fetch(project, options) or _needs_more_sources(found, applied, recorded, options):
         search_elsewhere(project, planning_options, found)
@@ -390,7 +390,7 @@ def _drift(project: ProjectConfig, options: Options, found: scanning.Inventory,
         return drift
     # "Its branch is gone" only holds when no branch or worktree has the revision: a
     # partial inventory cannot say that, so ask every source before reporting it.
-    full = inventory(project, replace(options, closest_only=False))
+    full = inventory(project, options._replace(closest_only=False))
     kept = records.candidates(recorded, {c.revision for c in full.all}) if trusted else []
     return records.drift_of(full.local, [*full.elsewhere, *kept], recorded, applied, root)
 

@@ -32,7 +32,7 @@ import re
 import socket
 import weakref
 from collections.abc import Callable, Collection, Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -412,7 +412,7 @@ def verify(record: Record, content: bytes | None, table: str,
                                           f"{error}")
     if header.revision != record.revision:
         return record, SkippedFile(label, f"its content is revision {header.revision}")
-    return replace(record, content=content, header=header), None
+    return record._replace(content=content, header=header), None
 
 
 def read_state(project: ProjectConfig, want_content: ContentWanted | None = None
