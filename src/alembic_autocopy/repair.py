@@ -324,12 +324,15 @@ def assess(project: ProjectConfig, options: Options, applied: Sequence[str] | No
                                    [*local, *(c.header for c in found.elsewhere)])
     from_database: list[Candidate] = []
     if recorded is not None:
+        import copy  # already loaded with SQLAlchemy (the database was read)
+
         from_database = records.candidates(recorded, {c.revision for c in found.all})
-        found = replace(found, skipped=[*found.skipped, *recorded.refused.values()],
-                        notes=[*found.notes, *recorded.problems])
+        found = copy.copy(found)  # a new inventory: the caller's keeps what it held
+        found.skipped = [*found.skipped, *recorded.refused.values()]
+        found.notes = [*found.notes, *recorded.problems]
     trusted = records.is_trusted(project, options.from_database)
-    if from_database and trusted:
-        found = replace(found, elsewhere=[*found.elsewhere, *from_database])
+    if from_database and trusted:  # (found is the copy made above)
+        found.elsewhere = [*found.elsewhere, *from_database]
     plan = planning.plan_repair(local, applied, found.elsewhere, prefer)
     held = (_held_by_database(local, applied, found, from_database, prefer)
             if from_database and not trusted and plan.outcome is Outcome.UNRESOLVED else ())
