@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import subprocess
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -182,13 +181,13 @@ def test_more_sources_are_needed_only_when_what_was_read_leaves_the_plan_open() 
     assert needs(here, ["b1"], _records(b1=("x1",)))
 
     # Files elsewhere hold c1 and its parent: a git copy could not change the plan...
-    c1 = replace(_candidate("c1", "b1"), location=Location(kind=LocationKind.WORKTREE,
+    c1 = _candidate("c1", "b1")._replace(location=Location(kind=LocationKind.WORKTREE,
                                                           path="/w/c1.py"))
     found = scanning.Inventory(local=here.local, elsewhere=[c1])
     assert not needs(found, ["c1"])
     # ... unless --prefer may pick another copy, or a parent is still missing.
     assert needs(found, ["c1"], chosen=repair.Options(prefer=("feature",)))
-    d1 = replace(_candidate("d1", "x9"), location=c1.location)
+    d1 = _candidate("d1", "x9")._replace(location=c1.location)
     assert needs(scanning.Inventory(local=here.local, elsewhere=[d1]), ["d1"])
 
 

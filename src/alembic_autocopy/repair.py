@@ -325,12 +325,15 @@ def assess(project: ProjectConfig, options: Options, applied: Sequence[str] | No
                                    [*local, *(c.header for c in found.elsewhere)])
     from_database: list[Candidate] = []
     if recorded is not None:
+        import copy  # already loaded with SQLAlchemy (the database was read)
+
         from_database = records.candidates(recorded, {c.revision for c in found.all})
-        found = replace(found, skipped=[*found.skipped, *recorded.refused.values()],
-                        notes=[*found.notes, *recorded.problems])
+        found = copy.copy(found)  # a new inventory: the caller's keeps what it held
+        found.skipped = [*found.skipped, *recorded.refused.values()]
+        found.notes = [*found.notes, *recorded.problems]
     trusted = records.is_trusted(project, options.from_database)
-    if from_database and trusted:
-        found = replace(found, elsewhere=[*found.elsewhere, *from_database])
+    if from_database and trusted:  # (found is the copy made above)
+        found.elsewhere = [*found.elsewhere, *from_database]
     plan = planning.plan_repair(local, applied, found.elsewhere, prefer)
     held = (_held_by_database(local, applied, found, from_database, prefer)
             if from_database and not trusted and plan.outcome is Outcome.UNRESOLVED else ())
@@ -365,7 +368,7 @@ def _complete_sources(project: ProjectConfig, options: Options, found: scanning.
     fetch was asked for: it exists to search git refs)."""
     if found.complete or not _needs_more_sources(found, applied, recorded, options):
         return
-    planning_options = replace(options, closest_only=True)
+    planning_options = options._replace(closest_only=True)
     search_elsewhere(project, planning_options, found, git_objects=False)
     if _fetch(project, options) or _needs_more_sources(found, applied, recorded, options):
         search_elsewhere(project, planning_options, found)
@@ -391,7 +394,7 @@ def _drift(project: ProjectConfig, options: Options, found: scanning.Inventory,
         return drift
     # "Its branch is gone" only holds when no branch or worktree has the revision: a
     # partial inventory cannot say that, so ask every source before reporting it.
-    full = inventory(project, replace(options, closest_only=False))
+    full = inventory(project, options._replace(closest_only=False))
     kept = records.candidates(recorded, {c.revision for c in full.all}) if trusted else []
     return records.drift_of(full.local, [*full.elsewhere, *kept], recorded, applied, root)
 

@@ -19,13 +19,12 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from alembic_autocopy.core.model import Candidate, MigrationHeader, reachable
 
 
-@dataclass(frozen=True)
-class Record:
+class Record(NamedTuple):
     """One row of the record table: a revision as it was applied."""
 
     revision: str
@@ -53,8 +52,7 @@ class Record:
         return text
 
 
-@dataclass(frozen=True)
-class EditedAfterApply:
+class EditedAfterApply(NamedTuple):
     revision: str
     path: str
     recorded_sha256: str
@@ -63,8 +61,7 @@ class EditedAfterApply:
     record: Record
 
 
-@dataclass(frozen=True)
-class ReparentedAfterApply:
+class ReparentedAfterApply(NamedTuple):
     revision: str
     path: str
     recorded_parents: tuple[str, ...]
@@ -74,8 +71,7 @@ class ReparentedAfterApply:
     skipped_parents: tuple[tuple[str, ...], ...] = ()  # each skipped one's own parents
 
 
-@dataclass(frozen=True)
-class BranchGone:
+class BranchGone(NamedTuple):
     revision: str
     worktree: str | None
     branch: str
@@ -83,8 +79,7 @@ class BranchGone:
     applied_at: str | None
 
 
-@dataclass(frozen=True)
-class Drift:
+class Drift(NamedTuple):
     edited: tuple[EditedAfterApply, ...] = ()
     reparented: tuple[ReparentedAfterApply, ...] = ()
     branch_gone: tuple[BranchGone, ...] = ()

@@ -4,13 +4,12 @@ into this worktree's own and the foreign ones. Pure."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from alembic_autocopy.core.model import Candidate
 
 
-@dataclass(frozen=True)
-class HeadSplit:
+class HeadSplit(NamedTuple):
     """This worktree's heads, split into its own and the foreign ones."""
 
     heads: tuple[str, ...]  # every head of the files here

@@ -8,14 +8,14 @@ multi-database ``upgrade_<name>()``) creates, drops, renames and alters through 
 ``batch_alter_table`` blocks. Raw SQL (``op.execute``, ``connection.execute``) is reported as
 "objects unknown" with its line: it is never guessed.
 
-Pure: takes source text, returns dataclasses. No import of Alembic or SQLAlchemy.
+Pure: takes source text, returns plain records. No import of Alembic or SQLAlchemy.
 """
 
 from __future__ import annotations
 
 import ast
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from typing import NamedTuple
 
 TABLE = "table"
 COLUMN = "column"
@@ -28,8 +28,7 @@ CONSTRAINT = "constraint"  # drop_constraint without a type_: any kind
 _CONSTRAINT_TYPES = {"foreignkey": FOREIGN_KEY, "unique": UNIQUE, "check": CHECK}
 
 
-@dataclass(frozen=True)
-class SchemaObject:
+class SchemaObject(NamedTuple):
     """One table, column, index or constraint. ``name`` None: an unnamed constraint (it is
     then known by its table, columns and, for a foreign key, the table it refers to)."""
 
@@ -54,8 +53,7 @@ class SchemaObject:
         return f"unnamed {label} on {table} ({cols}){refers}"
 
 
-@dataclass(frozen=True)
-class ColumnSpec:
+class ColumnSpec(NamedTuple):
     """A column an upgrade adds or alters, with what running code cares about."""
 
     table: str
@@ -67,8 +65,7 @@ class ColumnSpec:
     line: int = 0
 
 
-@dataclass(frozen=True)
-class Rename:
+class Rename(NamedTuple):
     kind: str  # TABLE or COLUMN
     table: str  # the table (its old name for a table rename)
     old: str
@@ -76,25 +73,29 @@ class Rename:
     line: int = 0
 
 
-@dataclass(frozen=True)
-class Unknown:
+class Unknown(NamedTuple):
     """A statement whose effect on the schema cannot be read (raw SQL, computed names)."""
 
     line: int
     what: str  # "op.execute", "op.create_table with a computed name"...
 
 
-@dataclass
 class UpgradeEffects:
     """Everything read from one migration's upgrade functions, in source order."""
 
-    created: list[SchemaObject] = field(default_factory=list)
-    dropped: list[SchemaObject] = field(default_factory=list)
-    renamed: list[Rename] = field(default_factory=list)
-    added_columns: list[ColumnSpec] = field(default_factory=list)  # add_column and create_table
-    altered_columns: list[ColumnSpec] = field(default_factory=list)
-    unknown: list[Unknown] = field(default_factory=list)
-    readable: bool = True  # False: the source did not parse
+    def __init__(self, created: list[SchemaObject] | None = None,
+                 dropped: list[SchemaObject] | None = None, renamed: list[Rename] | None = None,
+                 added_columns: list[ColumnSpec] | None = None,
+                 altered_columns: list[ColumnSpec] | None = None,
+                 unknown: list[Unknown] | None = None, readable: bool = True) -> None:
+        self.created = [] if created is None else created
+        self.dropped = [] if dropped is None else dropped
+        self.renamed = [] if renamed is None else renamed
+        # add_column and create_table
+        self.added_columns = [] if added_columns is None else added_columns
+        self.altered_columns = [] if altered_columns is None else altered_columns
+        self.unknown = [] if unknown is None else unknown
+        self.readable = readable  # False: the source did not parse
 
     def objects_created(self) -> list[SchemaObject]:
         """Objects that exist after this upgrade because of it: created ones, followed
@@ -131,8 +132,7 @@ class UpgradeEffects:
                 and c.table not in new_tables]
 
 
-@dataclass(frozen=True)
-class _Dropped:
+class _Dropped(NamedTuple):
     """What an upgrade dropped, to tell which objects it created are gone again."""
 
     tables: frozenset[str]
@@ -161,10 +161,10 @@ class _Dropped:
 
 def _follow(item: SchemaObject, rename: Rename) -> SchemaObject:
     if rename.kind == TABLE and item.table == rename.old:
-        return replace(item, table=rename.new)
+        return item._replace(table=rename.new)
     if (rename.kind == COLUMN and item.kind == COLUMN and item.table == rename.table
             and item.name == rename.old):
-        return replace(item, name=rename.new)
+        return item._replace(name=rename.new)
     return item
 
 
@@ -186,8 +186,7 @@ def read_effects(source: bytes | str) -> UpgradeEffects:
     return effects
 
 
-@dataclass(frozen=True)
-class _Batch:
+class _Batch(NamedTuple):
     table: str | None
     schema: str | None
 
@@ -493,8 +492,7 @@ def _table_item(node: ast.Call, kind: str, table: str,
 
 # --- whose objects are they ------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class ForeignRevision:
+class ForeignRevision(NamedTuple):
     """A revision applied to the database that is not in this worktree's own lineage."""
 
     revision: str
@@ -503,8 +501,7 @@ class ForeignRevision:
     effects: UpgradeEffects
 
 
-@dataclass(frozen=True)
-class Owner:
+class Owner(NamedTuple):
     """Which foreign revision created an object."""
 
     revision: str

@@ -1,6 +1,6 @@
 """Plain values shared by the pure core and the boundary modules.
 
-Nothing here touches the filesystem, git or a database: these are the dataclasses that
+Nothing here touches the filesystem, git or a database: these are the records that
 parsing, scanning, planning and placement hand to each other.
 """
 
@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import NamedTuple
 
 
-@dataclass(frozen=True)
-class MigrationHeader:
+class MigrationHeader(NamedTuple):
     """What Alembic reads from a migration file, without running it.
 
     ``down_revisions``, ``branch_labels`` and ``depends_on`` are always tuples (empty when the
@@ -66,8 +66,7 @@ COPY_DETAIL = "copy placed by alembic-autocopy"
 #: A context option alembic-autocopy's own runs of env.py pass: they are never healed.
 INTERNAL_OPTION = "alembic_autocopy_internal"
 
-@dataclass(frozen=True)
-class Location:
+class Location(NamedTuple):
     """One place a migration was found, with everything a user needs to recognise it."""
 
     kind: LocationKind
@@ -132,8 +131,7 @@ def reachable(tips: Iterable[str], parents: Mapping[str, Iterable[str]]) -> set[
     return seen
 
 
-@dataclass(frozen=True)
-class Candidate:
+class Candidate(NamedTuple):
     """One readable migration found somewhere: its header, its content's identity, its place."""
 
     header: MigrationHeader
@@ -150,24 +148,21 @@ class Candidate:
         return self.header.revision
 
 
-@dataclass(frozen=True)
-class SkippedFile:
+class SkippedFile(NamedTuple):
     """A file that could not be read as a migration, and why (shown as a warning)."""
 
     path: str
     reason: str
 
 
-@dataclass(frozen=True)
-class Unresolved:
+class Unresolved(NamedTuple):
     """A revision that is needed but exists nowhere."""
 
     revision: str
     needed_by: tuple[str, ...]  # applied (or brought-in) revisions that need it
 
 
-@dataclass(frozen=True)
-class Conflict:
+class Conflict(NamedTuple):
     """One revision id with several different contents; nothing is taken without --prefer."""
 
     revision: str
@@ -181,8 +176,7 @@ class Outcome(enum.Enum):
     CONFLICT = "conflict"
 
 
-@dataclass(frozen=True)
-class Plan:
+class Plan(NamedTuple):
     """What must be brought into this worktree so Alembic can load every applied revision.
 
     ``bring`` is ordered parents first. ``unknown_applied`` lists the database's revisions that
@@ -194,7 +188,7 @@ class Plan:
     unresolved: tuple[Unresolved, ...] = ()
     conflicts: tuple[Conflict, ...] = ()
     # other places holding the same content as a chosen candidate, for the report
-    also_found: dict[str, tuple[Location, ...]] = field(default_factory=dict)
+    also_found: Mapping[str, tuple[Location, ...]] = MappingProxyType({})
 
     @property
     def outcome(self) -> Outcome:
@@ -207,8 +201,7 @@ class Plan:
         return Outcome.NOTHING_TO_DO
 
 
-@dataclass(frozen=True)
-class ManifestEntry:
+class ManifestEntry(NamedTuple):
     """One file this tool placed in a worktree."""
 
     revision: str
@@ -219,8 +212,7 @@ class ManifestEntry:
     placed_at: str  # ISO 8601, UTC
 
 
-@dataclass(frozen=True)
-class Options:
+class Options(NamedTuple):
     """What the user asked for, beyond the project's configuration."""
 
     prefer: tuple[str, ...] = ()

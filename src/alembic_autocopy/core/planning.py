@@ -9,7 +9,7 @@ unresolved ids (found nowhere) and conflicts (one id, several different contents
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from alembic_autocopy.core.model import (
     Candidate,
@@ -24,8 +24,7 @@ from alembic_autocopy.core.model import (
 Preference = Callable[[Candidate], bool]
 
 
-@dataclass(frozen=True)
-class _Choice:
+class _Choice(NamedTuple):
     chosen: Candidate | None
     conflict: Conflict | None
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import warnings
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from alembic.script.revision import Revision, RevisionError, RevisionMap
 
@@ -82,8 +82,7 @@ def simple_heads(headers: Sequence[MigrationHeader]) -> tuple[str, ...] | None:
     return tuple(header.revision for header in headers if header.revision not in named)
 
 
-@dataclass(frozen=True)
-class _Analysis:
+class _Analysis(NamedTuple):
     heads: tuple[str, ...]
     error: str | None  # why Alembic would not load the graph (None: it would)
 

@@ -149,7 +149,7 @@ def load_manifest(path: Path, base: Path | None = None, allowed: Sequence[Path] 
     for entry in raw_entries:
         full = manifest._loaded(entry.path)
         if not allowed or is_confined(Path(full), allowed):
-            manifest.entries.append(replace(entry, path=full))
+            manifest.entries.append(entry._replace(path=full))
     for stored, digest in raw_ignores.items():
         if Path(stored).name == ".gitignore":  # nothing else is ever an ignore of ours
             manifest.ignores[manifest._loaded(stored)] = digest

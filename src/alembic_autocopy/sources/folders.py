@@ -12,8 +12,8 @@ import os
 import re
 import stat
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 from alembic_autocopy.core.errors import MigrationParseError
 from alembic_autocopy.core.model import MigrationHeader, SkippedFile
@@ -26,8 +26,7 @@ from alembic_autocopy.effects import git
 REVISION_FILE = re.compile(r"(?!\.\#|__init__)(.*\.py)$")
 
 
-@dataclass(frozen=True)
-class ReadFile:
+class ReadFile(NamedTuple):
     """A file read and parsed: the candidate's ingredients (cached by the index)."""
 
     header: MigrationHeader
@@ -40,15 +39,15 @@ class ReadFile:
 FileResult = ReadFile | MigrationParseError | OSError
 
 
-@dataclass
 class FolderRead:
     """One folder read: the files kept (relative to it, in Alembic's order), those behind a
     symlink or in a sub-folder, what was read for each, and the folders it could not list."""
 
-    names: list[str] = field(default_factory=list)
-    linked: set[str] = field(default_factory=set)
-    results: list[FileResult] = field(default_factory=list)
-    skipped: list[SkippedFile] = field(default_factory=list)
+    def __init__(self) -> None:
+        self.names: list[str] = []
+        self.linked: set[str] = set()
+        self.results: list[FileResult] = []
+        self.skipped: list[SkippedFile] = []
 
 
 def read_migration_file(path: str | Path, max_bytes: int) -> ReadFile:

@@ -31,8 +31,8 @@ import tempfile
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from collections.abc import Set as AbstractSet
-from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import NamedTuple
 
 from alembic_autocopy.core.errors import AutocopyError, ConfigError, GitError, MigrationParseError
 from alembic_autocopy.core.model import (
@@ -77,8 +77,7 @@ LFS_INSTALL_HINT = "install git-lfs (Debian/Ubuntu: apt-get install git-lfs) and
 # One long-running `git cat-file --batch` per repository.
 
 
-@dataclass(frozen=True)
-class GitObject:
+class GitObject(NamedTuple):
     oid: str
     type: str
     size: int
@@ -253,8 +252,7 @@ atexit.register(close_readers)
 # Refs.
 
 
-@dataclass(frozen=True)
-class Tip:
+class Tip(NamedTuple):
     """A ref to search: its name as the user would write it, its kind, the object it names."""
 
     ref: str  # full ref name (refs/heads/x), or stash@{n}
@@ -324,8 +322,7 @@ def list_stash(repository: Path) -> list[Tip]:
 # Commits and trees.
 
 
-@dataclass(frozen=True)
-class CommitFacts:
+class CommitFacts(NamedTuple):
     oid: str
     tree: str
     parents: tuple[str, ...]
@@ -375,8 +372,7 @@ def _peeled_tag_target(content: bytes) -> str | None:
     return None
 
 
-@dataclass(frozen=True)
-class TreeEntry:
+class TreeEntry(NamedTuple):
     mode: bytes
     name: str
     oid: str
@@ -409,8 +405,7 @@ def parse_tree(content: bytes, oid_length: int) -> list[TreeEntry]:
 # Blobs: parsed once per id, LFS pointers smudged.
 
 
-@dataclass(frozen=True)
-class BlobFacts:
+class BlobFacts(NamedTuple):
     """What one blob is as a migration (``header`` None: ``reason`` says why it is not one)."""
 
     header: MigrationHeader | None
@@ -456,19 +451,18 @@ def smudge(repository: Path, path: str, pointer: bytes, timeout: float) -> bytes
 # Searching one repository.
 
 
-@dataclass
 class SearchStats:
     """What a search cost (asserted by the tests, shown by the benchmark)."""
 
-    refs: int = 0
-    commits: int = 0
-    trees_read: int = 0  # tree objects read from git (0 for a commit the index knows)
-    blobs_read: int = 0  # blob objects read from git (0 for a content the index knows)
-    files_seen: int = 0  # (ref, path) pairs
+    def __init__(self) -> None:
+        self.refs = 0
+        self.commits = 0
+        self.trees_read = 0  # tree objects read from git (0 for a commit the index knows)
+        self.blobs_read = 0  # blob objects read from git (0 for a content the index knows)
+        self.files_seen = 0  # (ref, path) pairs
 
 
-@dataclass(frozen=True)
-class SkippedAtRef:
+class SkippedAtRef(NamedTuple):
     """A file at some refs that is not a usable migration (one per distinct content)."""
 
     where: str  # "branch x: path" of the first ref it was met at, plus how many more
@@ -476,22 +470,21 @@ class SkippedAtRef:
     reason: str
 
 
-@dataclass
 class Found:
     """What searching git objects gave: candidates, files that are not migrations, notes."""
 
-    candidates: list[Candidate] = field(default_factory=list)
-    skipped: list[SkippedAtRef] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    stats: SearchStats = field(default_factory=SearchStats)
-    # At most this many candidates per revision (the closest refs: tips come branches first,
-    # then remotes, tags); the others are only counted in ``more_places``. None: all.
-    places_cap: int | None = None
-    more_places: dict[str, int] = field(default_factory=dict)
+    def __init__(self, places_cap: int | None = None) -> None:
+        self.candidates: list[Candidate] = []
+        self.skipped: list[SkippedAtRef] = []
+        self.notes: list[str] = []
+        self.stats = SearchStats()
+        # At most this many candidates per revision (the closest refs: tips come branches
+        # first, then remotes, tags); the others are only counted in ``more_places``. None: all.
+        self.places_cap = places_cap
+        self.more_places: dict[str, int] = {}
 
 
-@dataclass(frozen=True)
-class _Place:
+class _Place(NamedTuple):
     """Where a blob was first met (named in messages; the path given to git lfs smudge)."""
 
     tip: Tip
@@ -984,8 +977,7 @@ def _kill_group(process: subprocess.Popen[bytes]) -> None:
 # The source: which repositories, and the inventory extension repair calls.
 
 
-@dataclass(frozen=True)
-class Repository:
+class Repository(NamedTuple):
     cwd: Path  # where to run git
     common_dir: Path
     label: str  # Location.worktree of what is found there

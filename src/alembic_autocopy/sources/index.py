@@ -30,7 +30,6 @@ import stat
 import sys
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeGuard
 
@@ -65,15 +64,15 @@ clock: Callable[[], int] = time.time_ns
 FileEntry = tuple[int, int, int, int, str]
 
 
-@dataclass
 class IndexStats:
     """What the index saved this run (shown by ``-v`` and asserted by the tests)."""
 
-    hits: int = 0  # files answered from the index without reading them
-    reads: int = 0  # files read (new, changed, or racily clean)
-    parses: int = 0  # contents parsed (a content met twice is parsed once)
-    saved: bool = False
-    rebuilt: str | None = None  # why the file on disk was not used, when it was not
+    def __init__(self) -> None:
+        self.hits = 0  # files answered from the index without reading them
+        self.reads = 0  # files read (new, changed, or racily clean)
+        self.parses = 0  # contents parsed (a content met twice is parsed once)
+        self.saved = False
+        self.rebuilt: str | None = None  # why the file on disk was not used, when it was not
 
 
 class MigrationIndex:

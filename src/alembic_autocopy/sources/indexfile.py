@@ -26,9 +26,8 @@ import time
 import weakref
 import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from alembic_autocopy.core import __version__
 
@@ -65,8 +64,7 @@ class OpenFile:
         weakref.finalize(self, os.close, descriptor)
 
 
-@dataclass(frozen=True)
-class Section:
+class Section(NamedTuple):
     """Where one table's bytes lie in an open index file."""
 
     source: OpenFile

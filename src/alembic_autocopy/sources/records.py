@@ -32,9 +32,8 @@ import re
 import socket
 import weakref
 from collections.abc import Callable, Collection, Iterable, Sequence
-from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from alembic_autocopy.core.errors import AutocopyError, GitError, MigrationParseError
 from alembic_autocopy.core.model import Candidate, Location, LocationKind, SkippedFile
@@ -104,8 +103,7 @@ def qualified(name: str, schema: str | None) -> str:
 
 # --- writing ---------------------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class Origin:
+class Origin(NamedTuple):
     """Who applied a migration, from where."""
 
     applied_by: str
@@ -163,11 +161,11 @@ def write_record(connection: Connection, table: sa.Table, record: Record,
     ))
 
 
-@dataclass
 class _RunState:
-    table: sa.Table
-    ready: bool = False
-    origins: dict[str, Origin] = field(default_factory=dict)
+    def __init__(self, table: sa.Table) -> None:
+        self.table = table
+        self.ready = False
+        self.origins: dict[str, Origin] = {}
 
 
 class Recorder:
@@ -278,16 +276,16 @@ def settings_for(ini: str | None, toml: str | None, section: str) -> ToolSetting
 ContentWanted = Callable[[Sequence["Record"]], Collection[str]]
 
 
-@dataclass
 class RecordSet:
     """What the record table holds (records without content unless it was wanted)."""
 
-    table: str
-    schema: str | None = None
-    exists: bool = False
-    records: dict[str, Record] = field(default_factory=dict)
-    refused: dict[str, SkippedFile] = field(default_factory=dict)  # failed verification
-    problems: list[str] = field(default_factory=list)  # why the table could not be read
+    def __init__(self, table: str, schema: str | None = None, exists: bool = False) -> None:
+        self.table = table
+        self.schema = schema
+        self.exists = exists
+        self.records: dict[str, Record] = {}
+        self.refused: dict[str, SkippedFile] = {}  # failed verification
+        self.problems: list[str] = []  # why the table could not be read
 
     @property
     def name(self) -> str:
@@ -412,7 +410,7 @@ def verify(record: Record, content: bytes | None, table: str,
                                           f"{error}")
     if header.revision != record.revision:
         return record, SkippedFile(label, f"its content is revision {header.revision}")
-    return replace(record, content=content, header=header), None
+    return record._replace(content=content, header=header), None
 
 
 def read_state(project: ProjectConfig, want_content: ContentWanted | None = None
@@ -563,14 +561,14 @@ def unrecorded(recorded: RecordSet, heads: Sequence[str], local: Sequence[Candid
 
 # --- backfill (``alembic-autocopy record``) --------------------------------------------------
 
-@dataclass
 class BackfillReport:
-    table: str
-    recorded: list[str] = field(default_factory=list)
-    already: list[str] = field(default_factory=list)
-    different: list[str] = field(default_factory=list)  # recorded with other content: kept
-    no_file: list[str] = field(default_factory=list)  # applied, but no file here
-    dry_run: bool = False
+    def __init__(self, table: str, dry_run: bool = False) -> None:
+        self.table = table
+        self.recorded: list[str] = []
+        self.already: list[str] = []
+        self.different: list[str] = []  # recorded with other content: kept
+        self.no_file: list[str] = []  # applied, but no file here
+        self.dry_run = dry_run
 
 
 def backfill(project: ProjectConfig, local: Sequence[Candidate],

@@ -12,7 +12,6 @@ import functools
 import os
 import stat
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -46,51 +45,59 @@ if TYPE_CHECKING:
 # placement only where a file needs them.
 
 
-@dataclass
 class Source:
     """A folder tree to search and how to label what is found there."""
 
-    kind: LocationKind
-    root: Path  # worktree root (or configured folder)
-    version_dirs: list[tuple[Path, Path]]  # (folder to read, our version location it maps to)
-    branch: str | None = None
-    commit: str | None = None
-    repository: Path | None = None  # worktree to run git in for the committed check
+    def __init__(self, kind: LocationKind, root: Path, version_dirs: list[tuple[Path, Path]],
+                 branch: str | None = None, commit: str | None = None,
+                 repository: Path | None = None) -> None:
+        self.kind = kind
+        self.root = root  # worktree root (or configured folder)
+        # (folder to read, our version location it maps to)
+        self.version_dirs = version_dirs
+        self.branch = branch
+        self.commit = commit
+        self.repository = repository  # worktree to run git in for the committed check
 
 
-@dataclass
 class Inventory:
     """Everything found: this worktree's revisions, candidates elsewhere, what was skipped."""
 
-    local: list[Candidate] = field(default_factory=list)
-    elsewhere: list[Candidate] = field(default_factory=list)
-    skipped: list[SkippedFile] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    searched: list[str] = field(default_factory=list)  # roots of the other sources read
-    refs_searched: int | None = None  # git refs read (None: git objects were not searched)
-    # what the persistent index saved (index.IndexStats), for ``-v``
-    index_stats: Any = field(default=None, repr=False)
-    # files refused by trust.py (others could have written them), with the reason
-    untrusted: list[tuple[Candidate, str]] = field(default_factory=list)
-    # False while only this worktree was read (``scan(here_only=True)``): repair.assess reads
-    # the other sources only when the database or this worktree needs them, and sets it.
-    complete: bool = True
-    # Built for planning only (repair.Options.closest_only): copies elsewhere of revisions
-    # this worktree has, and git copies of contents a file holds, were left out.
-    closest_only: bool = False
-    # The other sources, discovered on demand, still to read (``scan(into=...)``).
-    pending: Callable[[list[str]], list[Source]] | None = field(default=None, repr=False)
-    here: Source | None = field(default=None, repr=False)  # this worktree, once scanned
-    # What was read, so a file reached by two paths counts once: real folder -> names of the
-    # plain files read in it, and the real paths of files behind symlinks or in sub-folders.
-    seen_folders: dict[str, set[str]] = field(default_factory=dict, repr=False)
-    seen_files: set[str] = field(default_factory=set, repr=False)
-    # This worktree's files the static reader refused, waiting for Alembic's loading
-    # (``settle_unreadable_here``), and those it read: path -> why the static reader could not.
-    unreadable_here: list[SkippedFile] = field(default_factory=list, repr=False)
-    loaded_by_alembic: dict[str, str] = field(default_factory=dict, repr=False)
-    # Places holding a revision that were only counted (``Options.places_per_revision``).
-    more_places: dict[str, int] = field(default_factory=dict, repr=False)
+    def __init__(self, local: list[Candidate] | None = None,
+                 elsewhere: list[Candidate] | None = None) -> None:
+        self.local: list[Candidate] = [] if local is None else local
+        self.elsewhere: list[Candidate] = [] if elsewhere is None else elsewhere
+        self.skipped: list[SkippedFile] = []
+        self.notes: list[str] = []
+        self.searched: list[str] = []  # roots of the other sources read
+        # git refs read (None: git objects were not searched)
+        self.refs_searched: int | None = None
+        # what the persistent index saved (index.IndexStats), for ``-v``
+        self.index_stats: Any = None
+        # files refused by trust.py (others could have written them), with the reason
+        self.untrusted: list[tuple[Candidate, str]] = []
+        # False while only this worktree was read (``scan(here_only=True)``): repair.assess
+        # reads the other sources only when the database or this worktree needs them, and
+        # sets it.
+        self.complete = True
+        # Built for planning only (repair.Options.closest_only): copies elsewhere of
+        # revisions this worktree has, and git copies of contents a file holds, were left out.
+        self.closest_only = False
+        # The other sources, discovered on demand, still to read (``scan(into=...)``).
+        self.pending: Callable[[list[str]], list[Source]] | None = None
+        self.here: Source | None = None  # this worktree, once scanned
+        # What was read, so a file reached by two paths counts once: real folder -> names of
+        # the plain files read in it, and the real paths of files behind symlinks or in
+        # sub-folders.
+        self.seen_folders: dict[str, set[str]] = {}
+        self.seen_files: set[str] = set()
+        # This worktree's files the static reader refused, waiting for Alembic's loading
+        # (``settle_unreadable_here``), and those it read: path -> why the static reader
+        # could not.
+        self.unreadable_here: list[SkippedFile] = []
+        self.loaded_by_alembic: dict[str, str] = {}
+        # Places holding a revision that were only counted (``Options.places_per_revision``).
+        self.more_places: dict[str, int] = {}
 
     @property
     def all(self) -> list[Candidate]:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 
 from alembic_autocopy.core.errors import AutocopyError
 from alembic_autocopy.core.model import Candidate
@@ -36,13 +35,13 @@ def _current_uid() -> int:
     return os.geteuid() if hasattr(os, "geteuid") else -1
 
 
-@dataclass
 class TrustJudge:
     """Judges files under searched trees; remembers each folder's verdict."""
 
-    uid: int = field(default_factory=_current_uid)
-    _folders: dict[str, str | None] = field(default_factory=dict)
-    _roots: dict[str, str] = field(default_factory=dict)
+    def __init__(self, uid: int | None = None) -> None:
+        self.uid = _current_uid() if uid is None else uid
+        self._folders: dict[str, str | None] = {}
+        self._roots: dict[str, str] = {}
 
     def tree_reason(self, real: str, root: str) -> str | None:
         """Why the file whose real path is ``real``, found under the searched tree ``root``,

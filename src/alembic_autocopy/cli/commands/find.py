@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 from typing import TYPE_CHECKING
 
 from alembic_autocopy import repair
@@ -38,7 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, out: Output) -> int:
 
-    options = dataclasses.replace(options_from(args), revision_prefix=args.revision)
+    options = options_from(args)._replace(revision_prefix=args.revision)
     project = project_from(args)
     inventory = repair.inventory(project, options)
     show_inventory_warnings(inventory, out, every_id_known=False)

@@ -50,7 +50,7 @@ def run(args: argparse.Namespace, out: Output) -> int:
     every_location = out.json_mode or out.verbose  # else only the closest few are named
     options = options_from(args)
     if not every_location:
-        options = dataclasses.replace(options, places_per_revision=PLACES_SHOWN)
+        options = options._replace(places_per_revision=PLACES_SHOWN)
     inventory = repair.inventory(project, options)
     show_inventory_warnings(inventory, out)
     by_revision: dict[str, list[Candidate]] = {}
