@@ -10,9 +10,9 @@ import contextlib
 import json
 import os
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from alembic_autocopy.core import planning, wording
 from alembic_autocopy.core.errors import (
@@ -91,8 +91,7 @@ CONTENT_READERS.update(dict.fromkeys(
     _read_git_object))
 
 
-@dataclass
-class Situation:
+class Situation(NamedTuple):
     """Everything known before acting: sources, the database's heads, the plan."""
 
     project: ProjectConfig
@@ -112,17 +111,18 @@ class Situation:
     endpoints: tuple[Any, ...] = ()
 
 
-@dataclass
 class RepairReport:
-    situation: Situation
-    placed: list[ManifestEntry] = field(default_factory=list)
-    target: str | None = None
-    applied: list[str] = field(default_factory=list)
-    heads_before: tuple[str, ...] = ()
-    heads_after: tuple[str, ...] = ()
-    upgraded_to_every_head: bool = False
-    dry_run: bool = False
-    warnings: list[str] = field(default_factory=list)  # e.g. a notification not sent
+    def __init__(self, situation: Situation, heads_before: tuple[str, ...] = (),
+                 dry_run: bool = False) -> None:
+        self.situation = situation
+        self.placed: list[ManifestEntry] = []
+        self.target: str | None = None
+        self.applied: list[str] = []
+        self.heads_before = heads_before
+        self.heads_after: tuple[str, ...] = ()
+        self.upgraded_to_every_head = False
+        self.dry_run = dry_run
+        self.warnings: list[str] = []  # e.g. a notification not sent
 
 
 def read_file_content(candidate: Candidate) -> bytes:
@@ -155,7 +155,7 @@ def with_env_locations(project: ProjectConfig, locations: Sequence[str] | None,
         _remember_env_locations(project, None)
         return project
     _remember_env_locations(project, (folders, recursive))
-    return replace(project, version_locations=folders, recursive_version_locations=recursive)
+    return project._replace(version_locations=folders, recursive_version_locations=recursive)
 
 
 def remembered_env_locations(project: ProjectConfig) -> ProjectConfig:
@@ -173,8 +173,8 @@ def remembered_env_locations(project: ProjectConfig) -> ProjectConfig:
                                                  project.version_locations]:
             return project
         folders = tuple(Path(item) for item in entry["env"])
-        return replace(project, version_locations=folders,
-                       recursive_version_locations=bool(entry["recursive"]))
+        return project._replace(version_locations=folders,
+                                recursive_version_locations=bool(entry["recursive"]))
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return project
 
@@ -288,8 +288,7 @@ def _allow_untrusted(project: ProjectConfig, options: Options) -> bool:
     return options.allow_untrusted_source or project.tool.allow_untrusted_source
 
 
-@dataclass
-class _Read:
+class _Read(NamedTuple):
     """What ``assess`` learnt from the database (or was given), before planning."""
 
     project: ProjectConfig  # with the version folders env.py chose

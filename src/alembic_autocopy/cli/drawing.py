@@ -13,7 +13,7 @@ import enum
 import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from alembic_autocopy.core.model import Candidate, Location, LocationKind, reachable, short_ref
 from alembic_autocopy.core.redaction import terminal_safe
@@ -55,8 +55,7 @@ _DATABASE_COLOURS = ("#e0e7ff", "#4338ca")
 DATABASE_NODE = "db_position"  # revision nodes are all "r_..."
 
 
-@dataclass(frozen=True)
-class Origin:
+class Origin(NamedTuple):
     """Where one revision comes from: its residence and the place that decided it.
 
     ``location`` is the closest place (for a copy: the place it was copied from, when that
@@ -135,8 +134,7 @@ def _closeness(candidate: Candidate) -> tuple[int, str, str]:
     return (location.kind.rank, location.worktree or location.ref or "", location.path or "")
 
 
-@dataclass(frozen=True)
-class Node:
+class Node(NamedTuple):
     revision: str
     message: str | None
     origin: Origin
@@ -146,15 +144,13 @@ class Node:
     branch_labels: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
-class Edge:
+class Edge(NamedTuple):
     parent: str
     child: str
     dependency: bool = False  # depends_on rather than down_revision
 
 
-@dataclass(frozen=True)
-class RevisionGraph:
+class RevisionGraph(NamedTuple):
     nodes: tuple[Node, ...]  # parents before children, ties by revision id
     edges: tuple[Edge, ...]
     database_heads: tuple[str, ...] | None  # None: the database was not read

@@ -18,8 +18,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from alembic_autocopy.core.errors import AutocopyError, ConfigError, DatabaseError
 from alembic_autocopy.core.model import INTERNAL_OPTION  # our own runs of env.py are not healed
@@ -38,8 +37,7 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-@dataclass(frozen=True)
-class DatabaseState:
+class DatabaseState(NamedTuple):
     """What the version table(s) hold, read through env.py."""
 
     heads: tuple[str, ...]
@@ -49,7 +47,7 @@ class DatabaseState:
     dialect: str | None = None
     engines: int = 1  # how many times env.py configured a context (multi-database env.py)
     # Every database env.py connected to, for the upgrade lock (see locking.py).
-    endpoints: tuple[Endpoint, ...] = field(default=(), repr=False, compare=False)
+    endpoints: tuple[Endpoint, ...] = ()
     # The version folders Alembic uses once env.py ran (env.py may replace them, e.g. one
     # folder per dialect: ``context.script.version_locations = [...]``), and whether it
     # reads their sub-folders. None: not known.
@@ -57,22 +55,22 @@ class DatabaseState:
     recursive_version_locations: bool | None = None
 
 
-@dataclass(frozen=True)
-class Endpoint:
+class Endpoint(NamedTuple):
     """One database env.py reached: enough to open a connection of our own to it."""
 
     url: Any  # sqlalchemy URL, password included: for connecting only (its repr masks it)
     version_table: str = "alembic_version"
     version_table_schema: str | None = None
-    engine: Any = field(default=None, repr=False, compare=False)  # env.py's own engine
+    engine: Any = None  # env.py's own engine
 
 
-@dataclass
 class UpgradeResult:
-    before: tuple[str, ...]
-    after: tuple[str, ...]
-    applied: list[str] = field(default_factory=list)  # in the order Alembic ran them
-    target: str = "heads"
+    def __init__(self, before: tuple[str, ...], after: tuple[str, ...],
+                 target: str = "heads") -> None:
+        self.before = before
+        self.after = after
+        self.applied: list[str] = []  # in the order Alembic ran them
+        self.target = target
 
 
 def alembic_config(project: ProjectConfig, stdout: Any = None) -> Config:
@@ -205,17 +203,17 @@ def _remember_context(details: dict[str, Any], context: MigrationContext) -> Non
             connection.engine))
 
 
-@dataclass
 class MigrationProgress:
     """Where an upgrade stands, to say what failed and what the database holds after it."""
 
-    steps: list[Any] = field(default_factory=list)  # Alembic's steps, in order (once handed)
-    done: set[str] = field(default_factory=set)  # revisions whose step completed
-    heads: tuple[str, ...] = ()  # the version table after the last completed step
-    dialect: str | None = None
-    transactional_ddl: bool = True
-    engine: Any = None  # to look at the database after a failure (sync engines)
-    tables: set[str] | None = None  # table names before the step now running
+    def __init__(self) -> None:
+        self.steps: list[Any] = []  # Alembic's steps, in order (once handed)
+        self.done: set[str] = set()  # revisions whose step completed
+        self.heads: tuple[str, ...] = ()  # the version table after the last completed step
+        self.dialect: str | None = None
+        self.transactional_ddl = True
+        self.engine: Any = None  # to look at the database after a failure (sync engines)
+        self.tables: set[str] | None = None  # table names before the step now running
 
     def running(self) -> Any:
         """The step that was running when the upgrade failed, or None."""

@@ -10,8 +10,8 @@ import hashlib
 import os
 import subprocess
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from alembic_autocopy.core.errors import AutocopyError, GitError
 
@@ -34,8 +34,7 @@ def no_git_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-@dataclass(frozen=True)
-class GitResult:
+class GitResult(NamedTuple):
     returncode: int
     stdout: bytes
     stderr: str
@@ -133,8 +132,7 @@ def git_path(worktree: Path, name: str) -> Path:
     return Path(value)
 
 
-@dataclass(frozen=True)
-class WorktreeInfo:
+class WorktreeInfo(NamedTuple):
     """One entry of ``git worktree list --porcelain``."""
 
     path: Path

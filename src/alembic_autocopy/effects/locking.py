@@ -53,9 +53,8 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypeVar
 
 from alembic_autocopy.core.errors import AutocopyError, DatabaseError
 from alembic_autocopy.core.redaction import mask_passwords, mask_url
@@ -105,8 +104,7 @@ class _Lock(Protocol):
     def holder(self) -> str | None: ...
 
 
-@dataclass
-class Waiting:
+class Waiting(NamedTuple):
     """How long to wait for a lock and whom to tell."""
 
     timeout: float
@@ -598,13 +596,13 @@ def _identity(endpoint: Endpoint) -> str:
         endpoint.version_table_schema, endpoint.version_table))
 
 
-@dataclass
 class HeldLocks:
     """The database locks one run holds, and how its migrations stay guarded by them."""
 
-    waiting: Waiting
-    locks: dict[str, _Lock] = field(default_factory=dict)  # by _identity
-    notes: list[str] = field(default_factory=list)  # e.g. a dialect without a lock
+    def __init__(self, waiting: Waiting) -> None:
+        self.waiting = waiting
+        self.locks: dict[str, _Lock] = {}  # by _identity
+        self.notes: list[str] = []  # e.g. a dialect without a lock
 
     def verify(self) -> None:
         """Raise LockLost when a lock this run took is no longer its own."""

@@ -25,9 +25,10 @@ import tempfile
 import time
 import warnings
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from types import CodeType
+from typing import NamedTuple
 
 from alembic_autocopy.core.errors import GitError, MigrationParseError, PlacementError
 from alembic_autocopy.core.model import Candidate, ManifestEntry
@@ -60,7 +61,6 @@ ContentReader = Callable[[Candidate], bytes]
 MANIFEST_VERSION_ABSOLUTE = 1  # entries held absolute paths (before version 2)
 
 
-@dataclass
 class Manifest:
     """Every copy this tool placed in one worktree.
 
@@ -70,12 +70,15 @@ class Manifest:
     holds the folders this tool may write in (the version folders, its state folder);
     ``ignores`` the sha256 of each managed ``.gitignore`` as last written (ownership)."""
 
-    path: Path
-    entries: list[ManifestEntry] = field(default_factory=list)
-    base: Path | None = None
-    allowed: tuple[Path, ...] = ()
-    ignores: dict[str, str] = field(default_factory=dict)
-    worktree_root: Path | None = None
+    def __init__(self, path: Path, entries: list[ManifestEntry], base: Path | None,
+                 allowed: tuple[Path, ...], ignores: dict[str, str],
+                 worktree_root: Path | None) -> None:
+        self.path = path
+        self.entries = entries
+        self.base = base
+        self.allowed = allowed
+        self.ignores = ignores
+        self.worktree_root = worktree_root
 
     def by_path(self) -> dict[str, ManifestEntry]:
         return {entry.path: entry for entry in self.entries}
@@ -421,8 +424,7 @@ def _chain(folder: Path, root: Path) -> list[Path]:
     return chain
 
 
-@dataclass
-class _IgnorePlan:
+class _IgnorePlan(NamedTuple):
     contents: dict[Path, bytes]  # ignore file -> what it must hold (b"": remove it)
     unhidden: list[ManifestEntry]
 
@@ -543,8 +545,7 @@ def check_ignore_usable(folder: Path, worktree_root: Path | None) -> None:
 
 # --- placing ------------------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class Placement:
+class Placement(NamedTuple):
     candidate: Candidate
     destination: Path
 
@@ -711,8 +712,8 @@ def place(placements: Sequence[Placement], manifest: Manifest, read_content: Con
 def _plan_hiding(manifest: Manifest, new_entries: list[ManifestEntry]) -> _IgnorePlan:
     """The ignore files' plan once ``new_entries`` are in the manifest; refuses (nothing
     written yet) when one of them could not be hidden from git."""
-    probe = replace(manifest, entries=[*manifest.entries, *new_entries],
-                    ignores=dict(manifest.ignores))
+    probe = Manifest(manifest.path, [*manifest.entries, *new_entries], manifest.base,
+                     manifest.allowed, dict(manifest.ignores), manifest.worktree_root)
     plan = _plan_ignores(probe)
     unhidden = [e for e in plan.unhidden if e in new_entries]
     if unhidden:
@@ -726,13 +727,13 @@ def _plan_hiding(manifest: Manifest, new_entries: list[ManifestEntry]) -> _Ignor
     return plan
 
 
-@dataclass
 class _Progress:
     """How far ``place`` got: what to undo, and the folder a refused write was for."""
 
-    folder: Path
-    written: list[Path] = field(default_factory=list)
-    made: list[Path] = field(default_factory=list)
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.written: list[Path] = []
+        self.made: list[Path] = []
 
 
 def _create_all(placements: Sequence[Placement], contents: Sequence[bytes],
@@ -913,16 +914,16 @@ def _undo(manifest: Manifest, before: list[ManifestEntry], written: Sequence[Pat
 
 # --- keeping the manifest true ---------------------------------------------------------------
 
-@dataclass
 class CleanReport:
-    removed: list[ManifestEntry] = field(default_factory=list)
-    kept_modified: list[ManifestEntry] = field(default_factory=list)
-    now_tracked: list[ManifestEntry] = field(default_factory=list)
-    vanished: list[ManifestEntry] = field(default_factory=list)
-    # copies the database still needs and no other file here provides (kept without --all)
-    kept_needed: list[ManifestEntry] = field(default_factory=list)
-    # copies no managed .gitignore can hide (git or the user owns every .gitignore above)
-    unhidden: list[ManifestEntry] = field(default_factory=list)
+    def __init__(self) -> None:
+        self.removed: list[ManifestEntry] = []
+        self.kept_modified: list[ManifestEntry] = []
+        self.now_tracked: list[ManifestEntry] = []
+        self.vanished: list[ManifestEntry] = []
+        # copies the database still needs and no other file here provides (kept without --all)
+        self.kept_needed: list[ManifestEntry] = []
+        # copies no managed .gitignore can hide (git or the user owns every .gitignore above)
+        self.unhidden: list[ManifestEntry] = []
 
 
 def reconcile(manifest: Manifest, worktree_root: Path | None,

@@ -14,18 +14,16 @@ import os
 import re
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from alembic_autocopy.core.errors import ConfigError
 
-TYPE_CHECKING = False  # typing's, without importing typing (~3 ms of every start)
 # The parsers (configparser, tomllib) are imported where a file of their kind is read, glob
 # and importlib.util where a setting needs them: most projects have one alembic.ini, and a
 # git hook should not pay for reading a format the project does not use.
 if TYPE_CHECKING:
     import configparser
-    from typing import Any
 
 TOOL_SECTION = "alembic-autocopy"
 DEFAULT_MAX_FILE_BYTES = 1_000_000
@@ -33,8 +31,7 @@ DEFAULT_MAX_FILE_BYTES = 1_000_000
 _SEPARATORS = {"space": " ", "newline": "\n", "os": os.pathsep, ":": ":", ";": ";"}
 
 
-@dataclass(frozen=True)
-class ToolSettings:
+class ToolSettings(NamedTuple):
     """``[tool.alembic-autocopy]`` in pyproject.toml or ``[alembic-autocopy]`` in the ini."""
 
     search: tuple[str, ...] = ()  # extra folders, as globs ("~/Proj-*")
@@ -53,8 +50,7 @@ class ToolSettings:
     version_locations: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
-class ProjectConfig:
+class ProjectConfig(NamedTuple):
     """Where the Alembic project is and what Alembic will load."""
 
     cwd: Path
@@ -166,8 +162,7 @@ def load_project(config_args: Sequence[str] = (), section: str = "alembic",
     )
 
 
-@dataclass(frozen=True)
-class _ConfigFiles:
+class _ConfigFiles(NamedTuple):
     """The Alembic configuration as read from alembic.ini and pyproject.toml."""
 
     ini_path: Path | None

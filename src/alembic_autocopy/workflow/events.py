@@ -20,7 +20,6 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -271,20 +270,20 @@ def _where(project: ProjectConfig, report: RepairReport | None) -> tuple[Path | 
 
 # --- summary ----------------------------------------------------------------------------------
 
-@dataclass
 class Summary:
     """What ``stats`` shows. Pure: built from the events."""
 
-    repairs: int = 0
-    failures: int = 0
-    revisions_brought_in: int = 0
-    by_source: Counter[str] = field(default_factory=Counter)  # source kind -> revisions
-    by_worktree: Counter[str] = field(default_factory=Counter)  # worktree -> repairs
-    failures_by_type: Counter[str] = field(default_factory=Counter)
-    first: str | None = None
-    last: str | None = None
-    total_duration_s: float = 0.0
-    unreadable_lines: int = 0
+    def __init__(self, unreadable_lines: int = 0) -> None:
+        self.repairs = 0
+        self.failures = 0
+        self.revisions_brought_in = 0
+        self.by_source: Counter[str] = Counter()  # source kind -> revisions
+        self.by_worktree: Counter[str] = Counter()  # worktree -> repairs
+        self.failures_by_type: Counter[str] = Counter()
+        self.first: str | None = None
+        self.last: str | None = None
+        self.total_duration_s = 0.0
+        self.unreadable_lines = unreadable_lines
 
     def as_json(self) -> dict[str, Any]:
         return {"repairs": self.repairs, "failures": self.failures,

@@ -21,9 +21,8 @@ import os
 import shlex
 import sys
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NamedTuple, NoReturn
 
 from alembic_autocopy.core import __version__
 from alembic_autocopy.core.errors import AutocopyError, PlacementError
@@ -52,8 +51,7 @@ _REDIRECTING_VARIABLES = (
 
 # --- installing ------------------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class FastPath:
+class FastPath(NamedTuple):
     """What the script checks itself, without starting Python, before it says "no migration
     changed". Paths are relative to the worktree root, valid in every worktree."""
 
@@ -62,8 +60,7 @@ class FastPath:
     absent: tuple[str, ...]  # configuration files Alembic would read if they appeared
 
 
-@dataclass(frozen=True)
-class HookSettings:
+class HookSettings(NamedTuple):
     """What the installed hooks run, relative to each worktree's root."""
 
     python: str  # the interpreter that installed them
@@ -75,8 +72,7 @@ class HookSettings:
     fast: FastPath | None = None  # None: every run asks Python
 
 
-@dataclass(frozen=True)
-class HookChange:
+class HookChange(NamedTuple):
     name: str
     path: Path
     action: str  # installed, updated, removed, restored, absent, not-ours

@@ -20,9 +20,8 @@ from __future__ import annotations
 import logging
 import weakref
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from alembic_autocopy.core.errors import AutocopyError
 from alembic_autocopy.core.foreign_objects import (
@@ -47,15 +46,15 @@ if TYPE_CHECKING:
 LOGGER_NAME = "alembic.autocopy"
 
 
-@dataclass
 class Lineage:
     """This worktree's revisions split by owner, and where each foreign file was found."""
 
-    applied: set[str]
-    own: set[str]
-    foreign: list[str]  # applied, not own: oldest first is not promised
-    sources: dict[str, Candidate] = field(default_factory=dict)  # foreign id -> best source
-    readable: dict[str, Candidate] = field(default_factory=dict)  # foreign id -> content
+    def __init__(self, applied: set[str], own: set[str], foreign: list[str]) -> None:
+        self.applied = applied
+        self.own = own
+        self.foreign = foreign  # applied, not own: oldest first is not promised
+        self.sources: dict[str, Candidate] = {}  # foreign id -> best source
+        self.readable: dict[str, Candidate] = {}  # foreign id -> content
 
 
 def split_lineage(local: Sequence[Candidate], elsewhere: Sequence[Candidate],
@@ -173,8 +172,7 @@ def record_reader(context: MigrationContext, project: ProjectConfig) -> RecordRe
 
 # --- deciding about one object -------------------------------------------------------------
 
-@dataclass(frozen=True)
-class LeftOut:
+class LeftOut(NamedTuple):
     what: str  # "table orders", "column users.nickname", "index ix_x on users"...
     owner: Owner
 

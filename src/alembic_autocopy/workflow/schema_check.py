@@ -14,8 +14,7 @@ The comparison is pure (``compare``, ``responsible``): it takes plain shapes. On
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from alembic_autocopy.core.errors import ConfigError
 from alembic_autocopy.core.foreign_objects import COLUMN, TABLE, ForeignRevision, UpgradeEffects
@@ -33,8 +32,7 @@ NARROWED = "type_narrowed"
 MADE_REQUIRED = "made_not_null"
 
 
-@dataclass(frozen=True)
-class TypeShape:
+class TypeShape(NamedTuple):
     """What matters of a column type for "does it still fit": its family and size."""
 
     family: str  # "string", "text", "integer", "numeric", or the type's own name
@@ -42,8 +40,7 @@ class TypeShape:
     scale: int | None = None
 
 
-@dataclass(frozen=True)
-class ColumnShape:
+class ColumnShape(NamedTuple):
     name: str
     type_: TypeShape
     nullable: bool = True
@@ -51,8 +48,7 @@ class ColumnShape:
     primary_key: bool = False
 
 
-@dataclass(frozen=True)
-class TableShape:
+class TableShape(NamedTuple):
     name: str
     schema: str | None
     columns: tuple[ColumnShape, ...]
@@ -61,8 +57,7 @@ class TableShape:
         return next((c for c in self.columns if c.name == name), None)
 
 
-@dataclass(frozen=True)
-class Responsible:
+class Responsible(NamedTuple):
     revision: str
     source: str
     branch: str | None
@@ -73,8 +68,7 @@ class Responsible:
         return f"revision {self.revision} ({self.source}{branch}: {self.what})"
 
 
-@dataclass(frozen=True)
-class Finding:
+class Finding(NamedTuple):
     kind: str
     table: str
     column: str | None
@@ -96,12 +90,12 @@ class Finding:
                                 for r in self.responsible]}
 
 
-@dataclass
 class SchemaReport:
-    findings: list[Finding] = field(default_factory=list)
-    unknown: list[str] = field(default_factory=list)  # foreign raw SQL: objects unknown
-    tables_compared: int = 0
-    foreign_revisions: list[str] = field(default_factory=list)
+    def __init__(self) -> None:
+        self.findings: list[Finding] = []
+        self.unknown: list[str] = []  # foreign raw SQL: objects unknown
+        self.tables_compared = 0
+        self.foreign_revisions: list[str] = []
 
     @property
     def ok(self) -> bool:

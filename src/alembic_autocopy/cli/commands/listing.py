@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from alembic_autocopy import repair
 from alembic_autocopy.cli.commands import (
@@ -56,7 +56,7 @@ def run(args: argparse.Namespace, out: Output) -> int:
     by_revision: dict[str, list[Candidate]] = {}
     for candidate in inventory.all:
         by_revision.setdefault(candidate.revision, []).append(candidate)
-    database = (_Database() if args.no_db
+    database = (_Database([], None, {}) if args.no_db
                 else _read_database(project, inventory, by_revision, args.diff, out))
     rows = _rows(project, inventory, by_revision, database.applied, every_location)
     for row in rows:
@@ -77,13 +77,12 @@ def _summary(rows: list[dict[str, Any]], database_read: bool) -> str:
             + (f", {applied} applied" if database_read else ""))
 
 
-@dataclasses.dataclass(frozen=True)
-class _Database:
+class _Database(NamedTuple):
     """What the database says (all empty with --no-db)."""
 
-    heads: list[str] = dataclasses.field(default_factory=list)
-    applied: set[str] | None = None  # None: the database was not read
-    records: dict[str, Any] = dataclasses.field(default_factory=dict)  # record-table notes
+    heads: list[str]
+    applied: set[str] | None  # None: the database was not read
+    records: dict[str, Any]  # record-table notes
 
 
 def _read_database(project: ProjectConfig, inventory: Inventory,

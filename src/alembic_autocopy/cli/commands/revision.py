@@ -15,9 +15,8 @@ import ast
 import contextlib
 import io
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from alembic_autocopy import repair
 from alembic_autocopy.cli.commands import options_from, project_from
@@ -85,14 +84,22 @@ def base_for_new_revision(split: HeadSplit, explicit: str | None) -> str:
 
 # --- what an upgrade() creates and drops ---------------------------------------------------
 
-@dataclass
 class SchemaChanges:
     """Tables and columns an ``upgrade()`` creates or drops, read with ``ast`` (not run)."""
 
-    created_tables: set[str] = field(default_factory=set)
-    added_columns: set[tuple[str, str]] = field(default_factory=set)
-    dropped_tables: set[str] = field(default_factory=set)
-    dropped_columns: set[tuple[str, str]] = field(default_factory=set)
+    def __init__(self, created_tables: set[str] | None = None,
+                 added_columns: set[tuple[str, str]] | None = None,
+                 dropped_tables: set[str] | None = None,
+                 dropped_columns: set[tuple[str, str]] | None = None) -> None:
+        self.created_tables = set() if created_tables is None else created_tables
+        self.added_columns = set() if added_columns is None else added_columns
+        self.dropped_tables = set() if dropped_tables is None else dropped_tables
+        self.dropped_columns = set() if dropped_columns is None else dropped_columns
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, SchemaChanges):
+            return NotImplemented
+        return vars(self) == vars(other)
 
 
 def schema_changes(source: bytes | str) -> SchemaChanges:
@@ -209,8 +216,7 @@ def _record_add_column(call: ast.Call, changes: SchemaChanges) -> None:
         changes.added_columns.add((table, column))
 
 
-@dataclass(frozen=True)
-class ForeignDrop:
+class ForeignDrop(NamedTuple):
     """The new revision drops something an applied foreign revision created."""
 
     what: str  # "table orders" or "column orders.total"
@@ -235,12 +241,12 @@ def foreign_drops(new_file: SchemaChanges,
 
 # --- the command ---------------------------------------------------------------------------
 
-@dataclass
 class _Generated:
-    scripts: list[Any] = field(default_factory=list)
-    database_heads: tuple[str, ...] | None = None
-    alembic_output: str = ""
-    left_out: list[str] = field(default_factory=list)  # objects of foreign revisions
+    def __init__(self) -> None:
+        self.scripts: list[Any] = []
+        self.database_heads: tuple[str, ...] | None = None
+        self.alembic_output = ""
+        self.left_out: list[str] = []  # objects of foreign revisions
 
 
 def run(args: argparse.Namespace, out: Output) -> int:

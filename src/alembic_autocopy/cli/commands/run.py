@@ -17,8 +17,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, NamedTuple
 
 from alembic_autocopy import repair
 from alembic_autocopy.cli.commands import add_notify_url, add_prefer, options_from
@@ -61,12 +60,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the command to run, after --")
 
 
-@dataclass
-class Attempt:
+class Attempt(NamedTuple):
     """One run of the command: how it ended and the revision ids Alembic said it lacks."""
 
     exit_code: int
-    missing: list[str] = field(default_factory=list)
+    missing: list[str]
 
 
 class _Scanner:
@@ -301,14 +299,14 @@ def _command_of(args: argparse.Namespace) -> list[str]:
     return command
 
 
-@dataclass
 class _Runs:
     """The attempts so far and the repairs between them."""
 
-    attempts: list[Attempt] = field(default_factory=list)
-    repairs: list[dict[str, Any]] = field(default_factory=list)
-    instead_of: str | None = None  # what to run, when running CMD again would fail again
-    error: AutocopyError | None = None  # the repair that failed
+    def __init__(self) -> None:
+        self.attempts: list[Attempt] = []
+        self.repairs: list[dict[str, Any]] = []
+        self.instead_of: str | None = None  # what to run, when running CMD again would fail again
+        self.error: AutocopyError | None = None  # the repair that failed
 
 
 def _repaired_for_another_attempt(runs: _Runs, args: argparse.Namespace,

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import argparse
 import os
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from alembic_autocopy import repair
 from alembic_autocopy.cli import drawing
@@ -43,8 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="do not read the database (nothing about its heads)")
 
 
-@dataclass(frozen=True)
-class Attention:
+class Attention(NamedTuple):
     """One thing the user should know, with a stable id for scripts."""
 
     id: str

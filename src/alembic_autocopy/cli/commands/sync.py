@@ -11,9 +11,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from alembic_autocopy import repair
 from alembic_autocopy.cli.commands import add_notify_url, add_prefer, options_from, project_from
@@ -71,8 +70,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_notify_url(parser)
 
 
-@dataclass(frozen=True)
-class Upstream:
+class Upstream(NamedTuple):
     ref: str  # full ref name, e.g. refs/remotes/origin/develop or refs/heads/develop
     remote: str | None  # the remote to fetch, None for a local branch
     why: str  # "upstream of feature-b", "base_branch develop", "--onto"
@@ -85,18 +83,18 @@ class Upstream:
         return self.ref
 
 
-@dataclass
 class SyncReport:
-    upstream: Upstream
-    branch: str
-    before: str
-    after: str = ""
-    fetched: bool = False
-    fetch_warning: str | None = None
-    commits_rebased: int = 0
-    commits_brought: int = 0
-    now_from_git: list[ManifestEntry] = field(default_factory=list)
-    kept_modified: list[ManifestEntry] = field(default_factory=list)
+    def __init__(self, upstream: Upstream, branch: str, before: str) -> None:
+        self.upstream = upstream
+        self.branch = branch
+        self.before = before
+        self.after = ""
+        self.fetched = False
+        self.fetch_warning: str | None = None
+        self.commits_rebased = 0
+        self.commits_brought = 0
+        self.now_from_git: list[ManifestEntry] = []
+        self.kept_modified: list[ManifestEntry] = []
 
 
 def _git(args: list[str], root: Path) -> str:
