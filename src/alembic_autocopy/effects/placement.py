@@ -25,7 +25,6 @@ import tempfile
 import time
 import warnings
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import replace
 from pathlib import Path
 from types import CodeType
 from typing import NamedTuple

@@ -32,7 +32,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from collections.abc import Set as AbstractSet
 from pathlib import Path, PurePosixPath
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from alembic_autocopy.core.errors import AutocopyError, ConfigError, GitError, MigrationParseError
 from alembic_autocopy.core.model import (
@@ -49,7 +49,6 @@ from alembic_autocopy.effects import git
 from alembic_autocopy.effects.project import ProjectConfig, version_locations_from_text
 from alembic_autocopy.sources import folders, scanning
 
-TYPE_CHECKING = False  # typing's, without importing typing (~3 ms of every start)
 if TYPE_CHECKING:
     from typing import IO
 
