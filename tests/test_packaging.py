@@ -111,12 +111,26 @@ def test_the_packaging_test_passes_in_a_fresh_virtualenv(tmp_path: Path) -> None
     assert "1 passed" in result.stdout
 
 
-def test_module_entry_point_prints_help() -> None:
-    result = subprocess.run([sys.executable, "-m", "alembic_autocopy", "--help"],
+@pytest.mark.parametrize("arguments", [["--help"], ["-h", "find"], ["--json", "--help", "find"]])
+def test_module_entry_point_prints_help(arguments: list[str]) -> None:
+    # A verb on the line builds that verb's parser alone (cli.main.chosen_verb), except
+    # after a help flag: the main help lists every verb.
+    result = subprocess.run([sys.executable, "-m", "alembic_autocopy", *arguments],
                             capture_output=True, text=True, check=False)
     assert result.returncode == 0
-    for verb in ("upgrade", "check", "find", "list", "clean", "demo"):
-        assert verb in result.stdout
+    for verb in ("upgrade", "check", "find", "list", "clean", "demo", "record"):
+        assert f"\n    {verb} " in result.stdout, verb
+
+
+def test_a_verb_parser_built_alone_still_reports_usage_errors() -> None:
+    result = subprocess.run([sys.executable, "-m", "alembic_autocopy", "find", "--bogus", "x"],
+                            capture_output=True, text=True, check=False)
+    assert result.returncode == 2
+    assert "unrecognized arguments: --bogus" in result.stderr
+    result = subprocess.run([sys.executable, "-m", "alembic_autocopy", "find", "--help"],
+                            capture_output=True, text=True, check=False)
+    assert result.returncode == 0
+    assert result.stdout.startswith("usage: alembic-autocopy find ")
 
 
 @pytest.mark.parametrize("tool", ["mypy", "ruff"])
