@@ -637,6 +637,7 @@ def repair(project: ProjectConfig, target: str = "head", options: Options | None
         return _carry_out(project, target, options, on_version_apply, upgrade, situation,
                           before_upgrade)
     if _already_current(situation, target):  # nothing to place or apply: no preflight
+        ensure_plan_possible(situation)  # e.g. two files here for one id
         locking.remove_stale_lock_files(situation.endpoints)
         report = _new_report(project, target, options, situation, current=True)
         report.heads_after = situation.applied

@@ -178,10 +178,8 @@ def _print_warning(text: str) -> None:
 def after_repair(project: ProjectConfig | None, options: Any, report: RepairReport | None,
                  error: BaseException | None, duration: float) -> list[str]:
     """Log the event and notify; return the warnings (never raises)."""
-    if project is None or getattr(options, "dry_run", False):
-        return []  # a dry run changes nothing, even when it finds the repair impossible
-    if error is None and (report is None or not report.placed):
-        return []  # nothing brought in: no event (repair_event), so no git call for it
+    if project is None or not _worth_an_event(options, report, error):
+        return []
     try:
         root, branch = _where(project, report)
     except Exception:  # not a git worktree, git gone: no log, nothing to say
@@ -210,6 +208,15 @@ def after_repair(project: ProjectConfig | None, options: Any, report: RepairRepo
         if problem_text:
             warnings.append(problem_text)
     return warnings
+
+
+def _worth_an_event(options: Any, report: RepairReport | None,
+                    error: BaseException | None) -> bool:
+    """False when ``repair_event`` would log nothing, known before any git call: a dry run
+    (it changes nothing, even when it finds the repair impossible), nothing brought in."""
+    if getattr(options, "dry_run", False):
+        return False
+    return error is not None or (report is not None and bool(report.placed))
 
 
 def repeated_failure(event: Mapping[str, Any], earlier: Iterable[Mapping[str, Any]],
