@@ -17,13 +17,14 @@ from pathlib import Path
 # Imported before forking (see run_forked): the children start with them loaded.
 import alembic.runtime.environment
 import alembic.script  # noqa: F401
+import pytest
 
 import alembic_autocopy.effects.database
 import alembic_autocopy.repair  # noqa: F401
 from alembic_autocopy.cli import main
 from alembic_autocopy.effects import locking, placement
 from alembic_autocopy.effects.project import load_project
-from support import BASE_REV, Database, Repo, Worktree, make_repo
+from support import BASE_REV, Database, Repo, Worktree, make_repo, run
 from support.process import merged_env
 
 KILLS = 100
@@ -206,6 +207,89 @@ def test_sigkill_at_random_moments_never_leaves_a_partial_file(
         assert_no_partial_or_orphan_file(scene)
         assert_completed(scene, sqlite_db, wait_exit(run_forked(scene.b.path, ["upgrade"])))
     assert finished_before_kill < KILLS // 2  # most kills really interrupted a run
+
+
+# Runs the command with os.fsync and os.link logged (to the file AAC_TEST_LOG names), each
+# by inode, once done: when each file is on disk, when it gets a name. With AAC_TEST_NO_THREADS,
+# no thread can be started (a platform with a thread or process limit reached).
+LOGGED_FLUSHES = """
+import hashlib, json, os, sys, threading
+
+log = []
+real_fsync, real_link = os.fsync, os.link
+
+def content(descriptor):
+    try:
+        return hashlib.sha256(os.pread(descriptor, 1 << 20, 0)).hexdigest()
+    except OSError:  # a folder, or a file open for writing only
+        return None
+
+def fsync(descriptor):
+    real_fsync(descriptor)
+    log.append(["fsync", os.fstat(descriptor).st_ino, content(descriptor),
+                threading.current_thread().name])
+
+def link(source, destination, **options):
+    real_link(source, destination, **options)
+    descriptor = os.open(destination, os.O_RDONLY)
+    log.append(["link", os.fstat(descriptor).st_ino, content(descriptor),
+                os.fspath(destination)])
+    os.close(descriptor)
+
+def refuse(thread):
+    raise RuntimeError("can't start new thread")
+
+os.fsync, os.link = fsync, link
+if os.environ.get("AAC_TEST_NO_THREADS"):
+    threading.Thread.start = refuse
+from alembic_autocopy.cli.main import main
+try:
+    code = main(sys.argv[1:])
+finally:
+    with open(os.environ["AAC_TEST_LOG"], "w") as handle:
+        json.dump(log, handle)
+sys.exit(code)
+"""
+
+
+@pytest.mark.parametrize("threads", ["threads", "no thread can start"])
+def test_each_copy_is_on_disk_before_its_name_appears(
+    tmp_path: Path, sqlite_db: Database, threads: str
+) -> None:
+    """A power cut never leaves a copy's name on a partial file: each copy's data is flushed
+    by an ``fsync`` of its own (the one call every file system honours) before the hard link
+    that names it, and the folder after the last link. The flushes run in worker threads
+    (concurrent, they share journal commits); where none can start, one after another."""
+    scene = build_scene(tmp_path, sqlite_db, foreign=6, own=1, slow="")
+    script, log = tmp_path / "logged_flushes.py", tmp_path / "flushes.json"
+    script.write_text(LOGGED_FLUSHES, encoding="utf-8")
+    env = {"AAC_TEST_LOG": str(log),
+           "AAC_TEST_NO_THREADS": "1" if threads == "no thread can start" else None}
+    result = run([sys.executable, str(script), "upgrade"], cwd=scene.b.path, env=env,
+                 check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert_completed(scene, sqlite_db, result.returncode)
+
+    events = json.loads(log.read_text())
+    flushed: dict[tuple[int, str | None], str] = {}  # (inode, sha256) -> thread that did it
+    named: list[tuple[int, str | None]] = []
+    for kind, inode, digest, detail in events:
+        if kind == "fsync":
+            flushed.setdefault((inode, digest), detail)
+        else:
+            assert (inode, digest) in flushed, f"{detail} was named before it was on disk"
+            named.append((inode, digest))
+    linked = [Path(detail) for kind, _, _, detail in events if kind == "link"]
+    assert sorted(path.name for path in linked) == sorted(scene.foreign)
+    assert {path.parent for path in linked} == {scene.b.versions}
+    last_link = max(i for i, event in enumerate(events) if event[0] == "link")
+    folder = os.stat(scene.b.versions).st_ino
+    assert ["fsync", folder] in [event[:2] for event in events[last_link:]]
+    workers = {flushed[key] for key in named}
+    if threads == "threads":
+        assert "MainThread" not in workers
+    else:
+        assert workers == {"MainThread"}
 
 
 def test_ctrl_c_exits_130_after_cleaning_up(tmp_path: Path, sqlite_db: Database) -> None:

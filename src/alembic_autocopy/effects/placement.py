@@ -737,12 +737,12 @@ class _Progress:
 
 def _create_all(placements: Sequence[Placement], contents: Sequence[bytes],
                 scratch: Path | None, progress: _Progress) -> None:
-    """Create every copy whole, as ``create_exclusively`` does one, with one flush to disk
-    for the batch instead of one per file: every temporary file is written, the file
-    systems holding them are synced once (``_sync_written``), then each is hard-linked to
-    its name (never replacing a file) and each destination folder synced once. A crash
-    before a link leaves only temporary files (removed by the next run) and manifest
-    entries without a file (dropped by ``reconcile``); a linked file is whole."""
+    """Create every copy whole, as ``create_exclusively`` does one, without waiting for
+    one flush to disk per file in turn: every temporary file is written, all are flushed
+    at once (``_sync_written``), then each is hard-linked to its name (never replacing a
+    file) and each destination folder synced once. A crash before a link leaves only
+    temporary files (removed by the next run) and manifest entries without a file
+    (dropped by ``reconcile``); a linked file is whole."""
     temporaries: list[tuple[Placement, str]] = []
     try:
         for placement, content in zip(placements, contents, strict=True):
@@ -793,44 +793,53 @@ def _link_exclusively(temporary: str, path: Path, scratch: Path | None) -> None:
         os.replace(temporary, path)  # filesystems without hard links
 
 
+# Threads flushing at once (``_sync_written``), each its share of the files: one task per
+# file would cost ~20 ms more CPU for 500 files (the executor's queue and futures).
+_SYNC_THREADS = 8
+
+
 def _sync_written(paths: Sequence[str]) -> None:
-    """Flush the files at ``paths`` to disk: one ``syncfs`` per file system on Linux (each
-    ``fsync`` waits for a journal commit: ~0.4 ms to several ms per file), else one
-    ``fsync`` per file."""
-    syncfs = _syncfs()
-    devices: dict[int, str] = {}
-    for path in paths:
-        devices.setdefault(os.stat(path).st_dev, path)
-    if syncfs is not None:
-        for path in devices.values():
-            descriptor = os.open(path, os.O_RDONLY)
-            try:
-                if syncfs(descriptor) == 0:
-                    continue
-            finally:
-                os.close(descriptor)
-            break  # refused: flush each file instead
-        else:
-            return
-    for path in paths:
-        descriptor = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(descriptor)
-        finally:
-            os.close(descriptor)
+    """Flush each file at ``paths`` to disk with its own ``fsync``, several at once.
 
+    Only an ``fsync`` of the file itself promises, on every file system, that its data and
+    size are on disk: a crash then never leaves a name (linked after this) on a partial
+    file. One after another, each waits for its own journal commit and disk-cache flush:
+    0.3 ms each on a quiet machine, several ms on a busy one, seconds for a few hundred
+    files. Issued from a few threads at once, they share them: a journaling file system
+    (ext4, XFS, btrfs) commits once for all the ``fsync`` calls waiting, and the block
+    layer merges their cache flushes (500 copies: +50 ms, against +175 ms one after
+    another). Not ``syncfs``: one call, but it also waits for every other process's
+    unwritten data on that file system (a build, a fresh checkout: +320 ms with 200 MB).
+    Nor ``sync_file_range`` and one ``fsync`` (git's ``core.fsyncMethod=batch``): it
+    writes out no metadata, and its manual promises nothing after a crash. Where no thread
+    can be started, one after another."""
+    shares = [paths[start::_SYNC_THREADS] for start in range(_SYNC_THREADS)]
+    shares = [share for share in shares if share]
+    if len(shares) < 2:
+        _fsync_each(paths)
+        return
+    from concurrent.futures import ThreadPoolExecutor  # only a run that writes copies
 
-def _syncfs() -> Callable[[int], int] | None:
-    """libc's ``syncfs(fd)`` (Linux), or None where there is none."""
-    if not sys.platform.startswith("linux"):
-        return None
     try:
-        import ctypes  # only a run that writes copies pays for it
+        with ThreadPoolExecutor(len(shares)) as pool:
+            for _ in pool.map(_fsync_each, shares):
+                pass
+    except RuntimeError:  # no thread could be started (a limit on threads or processes)
+        _fsync_each(paths)
 
-        function: Callable[[int], int] = ctypes.CDLL(None, use_errno=True).syncfs
-    except (OSError, AttributeError):
-        return None
-    return function
+
+def _fsync_each(paths: Iterable[str]) -> None:
+    for path in paths:
+        _fsync_path(path)
+
+
+def _fsync_path(path: str) -> None:
+    # open for writing: Windows flushes no file through a read-only handle
+    descriptor = os.open(path, os.O_RDWR)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
 
 
 def _sync_folders(folders: Iterable[Path]) -> None:
