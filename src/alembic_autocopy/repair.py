@@ -7,6 +7,7 @@ placement). It returns data; commands and the Python API decide how to show it.
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import os
 from collections.abc import Callable, Collection, Sequence
@@ -323,8 +324,6 @@ def assess(project: ProjectConfig, options: Options, applied: Sequence[str] | No
                                    [*local, *(c.header for c in found.elsewhere)])
     from_database: list[Candidate] = []
     if recorded is not None:
-        import copy  # already loaded with SQLAlchemy (the database was read)
-
         from_database = records.candidates(recorded, {c.revision for c in found.all})
         found = copy.copy(found)  # a new inventory: the caller's keeps what it held
         found.skipped = [*found.skipped, *recorded.refused.values()]
