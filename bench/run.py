@@ -92,6 +92,12 @@ class Settings:
         return python_command(self.site)
 
     @property
+    def set_aside(self) -> Path:
+        """Where rows move the files they take away between runs; emptied when every row
+        is done (see ``projects.remove_arrived``: deleting them slows the next creations)."""
+        return self.root / "set-aside"
+
+    @property
     def ours(self) -> list[str]:
         return [*self.python, "-c", OUR_MAIN]
 
@@ -214,11 +220,11 @@ def repair(settings: Settings, report: Report) -> None:
                            here, env).strip()
 
     def reset_ours() -> None:
-        projects.remove_arrived(here, scenario.names)
+        projects.remove_arrived(here, scenario.names, settings.set_aside)
         manifest.unlink(missing_ok=True)
 
     def arrive_plain() -> None:
-        projects.remove_arrived(scenario.plain, scenario.names)
+        projects.remove_arrived(scenario.plain, scenario.names, settings.set_aside)
         versions = scenario.plain / "migrations" / "versions"
         for name in scenario.names:
             shutil.copyfile(scenario.arrived / name, versions / name)
@@ -540,6 +546,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             continue
         print(f"{name} ({(time.time() - started) / 60:.1f} min):", flush=True)
         step(settings, report)
+    shutil.rmtree(settings.set_aside, ignore_errors=True)  # once no row measures any more
     for row in (*report.rows, *report.gc_rows):
         print(f"  {verdict(row.met) or '-':<12} {row.measured:7.2f}{row.unit}  {row.text}")
     text = render(settings, report, machine_lines, started, written)
