@@ -239,8 +239,12 @@ def tracked(worktree: Path, paths: Sequence[Path]) -> set[Path]:
         return set()
     root = os.path.realpath(toplevel(worktree) or worktree)
     inside: dict[Path, str] = {}  # compared by real path: a folder reached by a symlink too
+    real_folders: dict[str, str] = {}  # each folder resolved once (500 copies: one folder)
     for path in paths:
-        real = os.path.join(os.path.realpath(Path(path).parent), Path(path).name)
+        folder, name = os.path.split(os.fspath(path))
+        if folder not in real_folders:
+            real_folders[folder] = os.path.realpath(folder)
+        real = os.path.join(real_folders[folder], name)
         if real.startswith(root.rstrip(os.sep) + os.sep):  # outside: not tracked HERE
             inside[path] = Path(os.path.relpath(real, root)).as_posix()
     if not inside:

@@ -41,15 +41,15 @@ class TrustJudge:
     def __init__(self, uid: int | None = None) -> None:
         self.uid = _current_uid() if uid is None else uid
         self._folders: dict[str, str | None] = {}
-        self._roots: dict[str, str] = {}
+        self._real_folders: dict[str, str] = {}
 
     def tree_reason(self, real: str, root: str) -> str | None:
         """Why the file whose real path is ``real``, found under the searched tree ``root``,
         must not be used (a symlink out of the tree, an untrusted folder), or None. Costs no
         system call per file: folders are judged once."""
-        real_root = self._roots.get(root)
+        real_root = self._real_folders.get(root)
         if real_root is None:
-            real_root = self._roots[root] = os.path.realpath(root)
+            real_root = self._real_folders[root] = os.path.realpath(root)
         if not _inside(real, real_root):
             return f"it is a symlink leading out of {root} (to {real}): not followed"
         folder = os.path.dirname(real)
@@ -66,7 +66,13 @@ class TrustJudge:
 
     def file_reason(self, path: str, root: str) -> str | None:
         """The full judgement of one file about to be copied: its tree, then the file."""
-        real = os.path.realpath(path)
+        folder, name = os.path.split(path)
+        real_folder = self._real_folders.get(folder)  # each folder resolved once (not per file)
+        if real_folder is None:
+            real_folder = self._real_folders[folder] = os.path.realpath(folder)
+        real = os.path.join(real_folder, name)
+        if name in ("", ".", "..") or os.path.islink(real):
+            real = os.path.realpath(real)
         return self.tree_reason(real, root) or self._judge(real, "file")
 
     def _judge(self, path: str, what: str) -> str | None:
