@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from alembic_autocopy.cli import main
+from alembic_autocopy.cli import crash
 from alembic_autocopy.core import redaction
 from alembic_autocopy.workflow import events
 from support import BASE_REV, Database, Worktree, make_repo
@@ -174,8 +174,8 @@ def test_a_crash_log_is_private_unpredictable_and_masks_argv_and_secrets(
     try:
         raise RuntimeError("could not use postgresql://app@srv:Cr4shS3cret@db.example/app")
     except RuntimeError:
-        first = main._write_crash_log(argv)
-        second = main._write_crash_log(argv)
+        first = crash.write_crash_log(argv)
+        second = crash.write_crash_log(argv)
 
     assert first != second  # one new file per crash, never an existing one reused
     for path in (first, second):
@@ -204,7 +204,7 @@ def test_a_crash_log_never_follows_a_planted_symlink(tmp_path: Path,
     try:
         raise RuntimeError("boom")
     except RuntimeError:
-        path = main._write_crash_log(["list"])
+        path = crash.write_crash_log(["list"])
 
     assert target.read_text() == "untouched"
     assert not os.path.islink(path)

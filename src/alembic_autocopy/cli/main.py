@@ -6,12 +6,9 @@ Imports stay light here: a command that needs no database never imports alembic.
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
 import gc
 import importlib
-import os
 import sys
-import tempfile
 from collections.abc import Sequence
 
 from alembic_autocopy.cli import progress
@@ -24,10 +21,9 @@ from alembic_autocopy.core.errors import (
     EXIT_USAGE,
     AutocopyError,
 )
-from alembic_autocopy.core.redaction import MASK, mask_passwords
 
-# Imported inside functions, as each saves >= 5 ms where skipped: traceback only on a failure (>= 5
-# ms on every command: bench/run.py import table).
+# Imported inside functions, as each saves >= 5 ms where skipped: the crash module (traceback,
+# tempfile) only on a failure (>= 5 ms on every command: bench/run.py import table).
 
 # verb -> (module under alembic_autocopy.cli.commands, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -194,7 +190,9 @@ def _main(arguments: list[str]) -> int:
         return EXIT_INTERRUPTED
     except AutocopyError as error:
         if args.traceback:
-            _print_traceback()
+            from alembic_autocopy.cli import crash
+
+            crash.print_traceback()
         if args.json:
             out.emit({"ok": False, "error": error.message, "hint": error.hint,
                       "exit_code": error.exit_code})
@@ -203,78 +201,15 @@ def _main(arguments: list[str]) -> int:
     except BrokenPipeError:
         return EXIT_FAILED
     except Exception:  # a bug: say so, keep the details
-        log = _write_crash_log(arguments)
+        from alembic_autocopy.cli import crash
+
+        log = crash.write_crash_log(arguments)
         if args.traceback:
-            _print_traceback()
+            crash.print_traceback()
         out.error(f"internal error in alembic-autocopy {__version__} "
                   f"(details in {log})",
                   hint="run again with --traceback and report it")
         return EXIT_INTERNAL
-
-
-# traceback, tempfile and datetime are imported only on the way out of a failure: a run that
-# succeeds (a git hook's `check`, every dev-server start) never pays for them.
-def _print_traceback() -> None:
-    import traceback
-
-
-    print(mask_passwords(traceback.format_exc()), end="", file=sys.stderr)
-
-
-def masked_argv(argv: Sequence[str]) -> list[str]:
-    """``argv`` fit for a log: ``-x`` values hidden (env.py arguments often carry a URL or a
-    password), a webhook URL reduced to its host, every URL's secrets masked."""
-
-    shown: list[str] = []
-    hide_next: str | None = None
-    for arg in argv:
-        if hide_next is not None:
-            shown.append(_hidden_value(hide_next, arg, MASK))
-            hide_next = None
-            continue
-        option, equals, value = arg.partition("=")
-        if arg == "-x" or arg == "--notify-url":
-            hide_next = arg
-        elif equals and option == "--notify-url":
-            shown.append(f"{option}={_hidden_value(option, value, MASK)}")
-            continue
-        elif arg.startswith("-x") and len(arg) > 2:
-            shown.append("-x" + _hidden_value("-x", arg[2:], MASK))
-            continue
-        shown.append(mask_passwords(arg))
-    return shown
-
-
-def _hidden_value(option: str, value: str, mask: str) -> str:
-    if option == "--notify-url":
-        from alembic_autocopy.workflow.notify import shown_url
-
-        return shown_url(value)
-    key, equals, _secret = value.partition("=")
-    return f"{key}={mask}" if equals else mask
-
-
-def _write_crash_log(arguments: Sequence[str]) -> str:
-    """Write the traceback to a new file only this user can read (mode 0600), created
-    exclusively under a name no one can predict (``mkstemp``: a planted file or symlink is
-    never followed). Secrets are masked, ``argv`` included."""
-    import traceback
-
-
-    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    try:
-        descriptor, path = tempfile.mkstemp(prefix=f"alembic-autocopy-crash-{stamp}-",
-                                            suffix=".log")
-    except OSError:
-        return "(no crash log could be written)"
-    try:
-        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-            handle.write(f"alembic-autocopy {__version__}, Python {sys.version}\n")
-            handle.write(f"argv: {masked_argv([sys.argv[0], *arguments])}\n\n")
-            handle.write(mask_passwords(traceback.format_exc()))
-    except OSError:
-        return "(no crash log could be written)"
-    return path
 
 
 def usage_error(message: str) -> int:

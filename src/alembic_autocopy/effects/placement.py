@@ -512,16 +512,19 @@ def _listings(entries: Sequence[ManifestEntry], home: dict[Path, Path]
     names: dict[Path, list[str]] = {}
     subfolders: dict[Path, set[str]] = {}
     unhidden: list[ManifestEntry] = []
+    relative_folders: dict[Path, str] = {}  # each folder's path from its .gitignore, once
     for entry in entries:
-        folder = Path(entry.path).parent
-        where = home.get(folder)
+        path = Path(entry.path)
+        where = home.get(path.parent)
         if where is None:
             unhidden.append(entry)
             continue
-        names.setdefault(where, []).append(Path(os.path.relpath(entry.path, where)).as_posix())
-        relative = os.path.relpath(folder, where)
-        subfolders.setdefault(where, set()).add("" if relative == "." else
-                                                Path(relative).as_posix())
+        if path.parent not in relative_folders:
+            relative = os.path.relpath(path.parent, where)
+            relative_folders[path.parent] = "" if relative == "." else Path(relative).as_posix()
+        folder = relative_folders[path.parent]
+        names.setdefault(where, []).append(f"{folder}/{path.name}" if folder else path.name)
+        subfolders.setdefault(where, set()).add(folder)
     contents = {ignore_file_for(where): render_ignore(listed, subfolders[where])
                 for where, listed in names.items()}
     return contents, unhidden
