@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 import sys
+import sysconfig
+import time
 from pathlib import Path
 
 import pytest
 
 import alembic_autocopy
+from alembic_autocopy.sources import index
 from support import Database, Worktree, make_repo, run
 
 SOURCE = Path(alembic_autocopy.__file__).parent
@@ -73,6 +77,15 @@ NOT_NEEDED_WITHOUT_DATABASE = frozenset({
 })
 
 
+# What a warm run (every file known to the index) has no use for: hashing and parsing come
+# with a file read; the index is written through effects/temporary.py, not tempfile; the
+# help formatter sizes itself without shutil. Together ~10 ms of `find` on a small project
+# (bench/run.py): hashlib loads OpenSSL, tempfile and shutil bring random, bz2 and lzma.
+NOT_NEEDED_WHEN_WARM = frozenset({
+    "hashlib", "tempfile", "shutil", "alembic_autocopy.core.parsing",
+})
+
+
 @pytest.mark.parametrize("command", [["find", "f00000000002"], ["list", "--no-db"]])
 def test_no_database_command_imports_nothing_it_does_not_use(
         fleet: Worktree, command: list[str]) -> None:
@@ -81,6 +94,25 @@ def test_no_database_command_imports_nothing_it_does_not_use(
     assert json.loads(stdout)["ok"] is True
     assert sorted(cold & NOT_NEEDED_WITHOUT_DATABASE) == []
     assert sorted(warm & NOT_NEEDED_WITHOUT_DATABASE) == []
+
+
+@pytest.mark.parametrize("command", [["find", "f00000000002"], ["list", "--no-db"]])
+def test_a_warm_run_reads_hashes_and_parses_no_file(fleet: Worktree,
+                                                     command: list[str]) -> None:
+    # Started as the benchmark starts Python (-S: no site-packages .pth start-up hook, some
+    # import tempfile and shutil themselves), the files older than the index's racy window.
+    paths = [str(SOURCE.parent), *{sysconfig.get_paths()[key] for key in ("purelib", "platlib")}]
+    bare = [sys.executable, "-S", "-c", _WRAPPER, *command, "--json"]
+    env = {"PYTHONPATH": os.pathsep.join(paths)}
+    time.sleep(index.RACY_WINDOW_NS / 1e9 + 0.1)  # ctime, which only time can age
+    cold = run(bare, cwd=fleet.path, check=True, env=env)  # builds the index
+    warm = run(bare, cwd=fleet.path, check=True, env=env)
+    assert json.loads(warm.stdout)["ok"] is True
+    modules = {name: set(next(line for line in result.stderr.splitlines()
+                              if line.startswith("MODULES ")).split()[1:])
+               for name, result in (("cold", cold), ("warm", warm))}
+    assert "hashlib" in modules["cold"]  # the witness: reading a file does hash it
+    assert sorted(modules["warm"] & NOT_NEEDED_WHEN_WARM) == []
 
 
 def test_a_database_command_does_import_them(fleet: Worktree) -> None:

@@ -133,6 +133,29 @@ def test_a_verb_parser_built_alone_still_reports_usage_errors() -> None:
     assert result.stdout.startswith("usage: alembic-autocopy find ")
 
 
+@pytest.mark.parametrize("columns", [50, 200])
+def test_help_is_as_wide_as_argparse_makes_it(columns: int,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    # cli.main.HelpFormatter finds the width itself (argparse imports shutil for it): the
+    # text must be the one argparse's own formatter writes for the same terminal width.
+    import argparse
+
+    from alembic_autocopy.cli import main
+
+    env = {**os.environ, "COLUMNS": str(columns)}
+    result = subprocess.run([sys.executable, "-m", "alembic_autocopy", "find", "--help"],
+                            capture_output=True, text=True, check=False, env=env)
+    monkeypatch.setenv("COLUMNS", str(columns))
+    verbs = next(action for action in main.build_parser(only="find")._actions
+                 if isinstance(action, argparse._SubParsersAction))
+    find = verbs.choices["find"]
+    find.formatter_class = argparse.RawDescriptionHelpFormatter
+    assert result.returncode == 0
+    assert result.stdout == find.format_help()
+    usage = result.stdout.split("\n\n")[0].splitlines()
+    assert (len(usage) > 3) == (columns == 50)  # the width really changed the wrapping
+
+
 @pytest.mark.parametrize("tool", ["mypy", "ruff"])
 def test_quality_gate(tool: str) -> None:
     if shutil.which(tool) is None and tool == "ruff":

@@ -113,24 +113,24 @@ def test_a_temporary_file_never_opens_a_planted_name(tmp_path: Path) -> None:
     """Temporary names are predictable (process id, then a number): a file or a symlink
     planted under the next one is skipped, never written through; a killed run's names are
     the ones the next run removes, and a live run's are kept."""
-    from alembic_autocopy.effects import placement
+    from alembic_autocopy.effects import placement, temporary
 
     target = tmp_path / "elsewhere.txt"
     target.write_text("not yours\n")
-    number = next(placement._TEMPORARY_NUMBERS)
+    number = next(temporary._NUMBERS)
     stem = f".a1_x.py.{os.getpid()}"
     (tmp_path / f"{stem}.{number + 1}{placement.TEMP_SUFFIX}").write_text("planted\n")
     (tmp_path / f"{stem}.{number + 2}{placement.TEMP_SUFFIX}").symlink_to(target)
-    descriptor, temporary = placement.new_temporary(tmp_path, "a1_x.py")
+    descriptor, made = temporary.new_temporary(tmp_path, "a1_x.py")
     with os.fdopen(descriptor, "wb") as handle:
         handle.write(b"copy\n")
-    assert Path(temporary).name == f"{stem}.{number + 3}{placement.TEMP_SUFFIX}"
+    assert Path(made).name == f"{stem}.{number + 3}{placement.TEMP_SUFFIX}"
     assert target.read_text() == "not yours\n"
     assert (tmp_path / f"{stem}.{number + 1}{placement.TEMP_SUFFIX}").read_text() == "planted\n"
     dead = tmp_path / f".a2_y.py.{2**22 + 1}.0{placement.TEMP_SUFFIX}"  # above pid_max
     dead.write_text("left by a killed run\n")
     assert placement.remove_stale_temporaries([tmp_path]) == [dead]
-    assert Path(temporary).read_bytes() == b"copy\n"
+    assert Path(made).read_bytes() == b"copy\n"
 
 
 def mktree(worktree: Worktree, lines: list[str]) -> str:

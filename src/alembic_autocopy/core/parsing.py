@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import ast
 import codecs
-import hashlib
 import io
 import re
 import tokenize
@@ -36,11 +35,12 @@ import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from alembic_autocopy.core.digests import blob_id, sha256_hex
 from alembic_autocopy.core.errors import MigrationParseError
 from alembic_autocopy.core.model import MigrationHeader
 
-__all__ = ["DEFAULT_MAX_BYTES", "header_from_values", "parse_migration", "read_partly",
-           "sha256_hex"]
+__all__ = ["DEFAULT_MAX_BYTES", "blob_id", "header_from_values", "parse_migration",
+           "read_partly", "sha256_hex"]
 
 #: Files larger than this are refused before any work (real migrations are a few kilobytes).
 DEFAULT_MAX_BYTES = 1_000_000
@@ -56,11 +56,6 @@ _VALUE_NAMES = (_REVISION, _DOWN, _LABELS, _DEPENDS)
 _WATCHED = frozenset((*_VALUE_NAMES, _DOC, _GETATTR))
 #: Characters ``alembic.script.revision.Revision.verify_rev_id`` refuses in a revision id.
 _ILLEGAL_ID_CHARS = frozenset("@-+:")
-
-
-def sha256_hex(source: bytes) -> str:
-    """The SHA-256 of ``source`` as 64 lowercase hex digits (the content's identity)."""
-    return hashlib.sha256(source).hexdigest()
 
 
 def parse_migration(

@@ -6,7 +6,6 @@ acts on the wrong one.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import subprocess
 from collections.abc import Iterable, Mapping, Sequence
@@ -187,14 +186,6 @@ def object_format(worktree: Path) -> str:
     result = run_git(["rev-parse", "--show-object-format"], worktree, check=False)
     value = result.text.strip()
     return value if result.returncode == 0 and value else "sha1"
-
-
-def blob_id(content: bytes, algorithm: str = "sha1") -> str:
-    """The id git gives ``content`` as a blob, computed without running git."""
-    digest = hashlib.new(algorithm)
-    digest.update(b"blob %d\0" % len(content))
-    digest.update(content)
-    return digest.hexdigest()
 
 
 def batch_check(worktree: Path, specs: Iterable[str]) -> dict[str, str | None]:

@@ -16,7 +16,6 @@ import datetime as _dt
 import errno
 import hashlib
 import importlib.util
-import itertools
 import json
 import marshal
 import os
@@ -35,6 +34,7 @@ from alembic_autocopy.core.names import refusal
 from alembic_autocopy.core.parsing import parse_migration
 from alembic_autocopy.effects import git
 from alembic_autocopy.effects.project import ProjectConfig
+from alembic_autocopy.effects.temporary import TEMP_NAME, TEMP_SUFFIX, new_temporary
 
 MANIFEST_NAME = "alembic-autocopy/manifest.json"
 MANIFEST_VERSION = 2
@@ -44,14 +44,12 @@ _IGNORE_HEADER = (
     "# worktree only. Do not commit this file; `alembic-autocopy clean` removes the copies.\n"
 )
 
-# Temporary files: ``.<name>.<pid>.<random>.aac-tmp``. Alembic never loads them (no ``.py``
+# Temporary files (``temporary.new_temporary``): Alembic never loads them (no ``.py``
 # suffix), the managed .gitignore hides them, and the next run removes those whose process
 # is gone (a SIGKILL leaves one behind). They go to the worktree's private scratch folder in
 # its git folder when that is on the same filesystem, so none ever appears in the worktree.
-TEMP_SUFFIX = ".aac-tmp"
 TEMP_PATTERN = "/.*" + TEMP_SUFFIX
 SCRATCH_NAME = "tmp"
-_TEMP_NAME = re.compile(r"^\..+\.(?P<pid>\d+)\.[^.]+" + re.escape(TEMP_SUFFIX) + "$")
 _STALE_AFTER = 3600.0  # seconds: a temporary file without a readable pid this old is stale
 
 ContentReader = Callable[[Candidate], bytes]
@@ -236,26 +234,6 @@ def _temporary_file(path: Path, scratch: Path | None) -> tuple[int, str]:
     return new_temporary(_temporary_folder(path.parent, scratch), path.name)
 
 
-_TEMPORARY_NUMBERS = itertools.count()
-_NEW_FILE = (os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
-             | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0))
-
-
-def new_temporary(folder: Path, name: str) -> tuple[int, str]:
-    """A new file in ``folder`` for ``name`` (``.<name>.<pid>.<n>.aac-tmp``: a killed run's
-    are found by their process id), open for writing, with the mode the umask gives a new
-    file (as git gives a file it checks out). Never an existing file or symlink: created
-    exclusively, the next number tried when the name is taken. Not ``mkstemp``: its random
-    names and the ``chmod`` after cost ~30 ms on a repair of 500 copies."""
-    while True:
-        temporary = os.path.join(folder, f".{name}.{os.getpid()}.{next(_TEMPORARY_NUMBERS)}"
-                                         f"{TEMP_SUFFIX}")
-        try:
-            return os.open(temporary, _NEW_FILE, 0o644), temporary
-        except FileExistsError:
-            continue
-
-
 def remove_stale_temporaries(folders: Iterable[Path]) -> list[Path]:
     """Remove temporary files left by a killed run (its process is gone). Call it while
     holding the worktree lock: no run of ours is then writing in these folders."""
@@ -268,7 +246,7 @@ def remove_stale_temporaries(folders: Iterable[Path]) -> list[Path]:
             continue
         for name in names:
             path = folder / name
-            if _is_stale(path, _TEMP_NAME.match(name)):
+            if _is_stale(path, TEMP_NAME.match(name)):
                 with contextlib.suppress(OSError):
                     path.unlink()
                     removed.append(path)

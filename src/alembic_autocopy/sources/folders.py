@@ -17,7 +17,6 @@ from typing import NamedTuple
 
 from alembic_autocopy.core.errors import MigrationParseError
 from alembic_autocopy.core.model import MigrationHeader, SkippedFile
-from alembic_autocopy.effects import git
 
 # Imported inside functions, as each saves >= 5 ms where skipped: the parser (ast, tokenize) only
 # when a file must be read, not on a warm index.
@@ -52,11 +51,11 @@ class FolderRead:
 
 def read_migration_file(path: str | Path, max_bytes: int) -> ReadFile:
     """Read and parse one file; raise MigrationParseError or OSError."""
-    from alembic_autocopy.core.parsing import parse_migration, sha256_hex
+    from alembic_autocopy.core.parsing import blob_id, parse_migration, sha256_hex
 
     _info, content = read_content(os.fspath(path), max_bytes)
     header = parse_migration(content, max_bytes=max_bytes)
-    return ReadFile(header, sha256_hex(content), len(content), git.blob_id(content))
+    return ReadFile(header, sha256_hex(content), len(content), blob_id(content))
 
 
 def open_nonblocking(path: str, flags: int) -> int:

@@ -22,12 +22,10 @@ from __future__ import annotations
 import atexit
 import contextlib
 import datetime as _dt
-import hashlib
 import os
 import re
 import signal
 import subprocess
-import tempfile
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from collections.abc import Set as AbstractSet
@@ -47,7 +45,7 @@ from alembic_autocopy.core.model import (
 from alembic_autocopy.core.names import refusal
 from alembic_autocopy.effects import git
 from alembic_autocopy.effects.project import ProjectConfig, version_locations_from_text
-from alembic_autocopy.sources import folders, scanning
+from alembic_autocopy.sources import folders, indexfile, scanning
 
 if TYPE_CHECKING:
     from typing import IO
@@ -105,21 +103,22 @@ class ObjectReader:
         return self._started
 
     def _start(self) -> subprocess.Popen[bytes]:
-        # Lives as long as the process (closed by close()): git's errors, for a GitError.
-        self._stderr: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115
         try:
-            return subprocess.Popen(
+            process = subprocess.Popen(
                 ["git", "cat-file", "--batch"], cwd=str(self.repository),
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr,
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                 env=git.no_git_env())
         except FileNotFoundError as error:
-            self._stderr.close()
             raise AutocopyError("git is not installed (or not on PATH)",
                                 hint="install git; alembic-autocopy needs it") from error
         except (NotADirectoryError, PermissionError) as error:
-            self._stderr.close()
             raise AutocopyError(
                 f"cannot read the repository at {self.repository}: {error}") from error
+        # git's errors, for a GitError: read as they come (a pipe left unread would stop
+        # git once full), as long as the process lives.
+        assert process.stderr is not None
+        self._stderr = _Drained(process.stderr)
+        return process
 
     @property
     def alive(self) -> bool:
@@ -193,9 +192,8 @@ class ObjectReader:
         return GitObject(parts[0].decode("ascii"), parts[1].decode("ascii"), size, content)
 
     def _failure(self, what: str) -> GitError:
-        self._stderr.seek(0)
-        stderr = self._stderr.read().decode("utf-8", "replace")
         returncode = self._process.poll()
+        stderr = self._stderr.text(finished=returncode is not None)
         return GitError(["git", "cat-file", "--batch", f"({what})"],
                         returncode if returncode is not None else -1, "", stderr,
                         str(self.repository))
@@ -214,6 +212,37 @@ class ObjectReader:
         if self._process.stdout is not None:
             self._process.stdout.close()
         self._stderr.close()
+
+
+class _Drained:
+    """A child's stderr, read by a thread into memory (its first 64 KB: git's errors are a
+    few lines) until the child closes it."""
+
+    LIMIT = 1 << 16
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        self._stream = stream
+        self._chunks: list[bytes] = []
+        self._thread = threading.Thread(target=self._drain, daemon=True)
+        self._thread.start()
+
+    def _drain(self) -> None:
+        kept = 0
+        with contextlib.suppress(OSError, ValueError):
+            while chunk := os.read(self._stream.fileno(), 1 << 16):
+                if kept < self.LIMIT:
+                    self._chunks.append(chunk[:self.LIMIT - kept])
+                    kept += len(self._chunks[-1])
+
+    def text(self, finished: bool) -> str:
+        """What was read so far; all of it once the child has ``finished``."""
+        if finished:
+            self._thread.join(timeout=5)
+        return b"".join(self._chunks).decode("utf-8", "replace")
+
+    def close(self) -> None:
+        self._thread.join(timeout=5)
+        self._stream.close()
 
 
 def _skip(stream: IO[bytes], count: int) -> None:
@@ -414,7 +443,7 @@ class BlobFacts(NamedTuple):
     lfs: bool = False
 
 
-_LFS_CONTENT: dict[tuple[str, str], bytes] = {}
+_LFS_CONTENT: dict[tuple[str, bytes], bytes] = {}
 
 
 class LfsUnavailable(Exception):
@@ -423,7 +452,7 @@ class LfsUnavailable(Exception):
 
 def smudge(repository: Path, path: str, pointer: bytes, timeout: float) -> bytes:
     """The content an LFS pointer stands for, from ``git lfs smudge`` (cached per process)."""
-    key = (str(repository), git.blob_id(pointer))
+    key = (str(repository), pointer)  # a pointer is under 1 KB: its own key
     cached = _LFS_CONTENT.get(key)
     if cached is not None:
         return cached
@@ -563,8 +592,7 @@ class RepositorySearch:
         self._oid_length = 20
         recursive = "recursive" if project.recursive_version_locations else "flat"
         searched = "\0".join([recursive, config_path or "", *self.version_dirs])
-        self._key_suffix = hashlib.sha1(searched.encode("utf-8", "surrogateescape"),
-                                        usedforsecurity=False).hexdigest()[:16]
+        self._key_suffix = indexfile.short_digest(searched)
 
     def run(self) -> None:
         tips = list_tips(self.repository)

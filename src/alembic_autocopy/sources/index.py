@@ -24,7 +24,6 @@ file (git's term) is not recorded, so it is read again next time.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import stat
 import sys
@@ -205,12 +204,17 @@ class MigrationIndex:
         return result
 
     def _read(self, text: str, folder: str, name: str, max_bytes: int) -> ReadFile:
+        # Imported here: a warm run reads no file, and hashlib loads OpenSSL (~4 ms; with
+        # tempfile and shutil, which it no longer needs either, ~10 ms of `find` on a small
+        # project: bench/run.py).
+        from alembic_autocopy.core.digests import blob_id
+
         self.stats.reads += 1
         now = clock()
         info, content = read_content(text, max_bytes)
         return self._learn(folder, name,
                            (info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_ino),
-                           len(content), git.blob_id(content), now, content)
+                           len(content), blob_id(content), now, content)
 
     def _learn(self, folder: str, name: str, info: tuple[int, int, int, int], length: int,
                blob: str, now: int, content: bytes) -> ReadFile:
@@ -526,8 +530,7 @@ def index_path(project: ProjectConfig) -> Path:
     common = git.locate(project.here)[1]
     if common is not None:
         return common / "alembic-autocopy" / "index"
-    digest = hashlib.sha256(os.fsencode(project.here.resolve())).hexdigest()[:16]
-    return user_cache_dir() / f"index-{digest}"
+    return user_cache_dir() / f"index-{indexfile.short_digest(str(project.here.resolve()))}"
 
 
 def user_cache_dir() -> Path:

@@ -21,7 +21,6 @@ import gc
 import marshal
 import os
 import sys
-import tempfile
 import time
 import weakref
 import zlib
@@ -30,6 +29,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from alembic_autocopy.core import __version__
+from alembic_autocopy.effects.temporary import new_temporary
 
 # Imported inside functions, as each saves >= 5 ms where skipped: fcntl or msvcrt: whichever this
 # platform has.
@@ -175,8 +175,17 @@ def encode(folders: dict[str, Piece], trees: dict[str, Piece], contents: Piece) 
                      head, *chunks])
 
 
+def short_digest(text: str) -> str:
+    """16 hex digits naming ``text`` in the index (a search's settings, a project's path):
+    its CRC-32 and Adler-32. Names, not a defence: two of one user's texts agreeing on both
+    is out of reach, and hashlib would cost every warm `find` ~4 ms of OpenSSL loading
+    (bench/run.py, find on a small project)."""
+    data = text.encode("utf-8", "surrogateescape")
+    return f"{zlib.crc32(data):08x}{zlib.adler32(data):08x}"
+
+
 def write_atomically(path: Path, data: bytes) -> None:
-    handle, temporary = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    handle, temporary = new_temporary(path.parent, path.name)
     try:
         with os.fdopen(handle, "wb") as stream:
             stream.write(data)

@@ -364,7 +364,7 @@ def _settled_header(project: ProjectConfig, inventory: Inventory, item: SkippedF
 
 def _loaded_candidate(project: ProjectConfig, inventory: Inventory, path: str,
                       header: MigrationHeader, content: bytes, size: int) -> Candidate:
-    from alembic_autocopy.core.parsing import sha256_hex
+    from alembic_autocopy.core.parsing import blob_id, sha256_hex
 
     name = path.rpartition(os.sep)[2]
     here = inventory.here
@@ -379,7 +379,7 @@ def _loaded_candidate(project: ProjectConfig, inventory: Inventory, path: str,
         location=Location(kind=LocationKind.HERE, path=path,
                           worktree=os.fspath(here.root if here is not None else project.here),
                           branch=here.branch if here else None,
-                          commit=here.commit if here else None, blob=git.blob_id(content)),
+                          commit=here.commit if here else None, blob=blob_id(content)),
     )
 
 
