@@ -39,6 +39,9 @@ worktree; exit 1 when it is not, printing the plan `alembic-autocopy upgrade` wo
 worktree's models with the database and exit 1 when the code would break on it.
 """
 
+# Reads the database on every run: cli.main imports Alembic first (see there).
+READS_DATABASE = True
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_prefer(parser)

@@ -40,6 +40,9 @@ Nothing is written when any needed revision is missing or ambiguous.
 def _nothing_to_do(report: repair.RepairReport) -> bool:
     return not report.dry_run and not report.situation.plan.bring and not report.applied
 
+# Reads the database on every run: cli.main imports Alembic first (see there).
+READS_DATABASE = True
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("target", nargs="?", default="head",
