@@ -156,6 +156,23 @@ def test_help_is_as_wide_as_argparse_makes_it(columns: int,
     assert (len(usage) > 3) == (columns == 50)  # the width really changed the wrapping
 
 
+def test_a_broken_alembic_install_is_one_clear_error(tmp_path: Path) -> None:
+    # `check` and `upgrade` import Alembic first thing (cli.main): a failure there is an
+    # internal error like any other (exit 3, a crash log), never a bare traceback.
+    fake = tmp_path / "shadow" / "alembic"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("raise ImportError('alembic is half installed')\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(fake.parent), os.environ.get("PYTHONPATH", "")]), "TMPDIR": str(tmp_path)}
+    result = subprocess.run([sys.executable, "-m", "alembic_autocopy", "check"],
+                            capture_output=True, text=True, check=False, env=env,
+                            cwd=tmp_path)
+    assert result.returncode == 3, result.stderr
+    assert "internal error" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert list(tmp_path.glob("alembic-autocopy-crash-*.log"))
+
+
 @pytest.mark.parametrize("tool", ["mypy", "ruff"])
 def test_quality_gate(tool: str) -> None:
     if shutil.which(tool) is None and tool == "ruff":

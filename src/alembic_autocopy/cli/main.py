@@ -207,16 +207,17 @@ def _main(arguments: list[str]) -> int:
         parser.print_help()
         return EXIT_USAGE
     out = make_output(args)
-    if getattr(args, "reads_database", False):
-        # Alembic and SQLAlchemy: only for a verb that reads the database (~300 ms `find`
-        # never pays), and imported here, near the bottom of the call stack. Imported from
-        # deep in the repair, their module bodies ran where Python 3.11 allocates and frees
-        # a 16 KB frame-stack chunk over and over: strace counted 1,838 such mmap/munmap
-        # pairs in a nothing-to-do `upgrade` and 845 in `check`, 746 in both from here
-        # (~10 ms per 1,000; bench/run.py, upgrade ÷ check).
-        import alembic.config
-        import alembic.script  # noqa: F401
     try:
+        if getattr(args, "reads_database", False):
+            # Alembic and SQLAlchemy: only for a verb that reads the database (~300 ms `find`
+            # never pays), and imported here, near the bottom of the call stack (inside the
+            # try: a broken install or a Ctrl-C while importing is handled like any other).
+            # Imported from deep in the repair, their module bodies ran where Python 3.11
+            # allocates and frees a 16 KB frame-stack chunk over and over: strace counted
+            # 1,838 such mmap/munmap pairs in a nothing-to-do `upgrade` and 845 in `check`,
+            # 746 in both from here (~10 ms per 1,000; bench/run.py, upgrade ÷ check).
+            import alembic.config
+            import alembic.script  # noqa: F401
         with progress.shown(progress.wanted(json_mode=args.json, quiet=args.quiet)):
             code: int = args.handler(args, out)
         return code
