@@ -380,6 +380,29 @@ def test_find_lists_every_location(sqlite_db: Database, tmp_path: Path) -> None:
     assert "tag v1" in text.stdout and "stash stash@{0}" in text.stdout
 
 
+@pytest.mark.parametrize(("git_date", "shown"), [
+    ("1704164645 -0530", "2024-01-01T21:34:05-05:30"),
+    ("1704164645 +1345", "2024-01-02T16:49:05+13:45"),
+    ("1704164645 -0000", "2024-01-02T03:04:05+00:00"),
+])
+def test_a_commit_date_is_shown_in_its_own_zone(
+        sqlite_db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        git_date: str, shown: str) -> None:
+    """Git keeps each commit's zone: `find` shows the committer's time there, ISO 8601 as
+    `git log --format=%cI` would (without loading datetime)."""
+    repo = make_repo(tmp_path, sqlite_db)
+    a = repo.add_worktree("a")
+    rev = a.chain(1, BASE_REV, "12")[0]
+    monkeypatch.setenv("GIT_COMMITTER_DATE", git_date)
+    a.commit("one step")
+    assert a.git("log", "-1", "--format=%cI").stdout.strip() == shown
+
+    document = ok_json(repo.main, "find", rev)
+    dates = {c["location"]["ref"]: c["location"]["commit_date"] for c in document["locations"]
+             if c["location"]["kind"] == "branch"}
+    assert dates == {"refs/heads/a": shown}
+
+
 # --------------------------------------------------------------------------------------------
 # Acceptance: from inside a git hook, results are identical.
 

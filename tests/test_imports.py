@@ -12,6 +12,7 @@ import os
 import sys
 import sysconfig
 import time
+import typing
 from pathlib import Path
 
 import pytest
@@ -69,11 +70,12 @@ def test_no_database_command_imports_neither_alembic_nor_sqlalchemy(
 # socket and getpass (who applied a migration); the repair's event log; traceback (printed
 # only on a failure); the TOML parser (this project has only an alembic.ini); dataclasses
 # and the inspect module it loads (issue 15: on Python 3.11 a frozen dataclass costs ~1.3 ms
-# to create against ~0.2 ms for a NamedTuple; `find` created 35 of them, ~50 ms with inspect).
+# to create against ~0.2 ms for a NamedTuple; `find` created 35 of them, ~50 ms with inspect);
+# datetime (a commit's date is written with `time`, 2 ms of `find` on a small project).
 NOT_NEEDED_WITHOUT_DATABASE = frozenset({
     "alembic_autocopy.sources.records", "alembic_autocopy.core.drift",
     "alembic_autocopy.workflow.events",
-    "socket", "getpass", "traceback", "tomllib", "dataclasses", "inspect",
+    "socket", "getpass", "traceback", "tomllib", "dataclasses", "inspect", "datetime",
 })
 
 
@@ -206,3 +208,25 @@ def test_a_command_process_spares_the_collector_at_exit(fleet: Worktree) -> None
     # A failing command exits with its own code all the same.
     code, frozen, _ = frozen_at_exit(fleet, "", "find", "f0000000dead")
     assert code != 0 and frozen > 0
+
+
+def test_a_warm_find_creates_no_named_tuple_from_annotation_strings(fleet: Worktree) -> None:
+    # A NamedTuple compiles each field's annotation when it is a string (a ForwardRef per
+    # field, as `from __future__ import annotations` makes them all): ~0.1 ms a field, ~150
+    # fields in the modules `find` loads, 3% of `find` on a small project (bench/run.py).
+    # Those modules evaluate their annotations; this fails when one of them goes back to
+    # strings.
+    modules, _ = modules_imported(fleet, "find", "f00000000002")
+    ours = sorted(m for m in modules if m.startswith("alembic_autocopy."))
+    with_strings = []
+    for name in ours:
+        module = sys.modules.get(name) or __import__(name, fromlist=["_"])
+        for value in vars(module).values():
+            if (isinstance(value, type) and issubclass(value, tuple)
+                    and value.__module__ == name and hasattr(value, "_fields")):
+                strings = [field for field, hint in value.__annotations__.items()
+                           if isinstance(hint, (str, typing.ForwardRef))]
+                if strings:
+                    with_strings.append(f"{name}.{value.__name__}: {', '.join(strings)}")
+    assert "alembic_autocopy.core.model" in ours  # the witness: it defines most of them
+    assert with_strings == []

@@ -15,7 +15,7 @@ from alembic_autocopy import repair
 from alembic_autocopy.core.drift import Record
 from alembic_autocopy.core.model import Candidate, Location, LocationKind, MigrationHeader
 from alembic_autocopy.effects.project import load_project
-from alembic_autocopy.sources import gitobjects, index, scanning
+from alembic_autocopy.sources import gitobjects, index, inventory, scanning
 from alembic_autocopy.sources.records import RecordSet
 from support import BASE_REV, Database, Repo, integrate_env_py, make_repo
 
@@ -221,7 +221,7 @@ def test_the_prefix_and_closest_only_reach_git_objects(sqlite_db: Database,
     project = load_project(cwd=repo.main.path)
 
     def kinds(options: repair.Options) -> list[tuple[str, str]]:
-        found = repair.inventory(project, options)
+        found = inventory.gather(project, options)
         ordered = sorted(found.all, key=lambda c: (c.revision, c.location.kind.rank))
         return [(c.revision, c.location.kind.value) for c in ordered]
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import json
 import os
 from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
@@ -36,11 +35,10 @@ from alembic_autocopy.core.model import (
 from alembic_autocopy.core.wording import id_list
 from alembic_autocopy.effects import git
 from alembic_autocopy.effects.project import ProjectConfig
-from alembic_autocopy.sources import folders, index, scanning, trust
+from alembic_autocopy.sources import folders, inventory, scanning, trust
 
 # placement is imported where files are placed (`check` and a nothing-to-do `upgrade`
-# never are), records and drift where the database is read (`find` and `list --no-db`
-# never are).
+# never are), records and drift where the record table is read.
 if TYPE_CHECKING:
     from alembic_autocopy.core.drift import Drift
     from alembic_autocopy.effects import locking, placement
@@ -63,29 +61,12 @@ def _read_database_record(candidate: Candidate) -> bytes:
 
 CONTENT_READERS[LocationKind.DATABASE] = _read_database_record
 
-# Extra sources (git objects, database records) register here: each adds candidates to the
-# inventory. They run after the file scan, in registration order.
-InventoryExtension = Callable[[ProjectConfig, scanning.Inventory, "Options"], None]
-INVENTORY_EXTENSIONS: list[InventoryExtension] = []
-
-
-# Git objects: every branch, remote-tracking branch, tag and stash entry of this repository
-# and of the configured clones (read only when options/settings ask for git refs). Imported
-# on first use: a run with nothing to do never searches git objects.
-def _search_git_objects(project: ProjectConfig, found: scanning.Inventory,
-                        options: Options) -> None:
-    from alembic_autocopy.sources import gitobjects
-
-    gitobjects.extend_inventory(project, found, options)
-
-
 def _read_git_object(candidate: Candidate) -> bytes:
     from alembic_autocopy.sources import gitobjects
 
     return gitobjects.read_content(candidate)
 
 
-INVENTORY_EXTENSIONS.append(_search_git_objects)
 CONTENT_READERS.update(dict.fromkeys(
     (LocationKind.BRANCH, LocationKind.REMOTE, LocationKind.TAG, LocationKind.STASH),
     _read_git_object))
@@ -135,159 +116,6 @@ def read_file_content(candidate: Candidate) -> bytes:
     return reader(candidate)
 
 
-# --- the version folders env.py really uses ---------------------------------------------------
-
-_ENV_LOCATIONS = "alembic-autocopy/env-version-locations.json"
-
-
-def with_env_locations(project: ProjectConfig, locations: Sequence[str] | None,
-                       recursive: bool | None) -> ProjectConfig:
-    """``project`` reading the folders Alembic uses once env.py ran (``locations``, from
-    ``database.DatabaseState``): env.py may replace them, e.g. one folder per dialect. The
-    tool's own ``version_locations`` setting wins. Remembered for the commands that do not
-    run env.py (``find``, ``list --no-db``)."""
-    if project.tool.version_locations or locations is None:
-        return project
-    folders = tuple(Path(location) for location in locations)
-    recursive = project.recursive_version_locations if recursive is None else recursive
-    if (folders == project.version_locations
-            and recursive == project.recursive_version_locations):
-        _remember_env_locations(project, None)
-        return project
-    _remember_env_locations(project, (folders, recursive))
-    return project._replace(version_locations=folders, recursive_version_locations=recursive)
-
-
-def remembered_env_locations(project: ProjectConfig) -> ProjectConfig:
-    """``project`` with the folders env.py chose at the last run that ran it, if they
-    differed from the configuration (which has not changed since)."""
-    if project.tool.version_locations:
-        return project
-
-    path, key = _env_locations_file(project)
-    if path is None:
-        return project
-    try:
-        entry = json.loads(path.read_text(encoding="utf-8")).get(key)
-        if not entry or entry["configured"] != [os.fspath(p) for p in
-                                                 project.version_locations]:
-            return project
-        folders = tuple(Path(item) for item in entry["env"])
-        return project._replace(version_locations=folders,
-                                recursive_version_locations=bool(entry["recursive"]))
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return project
-
-
-def _env_locations_file(project: ProjectConfig) -> tuple[Path | None, str]:
-
-    common = git.locate(project.here)[1]
-    config = project.ini_path or project.toml_path
-    return (common / _ENV_LOCATIONS if common is not None else None,
-            f"{config}|{project.section}")
-
-
-def _remember_env_locations(project: ProjectConfig,
-                            chosen: tuple[tuple[Path, ...], bool] | None) -> None:
-
-    path, key = _env_locations_file(project)
-    if path is None:
-        return
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        if not isinstance(data, dict):
-            data = {}
-    except (OSError, ValueError):
-        data = {}
-    if chosen is None:
-        if key not in data:
-            return
-        del data[key]
-    else:
-        entry = {"configured": [os.fspath(p) for p in project.version_locations],
-                 "env": [os.fspath(p) for p in chosen[0]], "recursive": chosen[1]}
-        if data.get(key) == entry:
-            return
-        data[key] = entry
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-        temporary.write_text(json.dumps(data, indent=1), encoding="utf-8")
-        os.replace(temporary, path)
-    except OSError:
-        pass  # only a convenience for the commands that do not run env.py
-
-
-def inventory(project: ProjectConfig, options: Options, *,
-              here_only: bool = False) -> scanning.Inventory:
-    """Every source, read through the persistent index (``index.open_for`` gives extensions
-    the same one), which is saved once at the end if anything was learnt.
-
-    ``here_only``: this worktree alone (``search_elsewhere`` reads the rest when needed).
-    ``options.closest_only``: this worktree first, then only what a plan can use elsewhere.
-    """
-
-    project = remembered_env_locations(project)
-    cache = index.open_for(project)
-    found = scanning.scan(project, cache, wanted=_wanted(options),
-                          allow_untrusted=_allow_untrusted(project, options),
-                          here_only=here_only or options.closest_only)
-    found.index_stats = cache.stats
-    if here_only:
-        cache.save()
-        return found
-    if not found.complete:
-        return search_elsewhere(project, options, found)
-    for extend in INVENTORY_EXTENSIONS:
-        extend(project, found, options)
-    cache.save()
-    return found
-
-
-def search_elsewhere(project: ProjectConfig, options: Options, found: scanning.Inventory,
-                     *, git_objects: bool = True) -> scanning.Inventory:
-    """Complete an inventory of this worktree alone (``inventory(here_only=True)``) with
-    the other sources: sibling worktrees and configured folders, then (``git_objects``)
-    the extensions (git objects). ``options.closest_only`` leaves out what no plan can use.
-    """
-
-    if found.complete:
-        return found
-    cache = index.open_for(project)
-    if found.pending is not None:  # the other worktrees and folders are not read yet
-        scanning.scan(project, cache, wanted=_wanted(options, found),
-                      allow_untrusted=_allow_untrusted(project, options), into=found)
-    if git_objects:
-        for extend in INVENTORY_EXTENSIONS:
-            extend(project, found, options)
-        found.complete = True
-        found.closest_only = options.closest_only
-    cache.save()
-    return found
-
-
-def _wanted(options: Options,
-            found: scanning.Inventory | None = None) -> Callable[[str], bool] | None:
-    """Which revisions to build candidates for: ``find``'s prefix; for planning, none that
-    this worktree already has (``found.local``)."""
-    prefix = options.revision_prefix
-    # With --prefer, copies of this worktree's own ids are kept: a preference naming one is
-    # refused (``refused_preferences``), never silently ignored.
-    here = (found.local_ids() if options.closest_only and found is not None
-            and not options.prefer else set())
-    if prefix is None and not here:
-        return None
-
-    def wanted(revision: str) -> bool:
-        return (prefix is None or revision.startswith(prefix)) and revision not in here
-
-    return wanted
-
-
-def _allow_untrusted(project: ProjectConfig, options: Options) -> bool:
-    return options.allow_untrusted_source or project.tool.allow_untrusted_source
-
-
 class _Read(NamedTuple):
     """What ``assess`` learnt from the database (or was given), before planning."""
 
@@ -307,12 +135,13 @@ def assess(project: ProjectConfig, options: Options, applied: Sequence[str] | No
     The other sources (worktrees, folders, git objects) are read only when the database or
     this worktree needs them (``_needs_other_sources``): with nothing to do, a run costs this
     worktree's folders and one run of env.py. ``found``: an inventory already made, e.g.
-    ``inventory()`` with every location for status and graph; an incomplete one
+    ``inventory.gather()`` with every location for status and graph; an incomplete one
     (``here_only``) is completed here when needed.
     """
     from alembic_autocopy.sources import records
 
-    found = found if found is not None else inventory(project, options, here_only=True)
+    found = found if found is not None else inventory.gather(project, options,
+                                                                   here_only=True)
     read = (_read_database(project, options, found) if applied is None
             else _Read(project, found, applied))
     project, found, recorded = read.project, read.found, read.recorded
@@ -351,10 +180,10 @@ def _read_database(project: ProjectConfig, options: Options,
     from alembic_autocopy.sources import records
 
     state, recorded = records.read_state(project, records.content_wanted(found.all))
-    chosen = with_env_locations(project, state.version_locations,
+    chosen = inventory.with_env_locations(project, state.version_locations,
                                 state.recursive_version_locations)
     if chosen.version_locations != _scanned_locations(found, project):
-        found = inventory(chosen, options, here_only=not found.complete)
+        found = inventory.gather(chosen, options, here_only=not found.complete)
     return _Read(chosen, found, state.heads, state.url, recorded, state.endpoints)
 
 
@@ -366,9 +195,9 @@ def _complete_sources(project: ProjectConfig, options: Options, found: scanning.
     if found.complete or not _needs_more_sources(found, applied, recorded, options):
         return
     planning_options = options._replace(closest_only=True)
-    search_elsewhere(project, planning_options, found, git_objects=False)
+    inventory.search_elsewhere(project, planning_options, found, git_objects=False)
     if _fetch(project, options) or _needs_more_sources(found, applied, recorded, options):
-        search_elsewhere(project, planning_options, found)
+        inventory.search_elsewhere(project, planning_options, found)
 
 
 def _held_by_database(local: Sequence[MigrationHeader], applied: Sequence[str],
@@ -391,7 +220,7 @@ def _drift(project: ProjectConfig, options: Options, found: scanning.Inventory,
         return drift
     # "Its branch is gone" only holds when no branch or worktree has the revision: a
     # partial inventory cannot say that, so ask every source before reporting it.
-    full = inventory(project, options._replace(closest_only=False))
+    full = inventory.gather(project, options._replace(closest_only=False))
     kept = records.candidates(recorded, {c.revision for c in full.all}) if trusted else []
     return records.drift_of(full.local, [*full.elsewhere, *kept], recorded, applied, root)
 
@@ -817,7 +646,7 @@ def preflight(project: ProjectConfig, situation: Situation, options: Options, *,
     if bring:
         revisions.validate([c.header for c in situation.inventory.local]
                        + [c.header for c in bring])
-        if not _allow_untrusted(project, options):
+        if not inventory.allows_untrusted(project, options):
             trust.check_copies(bring)  # code the upgrade will run: judged right before
     placements = placement.destinations(bring, project, situation.worktree_root,
                                         _target_folder(project))

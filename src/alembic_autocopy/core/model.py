@@ -4,7 +4,8 @@ Nothing here touches the filesystem, git or a database: these are the records th
 parsing, scanning, planning and placement hand to each other.
 """
 
-from __future__ import annotations
+# Annotations evaluated, not strings (no `from __future__ import annotations`): a NamedTuple
+# compiles each string field's type at import (tests/test_imports.py says why).
 
 import enum
 from collections.abc import Iterable, Mapping

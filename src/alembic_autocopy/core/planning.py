@@ -6,7 +6,8 @@ The result is the minimal set, ordered parents first, or the reasons it cannot b
 unresolved ids (found nowhere) and conflicts (one id, several different contents).
 """
 
-from __future__ import annotations
+# Annotations evaluated, not strings (no `from __future__ import annotations`): a NamedTuple
+# compiles each string field's type at import (tests/test_imports.py says why).
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import NamedTuple

@@ -4,7 +4,8 @@ variables git sets inside hooks (``GIT_DIR``...) so a call aimed at another work
 acts on the wrong one.
 """
 
-from __future__ import annotations
+# Annotations evaluated, not strings (no `from __future__ import annotations`): a NamedTuple
+# compiles each string field's type at import (tests/test_imports.py says why).
 
 import os
 import subprocess

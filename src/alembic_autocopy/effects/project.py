@@ -5,7 +5,8 @@ only need the version locations. The database side builds Alembic's own ``Config
 same files (see ``database.alembic_config``).
 """
 
-from __future__ import annotations
+# Annotations evaluated, not strings (no `from __future__ import annotations`): a NamedTuple
+# compiles each string field's type at import (tests/test_imports.py says why).
 
 import configparser
 import difflib

@@ -5,7 +5,8 @@ sub-folders only when ``recursive_version_locations`` is set). Files are parsed,
 imported; a FIFO or a device named ``x.py`` is never waited on.
 """
 
-from __future__ import annotations
+# Annotations evaluated, not strings (no `from __future__ import annotations`): a NamedTuple
+# compiles each string field's type at import (tests/test_imports.py says why).
 
 import errno
 import os

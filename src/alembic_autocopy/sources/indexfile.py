@@ -13,7 +13,8 @@ The open file's descriptor is kept for the life of the ``IndexFile``: another pr
 replace the file meanwhile, and this one keeps reading the version it opened.
 """
 
-from __future__ import annotations
+# Annotations evaluated, not strings (no `from __future__ import annotations`): a NamedTuple
+# compiles each string field's type at import (tests/test_imports.py says why).
 
 import contextlib
 import errno

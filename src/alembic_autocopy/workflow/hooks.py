@@ -326,9 +326,10 @@ def _toml_tables(path: Path) -> list[Mapping[str, Any]] | None:
 def _env_chosen_folders(project: ProjectConfig) -> tuple[Path, ...]:
     """The folders env.py chose at its last run when they differ from the configuration's
     (e.g. one per dialect): diffed too, so a change there still reaches Python."""
-    from alembic_autocopy import repair  # install-hooks only: the hook's start never pays
+    # install-hooks only: the hook's start never pays
+    from alembic_autocopy.sources.inventory import remembered_env_locations
 
-    return repair.remembered_env_locations(project).version_locations
+    return remembered_env_locations(project).version_locations
 
 
 def install(worktree: Path, settings: HookSettings) -> list[HookChange]:

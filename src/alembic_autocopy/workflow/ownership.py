@@ -34,6 +34,7 @@ from alembic_autocopy.core.foreign_objects import (
     read_effects,
 )
 from alembic_autocopy.core.model import Candidate, LocationKind, reachable
+from alembic_autocopy.sources.inventory import gather
 
 if TYPE_CHECKING:
     from alembic.runtime.migration import MigrationContext
@@ -115,7 +116,7 @@ def foreign_revisions(project: ProjectConfig, heads: Sequence[str],
     from alembic_autocopy.effects import placement
     from alembic_autocopy.sources import scanning
 
-    found = repair.inventory(project, repair.Options())
+    found = gather(project, repair.Options())
     root = scanning.this_worktree(project)
     manifest = placement.open_manifest(project, root)
     lineage = split_lineage(found.local, found.elsewhere,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from alembic_autocopy.core.model import Options
 from alembic_autocopy.effects.project import ProjectConfig, load_project
-from alembic_autocopy.repair import Options
 
 
 def project_from(args: argparse.Namespace) -> ProjectConfig:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
-from alembic_autocopy import repair
 from alembic_autocopy.cli.commands import (
     add_search_options,
     options_from,
@@ -18,6 +17,7 @@ from alembic_autocopy.core.errors import AutocopyError
 from alembic_autocopy.core.model import Candidate
 from alembic_autocopy.core.planning import locations_of
 from alembic_autocopy.core.wording import source_of
+from alembic_autocopy.sources.inventory import gather
 
 if TYPE_CHECKING:
     from alembic_autocopy.sources.scanning import Inventory
@@ -39,7 +39,7 @@ def run(args: argparse.Namespace, out: Output) -> int:
 
     options = options_from(args)._replace(revision_prefix=args.revision)
     project = project_from(args)
-    inventory = repair.inventory(project, options)
+    inventory = gather(project, options)
     show_inventory_warnings(inventory, out, every_id_known=False)
     matches = locations_of(inventory.all, args.revision)
     revision = _the_one_revision(args.revision, matches, inventory)

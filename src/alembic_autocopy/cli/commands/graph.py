@@ -19,6 +19,7 @@ from alembic_autocopy.core.errors import AutocopyError, UsageError
 from alembic_autocopy.core.model import Candidate
 from alembic_autocopy.effects.project import ProjectConfig
 from alembic_autocopy.sources import scanning
+from alembic_autocopy.sources.inventory import gather
 
 if TYPE_CHECKING:
     from alembic_autocopy.repair import Situation
@@ -65,7 +66,7 @@ def collect(project: ProjectConfig, args: argparse.Namespace,
     from alembic_autocopy.effects import placement
 
     options = options_from(args)
-    inventory = repair.inventory(project, options)
+    inventory = gather(project, options)
     heads: tuple[str, ...] | None = None
     label = "database"
     extra: list[Candidate] = []

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from alembic_autocopy import repair
 from alembic_autocopy.cli.commands import (
     add_diff,
     add_search_options,
@@ -17,6 +16,7 @@ from alembic_autocopy.cli.output import Output
 from alembic_autocopy.cli.report import header_json, location_json
 from alembic_autocopy.core.model import Candidate
 from alembic_autocopy.core.planning import closeness
+from alembic_autocopy.sources.inventory import gather
 
 if TYPE_CHECKING:
     from alembic_autocopy.effects.project import ProjectConfig
@@ -50,7 +50,7 @@ def run(args: argparse.Namespace, out: Output) -> int:
     options = options_from(args)
     if not every_location:
         options = options._replace(places_per_revision=PLACES_SHOWN)
-    inventory = repair.inventory(project, options)
+    inventory = gather(project, options)
     show_inventory_warnings(inventory, out)
     by_revision: dict[str, list[Candidate]] = {}
     for candidate in inventory.all:

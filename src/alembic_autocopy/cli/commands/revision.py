@@ -18,7 +18,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from alembic_autocopy import repair
 from alembic_autocopy.cli.commands import options_from, project_from
 from alembic_autocopy.cli.commands.common import show_inventory_warnings
 from alembic_autocopy.cli.output import Output
@@ -26,6 +25,7 @@ from alembic_autocopy.core.errors import AutocopyError, UsageError
 from alembic_autocopy.core.foreign import HeadSplit, split_heads
 from alembic_autocopy.core.model import Candidate
 from alembic_autocopy.sources import scanning
+from alembic_autocopy.sources.inventory import gather
 
 if TYPE_CHECKING:
     from alembic_autocopy.effects.project import ProjectConfig
@@ -252,7 +252,7 @@ class _Generated:
 def run(args: argparse.Namespace, out: Output) -> int:
 
     project = project_from(args)
-    inventory = repair.inventory(project, options_from(args))
+    inventory = gather(project, options_from(args))
     show_inventory_warnings(inventory, out)
     split = _split_heads(project, inventory.local, inventory.elsewhere)
     head = base_for_new_revision(split, args.head)

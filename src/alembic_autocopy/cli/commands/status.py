@@ -19,6 +19,7 @@ from alembic_autocopy.core.foreign import HeadSplit, split_heads
 from alembic_autocopy.core.model import Candidate, ManifestEntry, Outcome, Plan
 from alembic_autocopy.core.wording import blocked_message, id_list
 from alembic_autocopy.sources import scanning
+from alembic_autocopy.sources.inventory import gather
 
 if TYPE_CHECKING:
     from alembic_autocopy.effects.project import ProjectConfig
@@ -130,7 +131,7 @@ def run(args: argparse.Namespace, out: Output) -> int:
 
     project = project_from(args)
     options = options_from(args)
-    inventory = repair.inventory(project, options)
+    inventory = gather(project, options)
     situation, database_error = (None, None) if args.no_db else _assess(project, options,
                                                                          inventory)
     heads: tuple[str, ...] | None = None

@@ -31,6 +31,7 @@ from alembic_autocopy.core.planning import graph_order
 from alembic_autocopy.effects import git, placement
 from alembic_autocopy.effects.project import ProjectConfig
 from alembic_autocopy.sources import folders
+from alembic_autocopy.sources.inventory import gather
 from alembic_autocopy.workflow import events
 
 if TYPE_CHECKING:
@@ -420,7 +421,7 @@ def committed_heads_here(project: ProjectConfig) -> tuple[str, ...]:
     """The heads of this worktree's own files (copies left out), read again."""
     from alembic_autocopy.core import revisions
 
-    found = repair.inventory(project, repair.Options(), here_only=True)
+    found = gather(project, repair.Options(), here_only=True)
     own = [c.header for c in found.local if not c.location.is_copy]
     try:
         return graph_order(revisions.heads(own), own) if own else ()
