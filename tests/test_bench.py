@@ -59,3 +59,20 @@ def test_alternation_runs_each_command_in_turn(tmp_path: Path) -> None:
     assert log.read_text().split() == ["a", "b", "a", "b", "a", "b"]
     assert len(samples["a"].times) == len(samples["b"].cpu) == 3
     assert samples["a"].peak_mb > 0
+
+
+def test_a_targeted_ratio_is_the_median_of_each_turns_ratio() -> None:
+    # Turn by turn, b costs twice a; the load doubles both from some turn on. Each turn's
+    # ratio says 0.5; when the load changes at another turn for one side's median than for
+    # the other's (`shifted`), the ratio of the two medians says 1.0.
+    a = harness.Sample("a", times=[1.0, 1.0, 2.0, 2.0, 2.0], cpu=[1.0, 1.0, 1.0, 1.0, 1.0])
+    b = harness.Sample("b", times=[2.0, 2.0, 4.0, 4.0, 4.0], cpu=[1.0, 1.0, 3.0, 3.0, 3.0])
+    assert harness.paired_ratio(a, b) == 0.5
+    assert harness.ratio(a.median_ms, b.median_ms) == 0.5  # (the medians agree here)
+    shifted = harness.Sample("b", times=[2.0, 2.0, 2.0, 4.0, 4.0])
+    assert harness.paired_ratio(harness.Sample("a", times=[1.0, 1.0, 2.0, 2.0, 2.0]),
+                                shifted) == 0.5
+    assert harness.ratio(2.0, 2.0) == 1.0  # what the medians say: a costs as much as b
+    assert harness.paired_ratio(a, b, cpu=True) == 1 / 3
+    uneven = harness.Sample("c", times=[4.0, 4.0])
+    assert harness.paired_ratio(a, uneven) == 0.5  # unequal counts: the medians' ratio
