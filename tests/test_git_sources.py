@@ -19,6 +19,8 @@ from typing import Any
 
 import pytest
 
+from alembic_autocopy.core.errors import AutocopyError
+from alembic_autocopy.effects import git
 from alembic_autocopy.effects.project import load_project
 from alembic_autocopy.sources import gitobjects, index
 from support import BASE_REV, Database, Repo, Worktree, make_repo, rev_ids, run
@@ -588,3 +590,35 @@ def test_lfs_pointer_recognition() -> None:
     assert is_lfs_pointer(pointer)
     assert not is_lfs_pointer(b'"""version https://git-lfs..."""\nrevision = "x"\n')
     assert not is_lfs_pointer(pointer + b"#" * 1024)
+
+
+# --------------------------------------------------------------------------------------------
+# Git calls started early (a warm `find` lists worktrees and refs while it reads the index).
+
+
+def test_a_git_call_started_early_answers_once_and_nothing_is_left_running(
+        sqlite_db: Database, tmp_path: Path) -> None:
+    repo = make_repo(tmp_path, sqlite_db)
+    root = repo.main.path
+    expected = git.run_git(git.WORKTREE_LIST, root).stdout
+    repo.main.git("branch", "early")
+    git.start_early(gitobjects.TIP_LISTING, root)
+    git.start_early(git.WORKTREE_LIST, root)
+    git.start_early(["rev-parse", "HEAD"], tmp_path / "elsewhere")  # no such folder: run_git
+    taken = git._STARTED[(git.WORKTREE_LIST, os.fspath(root))]  # says so when asked
+    assert git.run_git(git.WORKTREE_LIST, root).stdout == expected
+    assert taken.returncode == 0  # the answer was the started process's
+    refs = [line.split("\0")[0] for line in
+            git.run_git(gitobjects.TIP_LISTING, root).text.splitlines()]
+    assert "refs/heads/early" in refs
+    assert git._STARTED == {}  # both taken; the folder that does not exist started nothing
+    with pytest.raises(AutocopyError, match=r"folder not found: .*elsewhere"):
+        git.run_git(["rev-parse", "HEAD"], tmp_path / "elsewhere")  # not "git is not installed"
+
+    # One that no search asks for (a search that stopped early) is ended, not left behind.
+    git.start_early(gitobjects.TIP_LISTING, root)
+    left = git._STARTED[(gitobjects.TIP_LISTING, os.fspath(root))]
+    git.end_started()
+    assert git._STARTED == {} and left.returncode is not None
+    # And a call asked again runs again: the early answer was used once.
+    assert git.run_git(git.WORKTREE_LIST, root).stdout == expected

@@ -7,6 +7,7 @@ acts on the wrong one.
 # Annotations evaluated, not strings (no `from __future__ import annotations`): a NamedTuple
 # compiles each string field's type at import (tests/test_imports.py says why).
 
+import contextlib
 import os
 import subprocess
 from collections.abc import Iterable, Mapping, Sequence
@@ -46,23 +47,59 @@ class GitResult(NamedTuple):
 
 def run_git(args: Sequence[str], cwd: Path | str, *, check: bool = True,
             input_bytes: bytes | None = None, timeout: float | None = None) -> GitResult:
-    """Run ``git ARGS`` in ``cwd``; raise GitError (with stderr) on failure when ``check``."""
+    """Run ``git ARGS`` in ``cwd``; raise GitError (with stderr) on failure when ``check``.
+    A call started earlier with the same arguments in the same folder (``start_early``)
+    gives its output instead."""
     command = ["git", *args]
+    started = _STARTED.pop((tuple(args), os.fspath(cwd)), None) if input_bytes is None else None
     try:
-        completed = subprocess.run(
-            command, cwd=str(cwd), input=input_bytes, capture_output=True,
-            env=no_git_env(), timeout=timeout, check=False,
-        )
+        if started is not None:
+            stdout, stderr = started.communicate(timeout=timeout)
+            returncode = started.returncode
+        else:
+            completed = subprocess.run(
+                command, cwd=str(cwd), input=input_bytes, capture_output=True,
+                env=no_git_env(), timeout=timeout, check=False,
+            )
+            stdout, stderr, returncode = completed.stdout, completed.stderr, completed.returncode
     except FileNotFoundError as error:
+        if not os.path.isdir(cwd):  # the folder, not git, is what is missing
+            raise AutocopyError(f"folder not found: {cwd}") from error
         raise AutocopyError("git is not installed (or not on PATH)",
                             hint="install git; alembic-autocopy needs it") from error
     except NotADirectoryError as error:
         raise AutocopyError(f"not a folder: {cwd}") from error
-    result = GitResult(completed.returncode, completed.stdout,
-                       completed.stderr.decode("utf-8", "replace"))
-    if check and completed.returncode != 0:
-        raise GitError(command, completed.returncode, result.text, result.stderr, str(cwd))
+    result = GitResult(returncode, stdout, stderr.decode("utf-8", "replace"))
+    if check and returncode != 0:
+        raise GitError(command, returncode, result.text, result.stderr, str(cwd))
     return result
+
+
+# Read-only git calls started before they are asked for (``start_early``), by (args, folder).
+_STARTED: dict[tuple[tuple[str, ...], str], subprocess.Popen[bytes]] = {}
+
+
+def start_early(args: Sequence[str], cwd: Path | str) -> None:
+    """Start ``git ARGS`` in ``cwd`` now, for the ``run_git`` that will ask for it: it runs
+    while Python reads the index and the folders (a warm ``find`` waits on three git calls
+    in turn otherwise: the find-small row of bench/run.py). Only for calls that change
+    nothing; what nobody took is ended by ``end_started``. A failure to start is left to
+    ``run_git``, which reports it."""
+    key = (tuple(args), os.fspath(cwd))
+    if key in _STARTED:
+        return
+    with contextlib.suppress(OSError):
+        _STARTED[key] = subprocess.Popen(["git", *args], cwd=key[1], stdout=subprocess.PIPE,
+                                         stderr=subprocess.PIPE, env=no_git_env())
+
+
+def end_started() -> None:
+    """End the calls ``start_early`` started that no ``run_git`` took (a search that stopped
+    early, another folder asked): no process is left behind."""
+    while _STARTED:
+        _, process = _STARTED.popitem()
+        process.kill()
+        process.communicate()
 
 
 def git_text(args: Sequence[str], cwd: Path | str) -> str:
@@ -150,9 +187,12 @@ class WorktreeInfo(NamedTuple):
         return self.branch
 
 
+WORKTREE_LIST = ("worktree", "list", "--porcelain", "-z")
+
+
 def list_worktrees(worktree: Path) -> list[WorktreeInfo]:
     """All worktrees of the repository holding ``worktree`` (main one first)."""
-    raw = run_git(["worktree", "list", "--porcelain", "-z"], worktree).stdout
+    raw = run_git(WORKTREE_LIST, worktree).stdout
     return parse_worktree_list(raw)
 
 

@@ -303,10 +303,13 @@ _TIP_FORMAT = ("%(refname)%00%(symref)%00" + _COMMIT_FIELDS + "%00"
                + _COMMIT_FIELDS.replace("%(", "%(*"))
 
 
+TIP_LISTING = ("for-each-ref", f"--format={_TIP_FORMAT}", "refs/heads", "refs/remotes",
+               "refs/tags", _STASH_REF)
+
+
 def list_tips(repository: Path) -> list[Tip]:
     """Local branches, remote-tracking branches, tags, then stash entries (newest first)."""
-    raw = git.run_git(["for-each-ref", f"--format={_TIP_FORMAT}", "refs/heads", "refs/remotes",
-                       "refs/tags", _STASH_REF], repository).stdout
+    raw = git.run_git(TIP_LISTING, repository).stdout
     tips: list[Tip] = []
     has_stash = False
     for line in raw.decode("utf-8", "surrogateescape").splitlines():
@@ -1114,15 +1117,28 @@ def search(project: ProjectConfig, fetch: bool = False,
     return found
 
 
+def _refs_searched(project: ProjectConfig, options: Options) -> bool:
+    return options.git_refs if options.git_refs is not None else project.tool.git_refs
+
+
+def _fetching(project: ProjectConfig, options: Options) -> bool:
+    return options.fetch if options.fetch is not None else project.tool.fetch
+
+
+def start_listing(project: ProjectConfig, options: Options, here_root: Path) -> None:
+    """Start listing this repository's refs now (``git.start_early``) when
+    ``extend_inventory`` will list them as they are (no fetch first)."""
+    if _refs_searched(project, options) and not _fetching(project, options):
+        git.start_early(TIP_LISTING, here_root)
+
+
 def extend_inventory(project: ProjectConfig, inventory: scanning.Inventory,
                      options: Options) -> None:
     """The inventory extension: add every ref's migrations to ``inventory.elsewhere``."""
-    enabled = options.git_refs if options.git_refs is not None else project.tool.git_refs
-    if not enabled:
+    if not _refs_searched(project, options):
         return
-    fetch = options.fetch if options.fetch is not None else project.tool.fetch
-    found = search(project, fetch=fetch, wanted=wanted_by(options, inventory),
-                   places_cap=options.places_per_revision)
+    found = search(project, fetch=_fetching(project, options),
+                   wanted=wanted_by(options, inventory), places_cap=options.places_per_revision)
     inventory.elsewhere.extend(found.candidates)
     for revision, count in found.more_places.items():
         inventory.more_places[revision] = inventory.more_places.get(revision, 0) + count

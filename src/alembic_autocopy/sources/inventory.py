@@ -20,7 +20,7 @@ from alembic_autocopy.sources import index, scanning
 
 
 def gather(project: ProjectConfig, options: Options, *,
-              here_only: bool = False) -> scanning.Inventory:
+           here_only: bool = False) -> scanning.Inventory:
     """Every source, read through the persistent index (``index.open_for`` gives the git
     objects' search the same one), which is saved once at the end if anything was learnt.
 
@@ -29,6 +29,14 @@ def gather(project: ProjectConfig, options: Options, *,
     """
 
     project = remembered_env_locations(project)
+    _start_git_calls(project, options, everything=not (here_only or options.closest_only))
+    try:
+        return _gather(project, options, here_only)
+    finally:
+        git.end_started()
+
+
+def _gather(project: ProjectConfig, options: Options, here_only: bool) -> scanning.Inventory:
     cache = index.open_for(project)
     found = scanning.scan(project, cache, wanted=wanted_ids(options),
                           allow_untrusted=allows_untrusted(project, options),
@@ -42,6 +50,20 @@ def gather(project: ProjectConfig, options: Options, *,
     _search_git_objects(project, found, options)
     cache.save()
     return found
+
+
+def _start_git_calls(project: ProjectConfig, options: Options, everything: bool) -> None:
+    """Start the git calls the reading will make (the worktree list; with ``everything``,
+    the refs), so that they run while the index and the folders are read, rather than one
+    after the other: ~4 ms of a warm ``find``'s ~65 on a small project (bench/run.py)."""
+    root = git.locate(project.here)[0]
+    if root is None:
+        return
+    git.start_early(git.WORKTREE_LIST, root)
+    if everything:
+        from alembic_autocopy.sources import gitobjects
+
+        gitobjects.start_listing(project, options, root)
 
 
 def search_elsewhere(project: ProjectConfig, options: Options, found: scanning.Inventory,
