@@ -14,6 +14,9 @@ alternation (A B, A B, ...) after a warm-up run, medians. Bytecode is warm on bo
 (PYTHONDONTWRITEBYTECODE is taken away from measured processes; these machines set it).
 Python starts with ``-S`` and site-packages on PYTHONPATH unless ``--site``: some machines
 install ``.pth`` start-up hooks that add tens of ms to every start, ours and Alembic's alike.
+Run it on a machine left calm for a few minutes: right after thousands of files were deleted
+(a test suite, a previous run), file creations cost 10-30x more for minutes on ext4 without
+a journal, and the repair row measures that instead of the repair.
 """
 
 from __future__ import annotations
@@ -494,7 +497,10 @@ def render(settings: Settings, report: Report, machine_lines: list[str], started
         "- Between runs, files a row takes away are moved aside, not deleted, and deleted "
         "once every row is done: on ext4, a file created shortly after thousands were "
         "deleted nearby costs 10-30× more (the allocator skips each recently freed inode), "
-        "which no user's command meets and which would weigh on the side creating more.",
+        "which no user's command meets and which would weigh on the side creating more. "
+        "For the same reason the benchmark runs on a machine left calm for a few minutes "
+        "(not right after a test suite or another benchmark run, which delete thousands of "
+        "files): there the repair row measured 1.3-1.6× where a calm run measures 1.1-1.2×.",
         "- A ratio's floor is what the floor commands of the same run allow: the least any "
         "tool doing the same job could measure here.", "",
         "## What a user feels", "",
