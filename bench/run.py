@@ -397,11 +397,10 @@ def garbage_collector(settings: Settings, report: Report) -> None:
                                                           *verb], cwd, env),
             Command("frozen", "gc.freeze() at start", [*settings.python, "-c", GC_FROZEN,
                                                        *verb], cwd, env),
-        ], settings.runs)
+        ], settings.runs * 4)  # a difference of 2-3% to tell: four times the runs
         report.details[f"Garbage collector: {what}"] = samples
         for variant in ("disabled", "frozen"):
-            wall = ratio(samples[variant].median_ms, samples["plain"].median_ms)
-            cpu = ratio(samples[variant].cpu_median_ms, samples["plain"].cpu_median_ms)
+            wall, cpu = judged(samples, variant, "plain")
             report.gc_rows.append(Row(
                 f"`{key}` with {samples[variant].label} ÷ as shipped", wall, "×", "",
                 "pays if ≤ 0.97×", wall <= 0.97 and cpu <= 0.97,
@@ -480,9 +479,9 @@ def render(settings: Settings, report: Report, machine_lines: list[str], started
         "load moves wall clock more than CPU time). A process runs up to a quarter slower "
         "right after a heavy one here, so two commands of ours that cost the same "
         "(`upgrade` and `check` with nothing to do) are compared on their own, A B A B. "
-        "Rows whose target is within a few percent of what they measure (those two, and "
-        "`find` on a small project) run four times as many runs: one run here varies by "
-        "±20%.",
+        "Rows whose target is within a few percent of what they measure (those two, "
+        "`find` on a small project, the garbage-collector rows) run four times as many runs: "
+        "one run here varies by ±20%.",
         "- A row with a target is judged on the median of its turns' ratios (each run of "
         "the measured command ÷ the run of the command it is compared with, in the same "
         "turn): both runs of a turn meet the same load, so this varies about three times "
