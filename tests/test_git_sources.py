@@ -612,8 +612,9 @@ def test_a_git_call_started_early_answers_once_and_nothing_is_left_running(
             git.run_git(gitobjects.TIP_LISTING, root).text.splitlines()]
     assert "refs/heads/early" in refs
     assert git._STARTED == {}  # both taken; the folder that does not exist started nothing
-    with pytest.raises(AutocopyError, match=r"folder not found: .*elsewhere"):
+    with pytest.raises(AutocopyError, match=r"folder not found: .*elsewhere") as raised:
         git.run_git(["rev-parse", "HEAD"], tmp_path / "elsewhere")  # not "git is not installed"
+    assert "moved or deleted" in (raised.value.hint or "")
 
     # One that no search asks for (a search that stopped early) is ended, not left behind.
     git.start_early(gitobjects.TIP_LISTING, root)

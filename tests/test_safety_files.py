@@ -133,6 +133,23 @@ def test_a_temporary_file_never_opens_a_planted_name(tmp_path: Path) -> None:
     assert Path(made).read_bytes() == b"copy\n"
 
 
+def test_a_state_file_is_replaced_whole_or_left_as_it_was(tmp_path: Path) -> None:
+    """The index, the notices given and the folders env.py chose are all written through
+    one writer: a temporary beside the file, then a rename; a failure leaves no temporary."""
+    from alembic_autocopy.effects import temporary
+
+    state = tmp_path / "notices.json"
+    state.write_text("old\n")
+    temporary.write_replacing(state, b"new\n")
+    assert state.read_text() == "new\n"
+    taken = tmp_path / "a-folder"  # os.replace cannot put a file over a folder
+    (taken / "inside").mkdir(parents=True)
+    with pytest.raises(OSError):
+        temporary.write_replacing(taken, b"never\n")
+    assert (taken / "inside").is_dir()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-folder", "notices.json"]
+
+
 def mktree(worktree: Worktree, lines: list[str]) -> str:
     return subprocess.run(["git", "mktree"], cwd=worktree.path,
                           input="".join(f"{line}\n" for line in lines),

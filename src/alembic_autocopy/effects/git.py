@@ -54,7 +54,12 @@ def run_git(args: Sequence[str], cwd: Path | str, *, check: bool = True,
     started = _STARTED.pop((tuple(args), os.fspath(cwd)), None) if input_bytes is None else None
     try:
         if started is not None:
-            stdout, stderr = started.communicate(timeout=timeout)
+            try:
+                stdout, stderr = started.communicate(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                started.kill()  # as subprocess.run does with its own
+                started.communicate()
+                raise
             returncode = started.returncode
         else:
             completed = subprocess.run(
@@ -64,7 +69,10 @@ def run_git(args: Sequence[str], cwd: Path | str, *, check: bool = True,
             stdout, stderr, returncode = completed.stdout, completed.stderr, completed.returncode
     except FileNotFoundError as error:
         if not os.path.isdir(cwd):  # the folder, not git, is what is missing
-            raise AutocopyError(f"folder not found: {cwd}") from error
+            raise AutocopyError(
+                f"folder not found: {cwd}",
+                hint="it was moved or deleted meanwhile; run the command again from an "
+                     "existing worktree (`git worktree prune` forgets deleted ones)") from error
         raise AutocopyError("git is not installed (or not on PATH)",
                             hint="install git; alembic-autocopy needs it") from error
     except NotADirectoryError as error:

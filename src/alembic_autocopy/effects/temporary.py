@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import re
@@ -17,6 +18,20 @@ TEMP_NAME = re.compile(r"^\..+\.(?P<pid>\d+)\.[^.]+" + re.escape(TEMP_SUFFIX) + 
 _NUMBERS = itertools.count()
 _NEW_FILE = (os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
              | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0))
+
+
+def write_replacing(path: Path, data: bytes) -> None:
+    """``path`` holds ``data`` whole, or is left as it was: written to a new temporary
+    beside it, then renamed over it; the temporary is removed when anything fails."""
+    handle, temporary = new_temporary(path.parent, path.name)
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            stream.write(data)
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
 
 
 def new_temporary(folder: Path, name: str) -> tuple[int, str]:

@@ -36,6 +36,7 @@ from alembic_autocopy.core.errors import MigrationParseError
 from alembic_autocopy.core.model import MigrationHeader, SkippedFile
 from alembic_autocopy.effects import git
 from alembic_autocopy.effects.project import ProjectConfig
+from alembic_autocopy.effects.temporary import write_replacing
 from alembic_autocopy.sources import indexfile
 from alembic_autocopy.sources.folders import (
     REVISION_FILE,
@@ -366,7 +367,7 @@ class MigrationIndex:
                 if not locked:
                     return False
                 self._merge_concurrent_writes(self.path)
-                indexfile.write_atomically(self.path, self._encode())
+                write_replacing(self.path, self._encode())
         except OSError:
             return False
         self._dirty = False

@@ -30,7 +30,6 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from alembic_autocopy.core import __version__
-from alembic_autocopy.effects.temporary import new_temporary
 
 # Imported inside functions, as each saves >= 5 ms where skipped: fcntl or msvcrt: whichever this
 # platform has.
@@ -183,18 +182,6 @@ def short_digest(text: str) -> str:
     (bench/run.py, find on a small project)."""
     data = text.encode("utf-8", "surrogateescape")
     return f"{zlib.crc32(data):08x}{zlib.adler32(data):08x}"
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    handle, temporary = new_temporary(path.parent, path.name)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        raise
 
 
 @contextlib.contextmanager

@@ -16,6 +16,7 @@ from pathlib import Path
 from alembic_autocopy.core.model import Options
 from alembic_autocopy.effects import git
 from alembic_autocopy.effects.project import ProjectConfig
+from alembic_autocopy.effects.temporary import write_replacing
 from alembic_autocopy.sources import index, scanning
 
 
@@ -88,7 +89,7 @@ def search_elsewhere(project: ProjectConfig, options: Options, found: scanning.I
 
 
 def wanted_ids(options: Options,
-            found: scanning.Inventory | None = None) -> Callable[[str], bool] | None:
+               found: scanning.Inventory | None = None) -> Callable[[str], bool] | None:
     """Which revisions to build candidates for: ``find``'s prefix; for planning, none that
     this worktree already has (``found.local``)."""
     prefix = options.revision_prefix
@@ -195,8 +196,6 @@ def _remember_env_locations(project: ProjectConfig,
         data[key] = entry
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-        temporary.write_text(json.dumps(data, indent=1), encoding="utf-8")
-        os.replace(temporary, path)
+        write_replacing(path, json.dumps(data, indent=1).encode("utf-8"))
     except OSError:
         pass  # only a convenience for the commands that do not run env.py

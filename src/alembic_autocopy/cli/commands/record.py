@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,6 +17,7 @@ from alembic_autocopy.cli.output import Output
 from alembic_autocopy.cli.report import drift_json, drift_lines
 from alembic_autocopy.core.errors import AutocopyError
 from alembic_autocopy.core.wording import id_list
+from alembic_autocopy.effects.temporary import write_replacing
 from alembic_autocopy.sources import index
 
 if TYPE_CHECKING:
@@ -136,9 +136,7 @@ def first_notice(project: ProjectConfig, key: str, items: Sequence[str]) -> list
         told[key] = sorted(before | set(new))
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            temporary = path.with_name(f".notices.{os.getpid()}.tmp")
-            temporary.write_text(json.dumps(told, indent=1), encoding="utf-8")
-            os.replace(temporary, path)
+            write_replacing(path, json.dumps(told, indent=1).encode("utf-8"))
         except OSError:
             pass  # cannot remember: the notice is given again next time, nothing worse
     return new
