@@ -116,13 +116,12 @@ def git_text(args: Sequence[str], cwd: Path | str) -> str:
 
 def toplevel(path: Path) -> Path | None:
     """The root of the worktree holding ``path``, or None outside any git worktree."""
-    result = run_git(["rev-parse", "--show-toplevel"], path, check=False)
-    if result.returncode != 0 or not result.text.strip():
-        return None
-    return Path(result.text.strip())
+    return locate(path)[0]
 
 
 # Folder -> (its worktree root, its repository's common git dir): asked once per process.
+# A root is remembered as its own folder too: a repair asks about the root again and again
+# (which paths git tracks, where the event log goes), one git process each otherwise.
 _LOCATED: dict[str, tuple[Path | None, Path | None]] = {}
 
 
@@ -144,12 +143,16 @@ def locate(path: Path) -> tuple[Path | None, Path | None]:
             text = common.text.strip()
             known = (None, Path(text) if common.returncode == 0 and text else None)
         known = _LOCATED[key] = known
+        if known[0] is not None:
+            _LOCATED.setdefault(os.fspath(known[0]), known)
     return known
 
 
 def forget_locations() -> None:
-    """Forget what ``locate`` remembered (a test that moves repositories around)."""
+    """Forget what ``locate`` and ``git_path`` remembered (a test that moves repositories
+    around)."""
     _LOCATED.clear()
+    _GIT_PATHS.clear()
 
 
 def is_bare_repository(path: Path) -> bool:
@@ -167,14 +170,26 @@ def is_bare_repository(path: Path) -> bool:
 
 def common_dir(worktree: Path) -> Path:
     """The git folder shared by all worktrees (holds objects, refs, hooks, info/exclude)."""
+    common = locate(worktree)[1]
+    if common is not None:
+        return common
     value = git_text(["rev-parse", "--path-format=absolute", "--git-common-dir"], worktree)
-    return Path(value)
+    return Path(value)  # not reached in a repository: git says why it is not one
+
+
+# (worktree, name) -> ``--git-path``: a repair asks for its manifest's path three times.
+_GIT_PATHS: dict[tuple[str, str], Path] = {}
 
 
 def git_path(worktree: Path, name: str) -> Path:
-    """Where git keeps ``name`` for this worktree (``--git-path``): per-worktree or common."""
-    value = git_text(["rev-parse", "--path-format=absolute", "--git-path", name], worktree)
-    return Path(value)
+    """Where git keeps ``name`` for this worktree (``--git-path``): per-worktree or common.
+    Asked once per process (git's layout of a repository does not change under it)."""
+    key = (os.fspath(worktree), name)
+    known = _GIT_PATHS.get(key)
+    if known is None:
+        known = _GIT_PATHS[key] = Path(git_text(
+            ["rev-parse", "--path-format=absolute", "--git-path", name], worktree))
+    return known
 
 
 class WorktreeInfo(NamedTuple):

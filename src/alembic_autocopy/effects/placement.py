@@ -590,8 +590,11 @@ def destinations(bring: Sequence[Candidate], project: ProjectConfig,
                 f"{candidate.location.describe()} as {relative!r}: {problem}",
                 hint="nothing was written; rename the file where it lives")
         destination = folder.joinpath(*relative.split("/"))
-        confinements.setdefault(folder, Confinement([folder])).check(destination, "write")
-        if destination.exists() or destination.is_symlink():
+        confinement = confinements.get(folder)
+        if confinement is None:  # once per folder: it resolves the folder's real path
+            confinement = confinements[folder] = Confinement([folder])
+        confinement.check(destination, "write")
+        if os.path.lexists(destination):  # a file, a folder, a link (even a broken one)
             raise PlacementError(
                 f"refusing to overwrite {destination} with revision {candidate.revision} "
                 f"from {candidate.location.describe()}",
@@ -705,17 +708,20 @@ def place(placements: Sequence[Placement], manifest: Manifest, read_content: Con
     before = list(manifest.entries)
     progress = _Progress(manifest.path.parent)
     try:
-        manifest.entries.extend(new_entries)
-        manifest.save()
+        # Folders first: a kill leaves at most empty folders, which git does not see.
         if scratch is not None:
             scratch.mkdir(parents=True, exist_ok=True)
         for placement in placements:
             progress.folder = placement.destination.parent
             progress.made += _make_folders(progress.folder, manifest.allowed)
+        manifest.entries.extend(new_entries)
         if worktree_root is not None and placements:
             progress.folder = placements[0].destination.parent
-            # the plan made before holds while no folder was created since
+            # saves the new entries together with the ignore files' ownership record; the
+            # plan made before holds while no folder was created since
             sync_ignores(manifest, scratch, None if progress.made else plan)
+        else:
+            manifest.save()
         confinement = Confinement(manifest.allowed)
         for placement in placements:
             confinement.check(placement.destination, "write")
@@ -766,11 +772,15 @@ def _create_all(placements: Sequence[Placement], contents: Sequence[bytes],
     temporary files (removed by the next run) and manifest entries without a file
     (dropped by ``reconcile``); a linked file is whole."""
     temporaries: list[tuple[Placement, str]] = []
+    temporary_folders: dict[Path, Path] = {}  # each destination folder's, asked once
     try:
         for placement, content in zip(placements, contents, strict=True):
             progress.folder = placement.destination.parent
-            temporaries.append((placement,
-                                _write_temporary(placement.destination, content, scratch)))
+            if progress.folder not in temporary_folders:
+                temporary_folders[progress.folder] = _temporary_folder(progress.folder,
+                                                                       scratch)
+            temporaries.append((placement, _write_temporary(
+                placement.destination, content, temporary_folders[progress.folder])))
         _sync_written([temporary for _, temporary in temporaries])
         for placement, temporary in temporaries:
             progress.folder = placement.destination.parent
@@ -783,9 +793,10 @@ def _create_all(placements: Sequence[Placement], contents: Sequence[bytes],
                 os.unlink(temporary)
 
 
-def _write_temporary(path: Path, content: bytes, scratch: Path | None) -> str:
-    """A temporary file for ``path`` holding ``content`` (not yet flushed to disk)."""
-    descriptor, temporary = _temporary_file(path, scratch)
+def _write_temporary(path: Path, content: bytes, folder: Path) -> str:
+    """A temporary file in ``folder`` for ``path`` holding ``content`` (not yet flushed to
+    disk)."""
+    descriptor, temporary = new_temporary(folder, path.name)
     try:
         with os.fdopen(descriptor, "wb") as handle:
             handle.write(content)
