@@ -265,7 +265,9 @@ def settings_for(ini: str | None, toml: str | None, section: str) -> ToolSetting
     if not files:
         return ToolSettings()
     try:
-        project = load_project(files, section, cwd=Path(files[0]).absolute().parent)
+        # Only the settings are wanted: a missing script folder is said where it matters.
+        project = load_project(files, section, cwd=Path(files[0]).absolute().parent,
+                               require_script_folder=False)
     except AutocopyError:
         return ToolSettings()
     return project.tool
