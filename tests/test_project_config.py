@@ -134,6 +134,32 @@ def test_a_relative_script_location_is_resolved_from_the_current_folder(tmp_path
            "%(here)s/app/alembic`" in (nowhere.value.hint or "")
 
 
+def test_env_py_side_reads_the_config_from_where_alembic_runs(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`alembic -c backend/alembic.ini` run from the root: the record table and the
+    autogenerate filter read that file from the current folder, as Alembic does."""
+    from alembic.config import Config
+
+    from alembic_autocopy.sources.records import settings_for
+    from alembic_autocopy.workflow.ownership import project_of
+
+    backend = tmp_path / "backend"
+    ini = write(backend / "alembic.ini", "[alembic]\nscript_location = %(here)s/app/alembic\n"
+                "\n[alembic-autocopy]\nrecord_table = my_records\n")
+    (backend / "app" / "alembic").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+
+    assert settings_for("backend/alembic.ini", None, "alembic",
+                        str(tmp_path)).record_table == "my_records"
+    project = project_of(Config("backend/alembic.ini"))
+    assert project is not None
+    assert project.version_locations == (backend / "app" / "alembic" / "versions",)
+
+    ini.write_text(ini.read_text().replace("%(here)s/app/alembic", "app/alembic"))
+    with pytest.raises(ConfigError, match="the script folder does not exist"):
+        project_of(Config("backend/alembic.ini"))  # said (logged), not silently no filter
+
+
 def test_no_configuration_at_all(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="no Alembic configuration found"):
         load_project(cwd=tmp_path, environ={})
