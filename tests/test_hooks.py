@@ -462,8 +462,9 @@ def test_what_the_shell_cannot_express_is_left_to_python(sqlite_db: Database,
     assert hooks.fast_path(root, load_project(cwd=root)) is not None
     assert hooks.fast_path(root, load_project(cwd=root),
                            environ={"ALEMBIC_CONFIG": "alembic.ini"}) is None
-    # a folder named by its absolute path, or with a newline in its name
+    # a folder named by its absolute path, with a newline in its name, or outside the worktree
     (root / "mig\nrations").mkdir()
+    (root.parent / "elsewhere").mkdir()  # Alembic (and the tool) refuse a missing one
     for folder in (f"{root}/migrations", "%(here)s/mig\n  rations", "%(here)s/../elsewhere"):
         ini.write_text(text.replace("script_location = %(here)s/migrations",
                                     f"script_location = {folder}"), encoding="utf-8")

@@ -1,6 +1,8 @@
 """Issue 12 item 2: a FastAPI-style layout (backend/alembic.ini, prepend_sys_path = ., env.py
 importing the local package backend/app): hooks installed from backend/ check and repair
-from the worktree root, where git runs them; every command they suggest works verbatim there."""
+from the worktree root, where git runs them; every command they suggest works verbatim there.
+The FastAPI template's own layout (``script_location = app/alembic``, relative to the current
+folder): refused where Alembic refuses it, hooks still run where they were installed."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from support import BASE_REV, Database, Repo, Worktree, make_repo, run
+from support.templates import render_migration
 
 OURS = "alembic-autocopy:"
 MODELS = """\
@@ -132,3 +135,98 @@ def test_a_local_package_off_sys_path_is_told_apart_from_a_missing_distribution(
     assert "env.py needs a module that is not installed: no_such_distribution_xyz" in (
         missing.stderr)
     assert "pip install no_such_distribution_xyz" in missing.stderr
+
+
+def fastapi_template_repo(tmp_path: Path, db: Database) -> tuple[Repo, Worktree]:
+    """The full-stack FastAPI template's layout: backend/alembic.ini with the relative
+    ``script_location = app/alembic`` (Alembic resolves it from the current folder, not from
+    the ini's), env.py and versions/ in backend/app/alembic."""
+    repo = make_repo(tmp_path, db)
+    root = repo.main.path
+    (root / "backend" / "app").mkdir(parents=True)
+    repo.main.git("mv", "alembic.ini", "backend/")
+    repo.main.git("mv", "migrations", "backend/app/alembic")
+    ini = root / "backend" / "alembic.ini"
+    text = ini.read_text(encoding="utf-8")
+    assert "\nscript_location = %(here)s/migrations\n" in text
+    ini.write_text(text.replace("\nscript_location = %(here)s/migrations\n",
+                                "\nscript_location = app/alembic\n"), encoding="utf-8")
+    repo.main.commit("FastAPI template layout")
+    return repo, Worktree(root / "backend")
+
+
+def every_file(folder: Path) -> dict[str, tuple[int, int]]:
+    """Each file under ``folder`` (.git included): its size and modification time."""
+    return {str(path.relative_to(folder)): (path.stat().st_size, path.stat().st_mtime_ns)
+            for path in folder.rglob("*") if path.is_file()}
+
+
+ENSURE_FROM_APP = """\
+import json
+from alembic_autocopy import AutocopyFailed, ensure_database_current
+try:
+    ensure_database_current("../alembic.ini")
+except AutocopyFailed as error:
+    print(json.dumps({"message": error.message, "hint": error.hint,
+                      "exit_code": error.exit_code}))
+"""
+
+
+def test_a_relative_script_location_that_does_not_resolve_here_is_refused_as_alembic_does(
+        tmp_path: Path, sqlite_db: Database) -> None:
+    repo, backend = fastapi_template_repo(tmp_path, sqlite_db)
+    app = Worktree(backend.path / "app")
+    missing = app.path / "app" / "alembic"  # app/alembic from backend/app
+    plain = app.alembic("-c", "../alembic.ini", "current")
+    assert plain.returncode != 0 and "Path doesn't exist: app/alembic" in plain.stdout
+    before = every_file(repo.main.path)
+
+    for argv in (["list", "--no-db"], ["find", BASE_REV], ["status", "--no-db"], ["check"],
+                 ["upgrade"], ["clean"], ["install-hooks"]):
+        result = app.autocopy("-c", "../alembic.ini", *argv)
+        assert result.returncode == 2, (argv, result.stdout, result.stderr)
+        assert result.stderr.startswith(
+            f"error: the script folder does not exist: {missing} (script_location = "
+            f"app/alembic in {backend.path / 'alembic.ini'})\n"), (argv, result.stderr)
+        assert (f"hint: Alembic resolves a relative script_location from the current folder "
+                f"({app.path}), not from the config file's: run from {backend.path}, where it "
+                f"resolves to {backend.path / 'app' / 'alembic'}, or write "
+                "`script_location = %(here)s/app/alembic`") in result.stderr, result.stderr
+        assert "revision(s)" not in result.stdout and "found nowhere" not in result.stderr
+    api = json.loads(run([sys.executable, "-c", ENSURE_FROM_APP], cwd=app.path,
+                         check=True).stdout)
+    assert api["exit_code"] == 2 and api["message"].startswith(
+        f"the script folder does not exist: {missing} ")
+    assert f"run from {backend.path}" in api["hint"]
+
+    assert every_file(repo.main.path) == before  # nothing written, not even under .git
+    assert repo.main.status_porcelain() == ""
+    assert repo.applied_versions() == set()
+
+    # From backend/, where `alembic` is run, the same configuration works.
+    listed = backend.autocopy("list", "--no-db", check=True)
+    assert "1 revision(s), 1 in this worktree" in listed.stdout
+    assert backend.autocopy("-c", "alembic.ini", "find", BASE_REV).returncode == 0
+    assert backend.autocopy("upgrade").returncode == 0
+    assert repo.applied_versions() == {BASE_REV}
+
+
+def test_hooks_of_a_relative_script_location_run_where_they_were_installed(
+        tmp_path: Path, sqlite_db: Database) -> None:
+    repo, backend = fastapi_template_repo(tmp_path, sqlite_db)
+    backend.alembic("upgrade", "head", check=True)
+    a_root = repo.add_worktree("a").path
+    a = Worktree(a_root / "backend")
+    added = a.path / "app" / "alembic" / "versions" / "a00000000001_step.py"
+    added.write_text(render_migration(rev="a00000000001", down=BASE_REV, message="step",
+                                      branch_labels=None, depends_on=None, annotated=False),
+                     encoding="utf-8")
+    a.commit("a: one migration")
+    installed = json.loads(backend.autocopy("install-hooks", "--json", check=True).stdout)
+    assert installed["project_dir"] == "backend"
+
+    merged = repo.main.git("merge", "--no-edit", "a")  # git runs the hook at the root
+
+    # Python checked (a migration changed), from backend/, where app/alembic resolves
+    assert _our_lines(merged.stdout + merged.stderr) == [
+        f"{OURS} OK, this worktree knows every revision the database applied ({BASE_REV})"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -34,6 +35,7 @@ def write(path: Path, text: str) -> Path:
 
 def test_alembic_ini_in_the_current_folder(tmp_path: Path) -> None:
     write(tmp_path / "alembic.ini", INI)
+    (tmp_path / "migrations").mkdir()
     project = load_project(cwd=tmp_path, environ={})
     assert project.ini_path == tmp_path / "alembic.ini"
     assert project.version_locations == (tmp_path / "migrations" / "versions",)
@@ -43,12 +45,14 @@ def test_alembic_ini_in_the_current_folder(tmp_path: Path) -> None:
 
 def test_section_chosen_with_name(tmp_path: Path) -> None:
     write(tmp_path / "alembic.ini", INI)
+    (tmp_path / "elsewhere").mkdir()
     project = load_project(section="other", cwd=tmp_path, environ={})
     assert project.script_location == tmp_path / "elsewhere"
 
 
 def test_alembic_config_environment_variable(tmp_path: Path) -> None:
     write(tmp_path / "conf" / "db.ini", INI)
+    (tmp_path / "conf" / "migrations").mkdir()
     project = load_project(cwd=tmp_path, environ={"ALEMBIC_CONFIG": "conf/db.ini"})
     assert project.ini_path == tmp_path / "conf" / "db.ini"
     assert project.script_location == tmp_path / "conf" / "migrations"
@@ -69,6 +73,7 @@ version_locations = ["%(here)s/db/versions", "%(here)s/db/more"]
 search = ["~/Proj-*"]
 trust_database = true
 """)
+    (tmp_path / "db").mkdir()
     project = load_project(cwd=tmp_path, environ={})
     assert project.ini_path is None
     assert project.version_locations == (tmp_path / "db" / "versions", tmp_path / "db" / "more")
@@ -79,8 +84,80 @@ trust_database = true
 def test_version_locations_with_separator(tmp_path: Path) -> None:
     write(tmp_path / "alembic.ini", "[alembic]\nscript_location = m\npath_separator = ;\n"
           "version_locations = %(here)s/a;%(here)s/b\n")
+    (tmp_path / "m").mkdir()
     project = load_project(cwd=tmp_path, environ={})
     assert project.version_locations == (tmp_path / "a", tmp_path / "b")
+
+
+def test_a_missing_script_folder_is_refused_as_alembic_refuses_it(tmp_path: Path) -> None:
+    """Alembic stops on "Path doesn't exist"; its version locations may be missing (Alembic
+    skips them when reading and creates them when writing a revision)."""
+    ini = write(tmp_path / "alembic.ini", INI.replace(
+        "path_separator = os\n",
+        f"path_separator = os\nversion_locations = %(here)s/v1{os.pathsep}%(here)s/v2\n"))
+    with pytest.raises(ConfigError) as raised:
+        load_project(cwd=tmp_path, environ={})
+    assert raised.value.message == (
+        f"the script folder does not exist: {tmp_path / 'migrations'} (script_location = "
+        f"{tmp_path.as_posix()}/migrations in {ini})")
+    assert raised.value.hint == f"fix script_location in {ini}, or create the folder with " \
+                                "`alembic init`"
+    # Only the tool's settings wanted: no folder needed.
+    unchecked = load_project(cwd=tmp_path, environ={}, require_script_folder=False)
+    assert unchecked.tool.lock_timeout == 5.0
+
+    (tmp_path / "migrations").mkdir()
+    project = load_project(cwd=tmp_path, environ={})
+    assert project.version_locations == (tmp_path / "v1", tmp_path / "v2")  # neither exists
+
+
+def test_a_relative_script_location_is_resolved_from_the_current_folder(tmp_path: Path) -> None:
+    backend = tmp_path / "backend"
+    write(backend / "alembic.ini", "[alembic]\nscript_location = app/alembic\n")
+    (backend / "app" / "alembic").mkdir(parents=True)
+
+    assert load_project(cwd=backend, environ={}).version_locations == (
+        backend / "app" / "alembic" / "versions",)
+    with pytest.raises(ConfigError) as raised:
+        load_project(["../alembic.ini"], cwd=backend / "app", environ={})
+    assert raised.value.message.startswith(
+        f"the script folder does not exist: {backend / 'app' / 'app' / 'alembic'} ")
+    assert f"run from {backend}, where it resolves to {backend / 'app' / 'alembic'}" in (
+        raised.value.hint or "")
+    with pytest.raises(ConfigError) as above:
+        load_project(["backend/alembic.ini"], cwd=tmp_path, environ={})
+    assert f"run from {backend}," in (above.value.hint or "")
+    (backend / "app" / "alembic").rmdir()
+    with pytest.raises(ConfigError) as nowhere:  # resolves from no folder
+        load_project(cwd=backend, environ={})
+    assert "run from the folder you run `alembic` from, or write `script_location = " \
+           "%(here)s/app/alembic`" in (nowhere.value.hint or "")
+
+
+def test_env_py_side_reads_the_config_from_where_alembic_runs(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`alembic -c backend/alembic.ini` run from the root: the record table and the
+    autogenerate filter read that file from the current folder, as Alembic does."""
+    from alembic.config import Config
+
+    from alembic_autocopy.sources.records import settings_for
+    from alembic_autocopy.workflow.ownership import project_of
+
+    backend = tmp_path / "backend"
+    ini = write(backend / "alembic.ini", "[alembic]\nscript_location = %(here)s/app/alembic\n"
+                "\n[alembic-autocopy]\nrecord_table = my_records\n")
+    (backend / "app" / "alembic").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+
+    assert settings_for("backend/alembic.ini", None, "alembic",
+                        str(tmp_path)).record_table == "my_records"
+    project = project_of(Config("backend/alembic.ini"))
+    assert project is not None
+    assert project.version_locations == (backend / "app" / "alembic" / "versions",)
+
+    ini.write_text(ini.read_text().replace("%(here)s/app/alembic", "app/alembic"))
+    with pytest.raises(ConfigError, match="the script folder does not exist"):
+        project_of(Config("backend/alembic.ini"))  # said (logged), not silently no filter
 
 
 def test_no_configuration_at_all(tmp_path: Path) -> None:
@@ -94,6 +171,7 @@ def test_search_globs_expand_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     (tmp_path / "home" / "Proj-b").mkdir()
     (tmp_path / "home" / "Other").mkdir()
     write(tmp_path / "proj" / "alembic.ini", INI)
+    (tmp_path / "proj" / "migrations").mkdir()
     project = load_project(cwd=tmp_path / "proj", environ={})
     assert project.search_folders() == [tmp_path / "home" / "Proj-a",
                                         tmp_path / "home" / "Proj-b"]
@@ -205,6 +283,7 @@ git_refs = "no"
 notify_url = "https://hooks.example.com/x"
 record_table = "my_scripts"
 """)
+    (tmp_path / "migrations").mkdir()
     tool = load_project(cwd=tmp_path, environ={}).tool
     assert (tool.fetch, tool.fetch_timeout, tool.lock_timeout, tool.max_file_bytes) == (
         True, 5.0, 0.5, 2000)

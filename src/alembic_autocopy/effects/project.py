@@ -129,8 +129,11 @@ def _given_config_names(config_args: Sequence[str]) -> tuple[str | None, str | N
 
 def load_project(config_args: Sequence[str] = (), section: str = "alembic",
                  x_args: Sequence[str] = (), cwd: Path | None = None,
-                 environ: Mapping[str, str] | None = None) -> ProjectConfig:
-    """Find and read the project's Alembic configuration; raise ConfigError when there is none."""
+                 environ: Mapping[str, str] | None = None, *,
+                 require_script_folder: bool = True) -> ProjectConfig:
+    """Find and read the project's Alembic configuration; raise ConfigError when there is none,
+    or when its ``script_location`` does not exist (as Alembic refuses it, unless
+    ``require_script_folder`` is False: for a caller that only wants the tool's settings)."""
     cwd = (cwd or Path.cwd()).absolute()
     environ = os.environ if environ is None else environ
     ini_path, toml_path = locate_config_files(config_args, cwd, environ)
@@ -141,11 +144,14 @@ def load_project(config_args: Sequence[str] = (), section: str = "alembic",
         _prepend_sys_path(config.option("prepend_sys_path"), config.option("path_separator"),
                           cwd)
     script_location = _resource_path(str(script_location_value), cwd)
+    here = (ini_path or toml_path or cwd).parent.absolute()
+    if require_script_folder and not os.path.exists(script_location):
+        raise _missing_script_folder(str(script_location_value), script_location, here,
+                                     ini_path or toml_path, cwd)
     version_locations = (
         _version_locations(config.parser, section, config.alembic_toml, config.toml_here, cwd)
         or (script_location / "versions",))
     tool = _tool_settings(config.parser, config.toml_data, ini_path, toml_path)
-    here = (ini_path or toml_path or cwd).parent.absolute()
     if tool.version_locations:  # the tool's own setting wins (relative to the config file)
         version_locations = tuple(_resource_path(item, here) for item in tool.version_locations)
     return ProjectConfig(
@@ -211,6 +217,30 @@ def _script_location_value(config: _ConfigFiles) -> Any:
         raise ConfigError(f"no 'script_location' key in {config.ini_path or config.toml_path}",
                           hint="Alembic needs script_location to find env.py and versions/")
     return value
+
+
+def _missing_script_folder(value: str, resolved: Path, here: Path, config_file: Path | None,
+                           cwd: Path) -> ConfigError:
+    """Alembic stops on this ("Path doesn't exist", ``ScriptDirectory.__init__``): so does
+    every command, rather than find no revision. Its version locations may be missing (Alembic
+    skips them when reading and creates them when writing a revision): they are not checked."""
+    # Shown without the `..` of `-c ../alembic.ini` (normpath: symbolic links kept as given).
+    folder, config_dir = Path(os.path.normpath(resolved)), Path(os.path.normpath(here))
+    config_name = os.path.normpath(config_file) if config_file else cwd
+    message = (f"the script folder does not exist: {folder} (script_location = {value} in "
+               f"{config_name})")
+    if _is_package_resource(value) or os.path.isabs(value):
+        return ConfigError(message, hint=f"fix script_location in {config_name}, or create "
+                                         "the folder with `alembic init`")
+    # Relative: Alembic resolves it from the current folder, not from the config file's.
+    from_config = config_dir / value
+    where = (f"run from {config_dir}, where it resolves to {from_config}"
+             if config_dir != cwd and os.path.exists(from_config)
+             else "run from the folder you run `alembic` from")
+    return ConfigError(message, hint=(
+        f"Alembic resolves a relative script_location from the current folder ({cwd}), not "
+        f"from the config file's: {where}, or write `script_location = %(here)s/{value}` "
+        "to make it relative to the config file"))
 
 
 def _read_ini(path: Path) -> configparser.ConfigParser:
@@ -279,7 +309,7 @@ def _prepend_sys_path(value: Any, separator_name: Any, cwd: Path) -> None:
 
 def _resource_path(value: str, cwd: Path) -> Path:
     """``pkg.sub:folder`` -> the folder inside the installed package; else a path from cwd."""
-    if ":" in value and not os.path.isabs(value) and not re.match(r"^[A-Za-z]:[\\/]", value):
+    if _is_package_resource(value):
         package, _, resource = value.partition(":")
         try:
             import importlib.util
@@ -292,6 +322,11 @@ def _resource_path(value: str, cwd: Path) -> Path:
         return (Path(next(iter(spec.submodule_search_locations))) / resource).absolute()
     path = Path(value)
     return path if path.is_absolute() else (cwd / path).absolute()
+
+
+def _is_package_resource(value: str) -> bool:
+    """``pkg.sub:folder``, as Alembic tells it from a path (a Windows drive is a path)."""
+    return ":" in value and not os.path.isabs(value) and not re.match(r"^[A-Za-z]:[\\/]", value)
 
 
 def version_locations_from_text(text: str, *, toml: bool, section: str, here: Path,

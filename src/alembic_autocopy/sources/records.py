@@ -252,20 +252,23 @@ def _first_recorder(ctx: MigrationContext) -> Recorder | None:
 
 def table_name_for(config: Config | None) -> str:
     """``record_table`` of the project Alembic runs with (the default when it cannot say)."""
+    cwd = str(Path.cwd())  # Alembic reads `-c backend/alembic.ini` from the current folder
     if config is None or not config.config_file_name:
         return settings_for(None, getattr(config, "toml_file_name", None),
-                            getattr(config, "config_ini_section", "alembic")).record_table
+                            getattr(config, "config_ini_section", "alembic"), cwd).record_table
     return settings_for(config.config_file_name, getattr(config, "toml_file_name", None),
-                        config.config_ini_section).record_table
+                        config.config_ini_section, cwd).record_table
 
 
 @functools.lru_cache(maxsize=16)
-def settings_for(ini: str | None, toml: str | None, section: str) -> ToolSettings:
+def settings_for(ini: str | None, toml: str | None, section: str, cwd: str) -> ToolSettings:
+    """The tool's settings of these config files, named relative to ``cwd``."""
     files = [str(name) for name in (ini, toml) if name]
     if not files:
         return ToolSettings()
     try:
-        project = load_project(files, section, cwd=Path(files[0]).absolute().parent)
+        # Only the settings are wanted: a missing script folder is said where it matters.
+        project = load_project(files, section, cwd=Path(cwd), require_script_folder=False)
     except AutocopyError:
         return ToolSettings()
     return project.tool

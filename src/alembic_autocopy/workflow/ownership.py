@@ -310,7 +310,9 @@ def _foreign_for_context(context: MigrationContext) -> list[ForeignRevision]:
 
 
 def project_of(config: Any) -> ProjectConfig | None:
-    """The alembic-autocopy project of the configuration Alembic runs with."""
+    """The alembic-autocopy project of the configuration Alembic runs with (None: a Config
+    built in code). Read from the current folder, as Alembic reads ``-c`` and a relative
+    ``script_location``; a ConfigError (the script folder missing) is for the caller to say."""
     from alembic_autocopy.effects.project import load_project
 
     if config is None:
@@ -318,11 +320,7 @@ def project_of(config: Any) -> ProjectConfig | None:
     files = [str(name) for name in (config.config_file_name,
                                     getattr(config, "toml_file_name", None)) if name]
     x_args = list(getattr(getattr(config, "cmd_opts", None), "x", None) or ())
-    try:
-        return load_project(files[:1], config.config_ini_section, x_args,
-                            cwd=Path(files[0]).absolute().parent if files else None)
-    except AutocopyError:
-        return None
+    return load_project(files[:1], config.config_ini_section, x_args, cwd=Path.cwd())
 
 
 def include_object(object_: Any, name: str | None, type_: str, reflected: bool,
