@@ -12,8 +12,8 @@
   and the children it waited for) and peak RSS, all read from ``os.wait4``.
 - ``Sample``: a command's runs, with ``median_ms``, ``cpu_median_ms``, ``peak_mb``.
 
-Used by bench/run.py and bench/integration.py; bench/hooks.py and bench/reading.py may use
-it too (``from harness import ...`` with bench/ on sys.path, as ``python bench/x.py`` puts it).
+Used by bench/run.py, bench/integration.py and bench/reading.py; bench/hooks.py may use it
+too (``from harness import ...`` with bench/ on sys.path, as ``python bench/x.py`` puts it).
 """
 
 from __future__ import annotations

@@ -18,12 +18,13 @@ waited for: git) and peak RSS.
 
 ``--baseline-src`` takes the ``src`` folder of another version (``git archive COMMIT src |
 tar -x -C /tmp/base``) and measures its rows beside this checkout's, with each row's ratio
-turn by turn (this code ÷ the baseline). This code against 6605b25's (the last version
-that read with worker processes) is the comparison behind dropping them: they were to stay
-only where they saved 20% on 10 worktrees × 300 or 40 × 1,000 (docs/performance.md). Versions
-with different index formats rewrite each other's index: each version's rows run as one
-block per turn, starting with the cold `find` (which deletes the index anyway), so every
-"warm" row follows a run of the same version.
+turn by turn (this code ÷ the baseline): e.g. 6605b25's, the last version that read with
+worker processes. They were dropped after this script measured that version with its
+workers on and off (through an environment variable since removed with them): they never
+saved the 20% they had to on 10 worktrees × 300 or 40 × 1,000 (docs/performance.md).
+Versions with different index formats rewrite each other's index: each version's rows run
+as one block per turn, starting with the cold `find` (which deletes the index anyway), so
+every "warm" row follows a run of the same version.
 """
 
 from __future__ import annotations
