@@ -4,16 +4,16 @@
   taken away (these machines set it; a user's shell does not, so bytecode is warm on both
   sides), ``GIT_*`` variables are dropped and git gets a fixed identity and date, and
   PYTHONPATH starts with this checkout's ``src``.
-- ``python_command()``: the interpreter, with ``-S`` unless ``site`` (see ``measured_env``).
+- ``python_command()``: the interpreter, with ``-S`` unless ``site`` (see ``measured_env``);
+  ``OUR_MAIN``, the ``-c`` program that runs alembic-autocopy's command line.
 - ``Command`` and ``alternate()``: run commands A B C, A B C, ... (a change of the shared
   machine's load hits each alike), after warm-up runs, each with an optional ``before``
   callback (not timed). Every run records wall time, CPU time (user + system of the process
   and the children it waited for) and peak RSS, all read from ``os.wait4``.
 - ``Sample``: a command's runs, with ``median_ms``, ``cpu_median_ms``, ``peak_mb``.
 
-Used by bench/run.py and bench/integration.py; bench/hooks.py, bench/reading.py and
-bench/repair_costs.py may use it too (``from harness import ...`` with bench/ on sys.path, as
-``python bench/x.py`` puts it).
+Used by bench/run.py, bench/integration.py and bench/reading.py; bench/hooks.py may use it
+too (``from harness import ...`` with bench/ on sys.path, as ``python bench/x.py`` puts it).
 """
 
 from __future__ import annotations
@@ -32,6 +32,8 @@ CHECKOUT = Path(__file__).resolve().parents[1]
 SRC = CHECKOUT / "src"
 PYTHON = sys.executable
 GIT_DATE = "1704164645 +0000"  # 2024-01-02T03:04:05Z, fixed so every build is the same
+# Our command line as measured: ``[*python_command(), "-c", OUR_MAIN, VERB, ...]``.
+OUR_MAIN = "import sys; from alembic_autocopy.cli.main import main; sys.exit(main())"
 
 
 def measured_env(site: bool = False, src: Path = SRC,

@@ -1,5 +1,5 @@
-"""The projects bench/run.py measures, built once under a folder and reused (a marker file
-says a build finished; ``--rebuild`` starts again).
+"""The projects bench/run.py and bench/reading.py measure, built once under a folder and
+reused (a marker file says a build finished; run.py's ``--rebuild`` starts again).
 
 Every project is made by ``alembic init`` (SQLite), with a chain of migrations written as
 Alembic's template writes them, committed in git with fixed dates.

@@ -39,6 +39,7 @@ import imports
 import projects
 from harness import (
     CHECKOUT,
+    OUR_MAIN,
     PYTHON,
     Command,
     Sample,
@@ -50,7 +51,6 @@ from harness import (
     ratio,
 )
 
-OUR_MAIN = "import sys; from alembic_autocopy.cli.main import main; sys.exit(main())"
 GC_DISABLED = "import gc; gc.disable(); " + OUR_MAIN
 GC_FROZEN = "import gc; gc.freeze(); " + OUR_MAIN
 

@@ -1,13 +1,22 @@
 """The benchmark's own logic that needs no timing: the scan that finds import tricks, and
-the harness's alternation (bench/run.py measures; these only check what it counts)."""
+the harness's alternation (bench/run.py measures; these only check what it counts); and that
+every bench script still starts (none imports a helper that was deleted)."""
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 sys.path.insert(0, str(BENCH))
+
+# The scripts run as `python bench/x.py`; the other modules are helpers they import.
+SCRIPTS = sorted(path.name for path in BENCH.glob("*.py")
+                 if 'if __name__ == "__main__":' in path.read_text(encoding="utf-8"))
 
 import harness  # noqa: E402
 import imports  # noqa: E402
@@ -76,3 +85,21 @@ def test_a_targeted_ratio_is_the_median_of_each_turns_ratio() -> None:
     assert harness.paired_ratio(a, b, cpu=True) == 1 / 3
     uneven = harness.Sample("c", times=[4.0, 4.0])
     assert harness.paired_ratio(a, uneven) == 0.5  # unequal counts: the medians' ratio
+
+
+def test_the_scripts_are_found() -> None:
+    assert "run.py" in SCRIPTS and "reading.py" in SCRIPTS
+    assert "harness.py" not in SCRIPTS
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_a_bench_script_starts(script: str, tmp_path: Path) -> None:
+    # `--help` imports everything a run imports and builds the parser, measuring nothing: a
+    # script importing a deleted helper (bench/reading.py after fleet.py went) fails here.
+    src = str(BENCH.parent / "src")
+    path = os.pathsep.join(filter(None, [src, os.environ.get("PYTHONPATH")]))
+    result = subprocess.run([sys.executable, str(BENCH / script), "--help"], cwd=tmp_path,
+                            env={**os.environ, "PYTHONPATH": path}, capture_output=True,
+                            text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("usage:")
