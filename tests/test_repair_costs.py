@@ -4,6 +4,8 @@ real repair through the Python API, never timed."""
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import sys
 import textwrap
 from pathlib import Path
@@ -106,3 +108,33 @@ def test_nothing_to_do_builds_no_revision_graph_of_its_own(sqlite_db: Database,
     assert document["brought_in"] == []
     assert [m for m in document["built"] if m.startswith("alembic_autocopy")] == []
 
+
+
+def test_a_repair_asks_git_each_question_once(sqlite_db: Database, tmp_path: Path) -> None:
+    """Every git process of a repair is a different question: the worktree root, the
+    manifest's place in the git folder and the common git folder are asked once and
+    remembered (each git process costs a repair 1-3 ms; it asked three of them twice)."""
+    repo = make_repo(tmp_path, sqlite_db)
+    a = repo.add_worktree("a")
+    ids = a.chain(3, BASE_REV, "a")
+    a.commit("three")
+    a.alembic("upgrade", "head", check=True)
+    b = repo.add_worktree("b")
+    log = tmp_path / "git-calls.log"
+    wrapper = tmp_path / "bin" / "git"
+    wrapper.parent.mkdir()
+    real_git = shutil.which("git")
+    assert real_git is not None
+    # One line per call: its folder and its arguments, then the real git.
+    wrapper.write_text(f'#!/bin/sh\nprintf "%s|%s\\n" "$(pwd -P)" "$*" >> "{log}"\n'
+                       f'exec "{real_git}" "$@"\n', encoding="utf-8")
+    wrapper.chmod(0o755)
+    path = f"{wrapper.parent}{os.pathsep}{os.environ['PATH']}"
+
+    result = b.autocopy("upgrade", env={"PATH": path})
+
+    assert result.returncode == 0, result.stderr
+    assert {p.name.split("_")[0] for p in b.versions.glob("*.py")} >= set(ids)
+    calls = log.read_text(encoding="utf-8").splitlines()
+    repeated = sorted({call for call in calls if calls.count(call) > 1})
+    assert calls and not repeated, repeated
