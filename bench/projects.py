@@ -14,9 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness import PYTHON, call, python_command
-
-GIT_DATE = "1704164645 +0000"
+from harness import GIT_DATE, PYTHON, call, python_command
 
 MIGRATION = '''"""{message}
 

@@ -140,7 +140,7 @@ def test_env_py_side_reads_the_config_from_where_alembic_runs(
     autogenerate filter read that file from the current folder, as Alembic does."""
     from alembic.config import Config
 
-    from alembic_autocopy.sources.records import settings_for
+    from alembic_autocopy.sources.records import table_name_for
     from alembic_autocopy.workflow.ownership import project_of
 
     backend = tmp_path / "backend"
@@ -149,8 +149,7 @@ def test_env_py_side_reads_the_config_from_where_alembic_runs(
     (backend / "app" / "alembic").mkdir(parents=True)
     monkeypatch.chdir(tmp_path)
 
-    assert settings_for("backend/alembic.ini", None, "alembic",
-                        str(tmp_path)).record_table == "my_records"
+    assert table_name_for(Config("backend/alembic.ini")) == "my_records"
     project = project_of(Config("backend/alembic.ini"))
     assert project is not None
     assert project.version_locations == (backend / "app" / "alembic" / "versions",)
@@ -158,6 +157,41 @@ def test_env_py_side_reads_the_config_from_where_alembic_runs(
     ini.write_text(ini.read_text().replace("%(here)s/app/alembic", "app/alembic"))
     with pytest.raises(ConfigError, match="the script folder does not exist"):
         project_of(Config("backend/alembic.ini"))  # said (logged), not silently no filter
+
+
+@pytest.mark.parametrize(("files", "record_table"), [
+    (("alembic.ini",), "ini_records"),
+    (("pyproject.toml",), "toml_records"),
+    (("alembic.ini", "pyproject.toml"), "toml_records"),  # pyproject.toml wins a key in both
+])
+def test_env_py_side_reads_the_files_that_exist_as_alembic_does(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, files: tuple[str, ...],
+        record_table: str) -> None:
+    """Alembic's command line names alembic.ini and pyproject.toml in its Config whichever
+    exists, and reads an absent one as empty: so do the record table and the autogenerate
+    filter (the settings of alembic.ini alone were dropped for the record table, and
+    pyproject.toml alone was refused: "config file not found: alembic.ini")."""
+    from alembic.config import Config
+
+    from alembic_autocopy.effects.project import alembic_config_files
+    from alembic_autocopy.sources.records import table_name_for
+    from alembic_autocopy.workflow.ownership import project_of
+
+    if "alembic.ini" in files:
+        write(tmp_path / "alembic.ini", "[alembic]\nscript_location = %(here)s/db\n"
+              "\n[alembic-autocopy]\nrecord_table = ini_records\n")
+    if "pyproject.toml" in files:
+        write(tmp_path / "pyproject.toml", '[tool.alembic]\nscript_location = "%(here)s/db"\n'
+              '\n[tool.alembic-autocopy]\nrecord_table = "toml_records"\n')
+    (tmp_path / "db").mkdir()
+    monkeypatch.chdir(tmp_path)
+    config = Config(file_="alembic.ini", toml_file="pyproject.toml")  # as `alembic` builds it
+
+    assert alembic_config_files(config, tmp_path) == files
+    assert table_name_for(config) == record_table
+    project = project_of(config)
+    assert project is not None and project.tool.record_table == record_table
+    assert alembic_config_files(Config(), tmp_path) == ()  # built in code, without a file
 
 
 def test_no_configuration_at_all(tmp_path: Path) -> None:

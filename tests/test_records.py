@@ -225,6 +225,37 @@ def test_env_py_integration_records_plain_alembic(
     assert report["record_table"]["env_py_integration"] is True
 
 
+@pytest.mark.parametrize("where", ["alembic.ini", "pyproject.toml", "both"])
+def test_plain_alembic_records_in_the_configured_table(
+    tmp_path: Path, sqlite_db: Database, where: str
+) -> None:
+    # Alembic's command line names pyproject.toml in its Config even when the file is absent:
+    # the settings of alembic.ini alone must still be read on the env.py side.
+    repo = make_repo(tmp_path, sqlite_db)
+    integrate_env_py(repo)
+    main = repo.main
+    if where in ("alembic.ini", "both"):
+        ini = main.path / "alembic.ini"
+        name = "my_records" if where == "alembic.ini" else "ini_records"
+        ini.write_text(ini.read_text("utf-8") + f"\n[alembic-autocopy]\nrecord_table = {name}\n",
+                       encoding="utf-8")
+    if where in ("pyproject.toml", "both"):  # pyproject.toml wins a key set in both
+        (main.path / "pyproject.toml").write_text(
+            '[tool.alembic-autocopy]\nrecord_table = "my_records"\n', encoding="utf-8")
+    assert (main.path / "pyproject.toml").exists() == (where != "alembic.ini")
+    ids = main.chain(2, BASE_REV, "n")
+
+    main.alembic("upgrade", "head", check=True)
+
+    assert TABLE not in sqlite_db.tables() and "ini_records" not in sqlite_db.tables()
+    rows = sqlite_db.execute("SELECT revision FROM my_records ORDER BY revision")
+    assert {revision for (revision,) in rows} == {BASE_REV, *ids}
+    main.alembic("downgrade", "-1", check=True)  # forgotten in the same table
+    rows = sqlite_db.execute("SELECT revision FROM my_records")
+    assert {revision for (revision,) in rows} == {BASE_REV, ids[0]}
+    assert json_of(main.autocopy("check", "--json"))["record_table"]["records"] == 2
+
+
 def test_edited_and_reparented_after_apply_are_reported(
     tmp_path: Path, any_db: Database
 ) -> None:

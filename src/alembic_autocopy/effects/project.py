@@ -101,6 +101,18 @@ def locate_config_files(config_args: Sequence[str], cwd: Path,
             toml_path if toml_path.is_file() else None)
 
 
+def alembic_config_files(config: Any, cwd: Path) -> tuple[str, ...]:
+    """The files of an Alembic ``Config`` that exist (names relative to ``cwd``), ini first:
+    ``load_project``'s ``config_args`` for the run env.py is part of.
+
+    Alembic's command line names both files whatever exists (``toml_file_name`` is
+    ``pyproject.toml`` since 1.16, ``config_file_name`` ``alembic.ini``), and Alembic reads an
+    absent one as empty; ``load_project`` would refuse a named file that is absent.
+    """
+    names = (getattr(config, "config_file_name", None), getattr(config, "toml_file_name", None))
+    return tuple(str(name) for name in names if name and (cwd / name).is_file())
+
+
 def _default_config_names(environ: Mapping[str, str]) -> tuple[str, str]:
     """(ini, pyproject) read when no -c names them: ``ALEMBIC_CONFIG`` may name either."""
     env_config = environ.get("ALEMBIC_CONFIG")

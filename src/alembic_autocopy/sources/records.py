@@ -43,6 +43,7 @@ from alembic_autocopy.effects.project import (
     DEFAULT_MAX_FILE_BYTES,
     ProjectConfig,
     ToolSettings,
+    alembic_config_files,
     load_project,
 )
 
@@ -252,18 +253,14 @@ def _first_recorder(ctx: MigrationContext) -> Recorder | None:
 
 def table_name_for(config: Config | None) -> str:
     """``record_table`` of the project Alembic runs with (the default when it cannot say)."""
-    cwd = str(Path.cwd())  # Alembic reads `-c backend/alembic.ini` from the current folder
-    if config is None or not config.config_file_name:
-        return settings_for(None, getattr(config, "toml_file_name", None),
-                            getattr(config, "config_ini_section", "alembic"), cwd).record_table
-    return settings_for(config.config_file_name, getattr(config, "toml_file_name", None),
-                        config.config_ini_section, cwd).record_table
+    cwd = Path.cwd()  # Alembic reads `-c backend/alembic.ini` from the current folder
+    section = getattr(config, "config_ini_section", None) or "alembic"
+    return settings_for(alembic_config_files(config, cwd), section, str(cwd)).record_table
 
 
 @functools.lru_cache(maxsize=16)
-def settings_for(ini: str | None, toml: str | None, section: str, cwd: str) -> ToolSettings:
-    """The tool's settings of these config files, named relative to ``cwd``."""
-    files = [str(name) for name in (ini, toml) if name]
+def settings_for(files: tuple[str, ...], section: str, cwd: str) -> ToolSettings:
+    """The tool's settings of these existing config files, named relative to ``cwd``."""
     if not files:
         return ToolSettings()
     try:

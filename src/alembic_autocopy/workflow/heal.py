@@ -294,21 +294,20 @@ def _reload_revisions(script: ScriptDirectory) -> None:
 
 def _project(context: MigrationContext) -> ProjectConfig | None:
     """The project Alembic runs with: its config files, section and ``-x`` arguments.
-    None when the Config has no file (built in code): nothing to find the worktree from."""
-    from alembic_autocopy.effects.project import load_project
+    None when the Config has no file that exists (built in code): nothing to find the
+    worktree from."""
+    from alembic_autocopy.effects.project import alembic_config_files, load_project
 
     config = context.config
     if config is None:
         return None
-    toml = getattr(config, "toml_file_name", None)  # Alembic's CLI names it even if absent
-    files = [str(name) for name in (config.config_file_name, toml)
-             if name and (name != toml or Path(name).is_file())]
+    cwd = Path.cwd()
+    files = alembic_config_files(config, cwd)
     if not files:
         return None
     x_args = list(getattr(config.cmd_opts, "x", None) or [])
     try:
-        return load_project(files, config.config_ini_section, x_args,
-                            cwd=Path.cwd())
+        return load_project(files, config.config_ini_section, x_args, cwd=cwd)
     except Exception as error:
         raise _command_error(error) from error
 

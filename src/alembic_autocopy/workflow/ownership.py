@@ -313,14 +313,14 @@ def project_of(config: Any) -> ProjectConfig | None:
     """The alembic-autocopy project of the configuration Alembic runs with (None: a Config
     built in code). Read from the current folder, as Alembic reads ``-c`` and a relative
     ``script_location``; a ConfigError (the script folder missing) is for the caller to say."""
-    from alembic_autocopy.effects.project import load_project
+    from alembic_autocopy.effects.project import alembic_config_files, load_project
 
     if config is None:
         return None
-    files = [str(name) for name in (config.config_file_name,
-                                    getattr(config, "toml_file_name", None)) if name]
+    cwd = Path.cwd()
     x_args = list(getattr(getattr(config, "cmd_opts", None), "x", None) or ())
-    return load_project(files[:1], config.config_ini_section, x_args, cwd=Path.cwd())
+    return load_project(alembic_config_files(config, cwd), config.config_ini_section, x_args,
+                        cwd=cwd)
 
 
 def include_object(object_: Any, name: str | None, type_: str, reflected: bool,
