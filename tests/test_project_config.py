@@ -192,6 +192,7 @@ def test_env_py_side_reads_the_files_that_exist_as_alembic_does(
     project = project_of(config)
     assert project is not None and project.tool.record_table == record_table
     assert alembic_config_files(Config(), tmp_path) == ()  # built in code, without a file
+    assert project_of(Config()) is None  # not the alembic.ini of the current folder
 
 
 def test_no_configuration_at_all(tmp_path: Path) -> None:

@@ -318,9 +318,11 @@ def project_of(config: Any) -> ProjectConfig | None:
     if config is None:
         return None
     cwd = Path.cwd()
+    files = alembic_config_files(config, cwd)
+    if not files:  # nothing to find the worktree from (load_project would search cwd)
+        return None
     x_args = list(getattr(getattr(config, "cmd_opts", None), "x", None) or ())
-    return load_project(alembic_config_files(config, cwd), config.config_ini_section, x_args,
-                        cwd=cwd)
+    return load_project(files, config.config_ini_section, x_args, cwd=cwd)
 
 
 def include_object(object_: Any, name: str | None, type_: str, reflected: bool,
