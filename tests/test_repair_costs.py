@@ -65,6 +65,16 @@ def _repair(worktree: Worktree) -> dict[str, Any]:
     return document
 
 
+def _three_applied_elsewhere(sqlite_db: Database, tmp_path: Path) -> tuple[list[str], Worktree]:
+    """Worktree ``a`` committed and applied three migrations; worktree ``b`` lacks them."""
+    repo = make_repo(tmp_path, sqlite_db)
+    a = repo.add_worktree("a")
+    ids = a.chain(3, BASE_REV, "a")
+    a.commit("three")
+    a.alembic("upgrade", "head", check=True)
+    return ids, repo.add_worktree("b")
+
+
 def test_a_repair_builds_one_revision_graph_of_its_own_and_compiles_each_copy_once(
         sqlite_db: Database, tmp_path: Path) -> None:
     """A repair that brings in 3 migrations (and a second head) validates the final graph
@@ -72,12 +82,7 @@ def test_a_repair_builds_one_revision_graph_of_its_own_and_compiles_each_copy_on
     ``ScriptDirectory`` builds the map its upgrade walks (counted apart: plain
     ``alembic upgrade`` builds it too). The copies are compiled once, before placing, and
     their bytecode written: Alembic's import of them compiles none again."""
-    repo = make_repo(tmp_path, sqlite_db)
-    a = repo.add_worktree("a")
-    ids = a.chain(3, BASE_REV, "a")
-    a.commit("three")
-    a.alembic("upgrade", "head", check=True)
-    b = repo.add_worktree("b")
+    ids, b = _three_applied_elsewhere(sqlite_db, tmp_path)
     b.write_migration("b00000000001", down=BASE_REV, message="own")
     b.commit("own migration")
 
@@ -114,12 +119,7 @@ def test_a_repair_asks_git_each_question_once(sqlite_db: Database, tmp_path: Pat
     """Every git process of a repair is a different question: the worktree root, the
     manifest's place in the git folder and the common git folder are asked once and
     remembered (each git process costs a repair 1-3 ms; it asked three of them twice)."""
-    repo = make_repo(tmp_path, sqlite_db)
-    a = repo.add_worktree("a")
-    ids = a.chain(3, BASE_REV, "a")
-    a.commit("three")
-    a.alembic("upgrade", "head", check=True)
-    b = repo.add_worktree("b")
+    ids, b = _three_applied_elsewhere(sqlite_db, tmp_path)
     log = tmp_path / "git-calls.log"
     wrapper = tmp_path / "bin" / "git"
     wrapper.parent.mkdir()
