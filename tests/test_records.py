@@ -256,6 +256,25 @@ def test_plain_alembic_records_in_the_configured_table(
     assert json_of(main.autocopy("check", "--json"))["record_table"]["records"] == 2
 
 
+def test_record_false_turns_off_env_py_recording_too(tmp_path: Path, sqlite_db: Database
+                                                    ) -> None:
+    # `record = false` was honoured by `alembic-autocopy upgrade` only: env.py's recorder
+    # (the integration line) stored every migration anyway, for both commands.
+    repo = make_repo(tmp_path, sqlite_db)
+    integrate_env_py(repo)
+    main = repo.main
+    ini = main.path / "alembic.ini"
+    ini.write_text(ini.read_text("utf-8") + "\n[alembic-autocopy]\nrecord = false\n",
+                   encoding="utf-8")
+    first = main.chain(1, BASE_REV, "n")
+    main.alembic("upgrade", "head", check=True)
+    second = main.chain(1, first[0], "b")
+    main.autocopy("upgrade", check=True)
+
+    assert repo.applied_versions() == set(second)
+    assert TABLE not in sqlite_db.tables()
+
+
 def test_edited_and_reparented_after_apply_are_reported(
     tmp_path: Path, any_db: Database
 ) -> None:

@@ -173,29 +173,39 @@ class Recorder:
     """An Alembic ``on_version_apply`` callback that records each applied revision.
 
     Upgrades (and stamps up) write the revision's file into the record table; downgrades
-    delete its row, so the table describes what is applied. ``table`` None: the name comes
-    from the project's configuration (``record_table``). When several recorders are
-    configured (env.py's and ``alembic-autocopy upgrade``'s), only the first one writes.
+    delete its row, so the table describes what is applied. ``table`` None (env.py's): the
+    name comes from the project's configuration (``record_table``), and ``record = false``
+    there turns recording off. When several recorders are configured (env.py's and
+    ``alembic-autocopy upgrade``'s), only the first one writes.
     """
 
     def __init__(self, table: str | None = None) -> None:
         self.table = table
-        self._runs: weakref.WeakKeyDictionary[Any, _RunState] = weakref.WeakKeyDictionary()
+        self._runs: weakref.WeakKeyDictionary[Any, _RunState | None] = (
+            weakref.WeakKeyDictionary())
 
     def __call__(self, *, ctx: MigrationContext, step: MigrationInfo, heads: Any = None,
                  run_args: Any = None) -> None:
         connection = ctx.connection
         if ctx.as_sql or connection is None or self is not _first_recorder(ctx):
             return
-        run = self._runs.get(ctx)
-        if run is None:
-            name = self.table or table_name_for(ctx.config)
-            run = _RunState(table_for(name, ctx.version_table_schema))
-            self._runs[ctx] = run
+        if ctx not in self._runs:
+            self._runs[ctx] = self._start(ctx)
+        run = self._runs[ctx]
+        if run is None:  # record = false
+            return
         if step.is_upgrade:
             self._record_upgrade(connection, run, step)
         else:
             self._forget(connection, run, step.up_revision_ids)
+
+    def _start(self, ctx: MigrationContext) -> _RunState | None:
+        if self.table is not None:  # alembic-autocopy's own, added only when record is on
+            return _RunState(table_for(self.table, ctx.version_table_schema))
+        settings = settings_of(ctx.config)
+        if not settings.record:
+            return None
+        return _RunState(table_for(settings.record_table, ctx.version_table_schema))
 
     def _record_upgrade(self, connection: Connection, run: _RunState,
                         step: MigrationInfo) -> None:
@@ -253,9 +263,15 @@ def _first_recorder(ctx: MigrationContext) -> Recorder | None:
 
 def table_name_for(config: Config | None) -> str:
     """``record_table`` of the project Alembic runs with (the default when it cannot say)."""
+    return settings_of(config).record_table
+
+
+def settings_of(config: Config | None) -> ToolSettings:
+    """The tool's settings of the project Alembic runs with (the defaults when it cannot
+    say)."""
     cwd = Path.cwd()  # Alembic reads `-c backend/alembic.ini` from the current folder
     section = getattr(config, "config_ini_section", None) or "alembic"
-    return settings_for(alembic_config_files(config, cwd), section, str(cwd)).record_table
+    return settings_for(alembic_config_files(config, cwd), section, str(cwd))
 
 
 @functools.lru_cache(maxsize=16)
