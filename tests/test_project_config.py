@@ -195,6 +195,26 @@ def test_env_py_side_reads_the_files_that_exist_as_alembic_does(
     assert project_of(Config()) is None  # not the alembic.ini of the current folder
 
 
+def test_env_py_side_says_when_it_cannot_read_the_settings(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The recorder in env.py never stops a migration over the tool's settings, but a
+    misspelt key no longer sends the records to the default table without a word."""
+    from alembic.config import Config
+
+    from alembic_autocopy.sources.records import DEFAULT_TABLE, settings_for, table_name_for
+
+    write(tmp_path / "alembic.ini", "[alembic]\nscript_location = %(here)s/db\n"
+          "\n[alembic-autocopy]\nrecord_tabel = mine\n")
+    (tmp_path / "db").mkdir()
+    monkeypatch.chdir(tmp_path)
+    settings_for.cache_clear()
+
+    with caplog.at_level("WARNING", logger="alembic.autocopy"):
+        assert table_name_for(Config("alembic.ini")) == DEFAULT_TABLE
+    assert "record_tabel" in caplog.text and "alembic.ini" in caplog.text
+
+
 def test_no_configuration_at_all(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="no Alembic configuration found"):
         load_project(cwd=tmp_path, environ={})

@@ -282,7 +282,12 @@ def settings_for(files: tuple[str, ...], section: str, cwd: str) -> ToolSettings
     try:
         # Only the settings are wanted: a missing script folder is said where it matters.
         project = load_project(files, section, cwd=Path(cwd), require_script_folder=False)
-    except AutocopyError:
+    except AutocopyError as error:  # e.g. a misspelt key: said once (cached), never raised
+        import logging
+
+        logging.getLogger("alembic.autocopy").warning(
+            "alembic-autocopy: cannot read the settings of %s (%s): the defaults apply "
+            "(record table %s)", " and ".join(files), error, DEFAULT_TABLE)
         return ToolSettings()
     return project.tool
 
