@@ -8,7 +8,7 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
-from support import BASE_REV, Database, Repo, Worktree, make_repo, run
+from support import BASE_REV, Database, Repo, Worktree, make_repo, run, use_the_application_engine
 
 REPORT = """
 def as_json(report):
@@ -90,6 +90,46 @@ def test_inside_a_running_event_loop_with_an_async_env(sqlite_db: Database,
     assert document["brought_in"] == ids
     assert document["applied"] == [own]
     assert sqlite_db.versions() == {ids[-1], own}
+
+
+def test_an_application_engine_still_works_after_a_repair_in_its_event_loop(
+        postgresql_db: Database, tmp_path: Path) -> None:
+    """env.py on the application's pooled asyncpg engine, the call made in the application's
+    running loop (a FastAPI lifespan): the repair reads and upgrades through env.py on
+    loops of its own, and the application's next query, on its own loop, works (it was
+    handed a connection of the repair's closed loop: "attached to a different loop")."""
+    repo = make_repo(tmp_path, postgresql_db, env="async")
+    use_the_application_engine(repo)
+    b, ids, own = _diverged(repo)
+
+    document = _script(b, """
+        import asyncio
+        sys.path.insert(0, os.getcwd())  # the application's own modules
+        from sqlalchemy import text
+        from alembic_autocopy import ensure_database_current
+        from appdb import engine
+
+        async def lifespan():
+            report = ensure_database_current()
+            async with engine.connect() as connection:  # the application starts serving
+                heads = await connection.scalars(text("SELECT version_num FROM alembic_version"))
+                heads = sorted(heads)
+            try:  # called again once the application has connected: said what to do
+                ensure_database_current()
+            except Exception as error:
+                return report, heads, f"{error.message} / {error.hint}"
+            return report, heads, None
+
+        report, heads, later = asyncio.run(lifespan())
+        print(json.dumps({**json.loads(as_json(report)), "app_sees": heads, "later": later}))
+    """)
+
+    assert document["brought_in"] == ids and document["applied"] == [own]
+    assert document["app_sees"] == sorted([ids[-1], own])
+    # An engine whose pool holds the application's connections cannot serve env.py on
+    # another loop: nothing Python can do about it, but the error says what to do.
+    assert "another event loop" in document["later"]
+    assert "before the application's first query" in document["later"]
 
 
 def test_failures_raise_one_typed_error(sqlite_db: Database, tmp_path: Path) -> None:

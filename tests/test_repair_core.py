@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from support import BASE_REV, Database, Repo, Worktree, make_repo
+from support import BASE_REV, Database, Repo, Worktree, make_repo, use_the_application_engine
 
 
 def tree_snapshot(root: Path) -> dict[str, bytes]:
@@ -100,6 +100,22 @@ def test_async_env_on_sqlite(tmp_path: Path, sqlite_db: Database) -> None:
 
 def test_async_env_on_postgresql(tmp_path: Path, postgresql_db: Database) -> None:
     repo, a, b = setup_pair(tmp_path, postgresql_db, env="async")
+    ids = apply_chain_in(a, 3)
+    result = b.autocopy("upgrade")
+    assert result.returncode == 0, result.stderr
+    assert_repaired(repo, b, {ids[-1]})
+
+
+def test_async_env_on_the_applications_pooled_engine(tmp_path: Path,
+                                                     postgresql_db: Database) -> None:
+    # env.py imports the application's asyncpg engine (pooled, never disposed), as FastAPI
+    # projects do: a repair runs env.py three times in one process, each on a new event loop,
+    # and the second was handed the first's connection ("attached to a different loop").
+    repo = make_repo(tmp_path, postgresql_db, env="async")
+    use_the_application_engine(repo)
+    b = repo.main
+    b.alembic("upgrade", "head", check=True)
+    a = repo.add_worktree("a")
     ids = apply_chain_in(a, 3)
     result = b.autocopy("upgrade")
     assert result.returncode == 0, result.stderr

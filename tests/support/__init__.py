@@ -9,7 +9,13 @@ from __future__ import annotations
 
 from support.databases import Database
 from support.process import CommandFailed, run
-from support.project import Repo, Worktree, integrate_env_py, make_repo
+from support.project import (
+    Repo,
+    Worktree,
+    integrate_env_py,
+    make_repo,
+    use_the_application_engine,
+)
 from support.revisions import BASE_REV, rev_id, rev_ids
 
 __all__ = [
@@ -23,4 +29,5 @@ __all__ = [
     "rev_id",
     "rev_ids",
     "run",
+    "use_the_application_engine",
 ]

@@ -270,3 +270,31 @@ def integrate_env_py(repo: Repo, metadata_code: str | None = None) -> None:
         text = text.replace("target_metadata = None\n", metadata_code, 1)
     env_py.write_text(text, encoding="utf-8")
     repo.main.commit("record migrations applied by plain alembic")
+
+
+TEMPLATE_ASYNC_ENGINE = """    connectable = async_engine_from_config(
+        config.get_section(config.config_ini_section, {}),
+        prefix="sqlalchemy.",
+        poolclass=pool.NullPool,
+    )
+"""
+
+
+def use_the_application_engine(repo: Repo) -> None:
+    """env.py runs on the application's own async engine, as FastAPI projects write it
+    (``from app.db import engine``; rhoboro/async-fastapi-sqlalchemy): created once at import
+    with a connection pool, never disposed, instead of the template's NullPool engine made
+    per run. ``appdb.py`` (at the worktree root, on Alembic's ``prepend_sys_path``) holds
+    it; committed on main."""
+    assert repo.env == "async" and repo.db.async_url is not None
+    (repo.main.path / "appdb.py").write_text(
+        "from sqlalchemy.ext.asyncio import create_async_engine\n\n"
+        f"engine = create_async_engine({repo.db.async_url!r})\n", encoding="utf-8")
+    env_py = repo.main.path / "migrations" / "env.py"
+    text = env_py.read_text(encoding="utf-8")
+    dispose = "    await connectable.dispose()\n"
+    assert text.count(TEMPLATE_ASYNC_ENGINE) == 1 and text.count(dispose) == 1, \
+        "Alembic's async env.py template changed shape"
+    text = text.replace(TEMPLATE_ASYNC_ENGINE, "    from appdb import engine as connectable\n")
+    env_py.write_text(text.replace(dispose, ""), encoding="utf-8")
+    repo.main.commit("env.py uses the application's engine")

@@ -17,7 +17,7 @@ import inspect
 import logging
 import os
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from alembic_autocopy.core.errors import AutocopyError, ConfigError, DatabaseError
@@ -170,7 +170,11 @@ def read_state(project: ProjectConfig,
         script = script_directory(config)
         with EnvironmentContext(config, script, fn=collect, dont_mutate=True,
                                 **{INTERNAL_OPTION: True}):
-            script.run_env()
+            try:
+                script.run_env()
+            finally:
+                forget_loop_bound_connections(
+                    endpoint.engine for endpoint in details.get("endpoints", ()))
         details["version_locations"] = tuple(
             os.fspath(path) for path in script._version_locations)
         details["recursive"] = bool(script.recursive_version_locations)
@@ -188,6 +192,22 @@ def read_state(project: ProjectConfig,
         version_locations=details.get("version_locations"),
         recursive_version_locations=details.get("recursive"),
     )
+
+
+def forget_loop_bound_connections(engines: Iterable[Any]) -> None:
+    """Give each async engine env.py used that keeps a pool (an application's engine that
+    env.py imports, instead of the template's NullPool one) a new, empty pool.
+
+    Its pooled connections belong to env.py's event loop, which ``asyncio.run()`` closed as
+    env.py ended: the next run of env.py in this process (a repair runs it up to three
+    times), or the application after ``ensure_database_current``, would be handed one and
+    fail with "attached to a different loop". They are left unclosed (``close=False``,
+    SQLAlchemy's advice after a fork: closing one needs its loop, gone now)."""
+    from sqlalchemy.pool import NullPool
+
+    for engine in {id(engine): engine for engine in engines if engine is not None}.values():
+        if engine.dialect.is_async and not isinstance(engine.pool, NullPool):
+            engine.dispose(close=False)
 
 
 def _remember_context(details: dict[str, Any], context: MigrationContext) -> None:
@@ -251,6 +271,8 @@ def upgrade(project: ProjectConfig, target: str,
             progress.tables = _table_names(ctx.connection)
 
     def steps(rev: Sequence[str], context: MigrationContext) -> Any:
+        if context.connection is not None:
+            engines.append(context.connection.engine)
         result.before = tuple(rev)
         current.setdefault("heads", tuple(rev))
         progress.heads = tuple(rev)
@@ -263,6 +285,7 @@ def upgrade(project: ProjectConfig, target: str,
         return planned if locks is None else locks.guard_steps(planned)
 
     script: ScriptDirectory
+    engines: list[Any] = []
 
     def run() -> None:
         nonlocal script
@@ -283,7 +306,10 @@ def upgrade(project: ProjectConfig, target: str,
 
             environment.run_migrations = run_migrations  # type: ignore[method-assign]
         with environment:
-            script.run_env()
+            try:
+                script.run_env()
+            finally:
+                forget_loop_bound_connections(engines)
 
     guarded(run, project, during_upgrade=True, progress=progress)
     result.after = current.get("heads", result.before)
@@ -413,6 +439,14 @@ def _error_by_kind(error: BaseException, text: str, used: str | None,
                              hint="`alembic-autocopy list --no-db` names the files to fix "
                                   "(down_revision)")
     kind = type(error).__name__
+    if "attached to a different loop" in text:  # asyncio's words for a foreign connection
+        return AutocopyError(
+            f"env.py failed: its engine handed out a connection made on another event loop "
+            f"({kind}: {text})",
+            hint="env.py uses an engine that pools connections (the application's own?) and "
+                 "the application already connected with it: call ensure_database_current "
+                 "before the application's first query, or let env.py make its own engine "
+                 "with poolclass=NullPool, as Alembic's async template does")
     return AutocopyError(f"env.py failed: {kind}: {text}",
                          hint="run again with --traceback to see where")
 
