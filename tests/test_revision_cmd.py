@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 
 from alembic_autocopy.cli.commands.revision import SchemaChanges, foreign_drops, schema_changes
-from support import BASE_REV, Database, Worktree, make_repo
+from support import BASE_REV, Database, Worktree, integrate_env_py, make_repo
 
 MULTIPLE_HEADS = "Multiple heads are present"
 
@@ -171,6 +171,45 @@ def upgrade():
 def downgrade():
     op.drop_table("orders")
 '''
+
+
+def test_plain_alembic_revision_through_env_py_starts_from_own_head(
+    tmp_path: Path, sqlite_db: Database
+) -> None:
+    """With env.py's line, a heal leaves the foreign chain as the worktree's only head:
+    plain `alembic revision` based the new file on it, a revision this branch lacks in git,
+    without a word. When the run goes through env.py (--autogenerate, or
+    revision_environment = true) the line's hook bases it on the worktree's own head."""
+    repo = make_repo(tmp_path, sqlite_db)
+    integrate_env_py(repo, metadata_code=MODELS_ENV.format(base=BASE_REV))
+    b = repo.main
+    ini = b.path / "alembic.ini"
+    ini.write_text(ini.read_text("utf-8").replace(
+        "[alembic]\n", "[alembic]\nrevision_environment = true\n", 1), "utf-8")
+    b.commit("revision_environment")
+    a = repo.add_worktree("a")
+    foreign = a.chain(2, BASE_REV, "a")
+    a.commit("a: two migrations")
+    a.alembic("upgrade", "head", check=True)
+    b.alembic("upgrade", "head", check=True)  # healed: A's chain copied into B
+    assert b.alembic("heads", check=True).stdout.strip() == f"{foreign[-1]} (head)"
+
+    plain = b.alembic("revision", "-m", "plain", "--rev-id", "c0ffee000010", check=True)
+    first = next(b.versions.glob("c0ffee000010_*.py"))
+    assert down_revision_of(first) == BASE_REV, plain.stdout + plain.stderr
+    assert (f"new revision based on {BASE_REV}, this worktree's own head, not on "
+            f"{foreign[-1]}") in plain.stdout + plain.stderr
+    first.unlink()  # autogenerate wants the database at every head
+    b.alembic("revision", "--autogenerate", "-m", "models", "--rev-id", "c0ffee000011",
+              check=True)
+    created = next(b.versions.glob("c0ffee000011_*.py"))
+    assert down_revision_of(created) == BASE_REV
+    assert all(f"t_{rev}" not in created.read_text("utf-8") for rev in foreign)
+    chosen = b.alembic("revision", "-m", "theirs", "--head", foreign[-1],
+                       "--rev-id", "c0ffee000012", check=True)
+    # an explicit --head is the user's choice: left alone, no warning
+    assert down_revision_of(next(b.versions.glob("c0ffee000012_*.py"))) == foreign[-1]
+    assert "based on" not in chosen.stdout + chosen.stderr
 
 
 def test_schema_changes_read_upgrade_only() -> None:

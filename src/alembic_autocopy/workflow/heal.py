@@ -63,14 +63,21 @@ def say(text: str) -> None:
 
 
 def wrap(original: MigrationFn) -> MigrationFn:
-    """``original`` (the command's ``fn``), healing first. Wrapping twice (a multi-database
-    env.py configures once per engine) wraps the command's own ``fn`` once."""
+    """``original`` (the command's ``fn``), healing first; for ``alembic revision``, the new
+    revision then based on this worktree's own head (``revision_base``). Wrapping twice (a
+    multi-database env.py configures once per engine) wraps the command's own ``fn`` once."""
     original = getattr(original, "__wrapped__", original) if getattr(
         original, _MARK, False) else original
     state = _State()
 
     def healing(heads: Any, context: MigrationContext) -> Iterable[Any]:
-        return _run(original, state, tuple(heads or ()), context)
+        steps = _run(original, state, tuple(heads or ()), context)
+        revision = context.opts.get("revision_context")  # `alembic revision` runs env.py
+        if revision is not None:  # its scripts are written after env.py: base them now
+            from alembic_autocopy.workflow import revision_base
+
+            revision_base.base_on_own_head(context, heads, revision.generated_revisions)
+        return steps
 
     healing.__wrapped__ = original  # type: ignore[attr-defined]
     setattr(healing, _MARK, True)

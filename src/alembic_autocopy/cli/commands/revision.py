@@ -22,9 +22,8 @@ from alembic_autocopy.cli.commands import options_from, project_from
 from alembic_autocopy.cli.commands.common import show_inventory_warnings
 from alembic_autocopy.cli.output import Output
 from alembic_autocopy.core.errors import AutocopyError, UsageError
-from alembic_autocopy.core.foreign import HeadSplit, split_heads
+from alembic_autocopy.core.foreign import HeadSplit
 from alembic_autocopy.core.model import Candidate
-from alembic_autocopy.sources import scanning
 from alembic_autocopy.sources.inventory import gather
 
 if TYPE_CHECKING:
@@ -287,10 +286,9 @@ def _split_heads(project: ProjectConfig, local: Sequence[Candidate], elsewhere: 
                  ) -> HeadSplit:
     """This worktree's own heads apart from other worktrees' (copies placed here and files
     not committed on this branch)."""
-    from alembic_autocopy.effects import placement
+    from alembic_autocopy.workflow.revision_base import own_heads
 
-    manifest = placement.open_manifest(project, scanning.this_worktree(project))
-    return split_heads(local, elsewhere, (entry.path for entry in manifest.entries))
+    return own_heads(project, local, elsewhere)
 
 
 def _warn_drops(drops: Sequence[tuple[str, ForeignDrop]], split: HeadSplit,
