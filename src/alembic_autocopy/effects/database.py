@@ -18,6 +18,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from alembic_autocopy.core.errors import AutocopyError, ConfigError, DatabaseError
@@ -546,24 +547,48 @@ def missing_module_error(error: ModuleNotFoundError, project: ProjectConfig) -> 
     told apart from a distribution that is not installed."""
     name = error.name or "?"
     top = name.split(".")[0]
-    looked = [os.path.abspath(entry) for entry in _prepend_sys_path(project)] or [os.getcwd()]
     candidates = [project.here, *project.here.parents[:3], project.cwd]
     for folder in dict.fromkeys(candidates):
         package = folder / top
         if (package / "__init__.py").is_file() or package.with_suffix(".py").is_file() or (
                 package.is_dir() and any(package.glob("*.py"))):
-            return DatabaseError(
-                f"env.py imports {name}, a local package in {package}, but {folder} is not on "
-                f"sys.path here (prepend_sys_path, relative to the current folder as for "
-                f"alembic, gave: {', '.join(looked)})",
-                hint=f"run the command from {folder} (cd there first), or set "
-                     f"prepend_sys_path in {project.ini_path or project.toml_path} to a "
-                     "folder that holds it")
+            return _local_package_error(name, package, folder, project)
     return DatabaseError(
         f"env.py needs a module that is not installed: {name} (not found on sys.path, "
         f"nor as a local package beside {project.here})",
         hint=f"install the distribution that provides it in this environment "
              f"(pip install {top}, if that is its name on PyPI)")
+
+
+def _local_package_error(name: str, package: Path, folder: Path,
+                         project: ProjectConfig) -> DatabaseError:
+    """``folder`` holds the package but is not on sys.path. Like the ``alembic`` console
+    script, the tool puts nothing there but ``prepend_sys_path`` (relative to the current
+    folder): say what that setting gave, or that it is not set, and a fix that works from
+    where the user stands."""
+    config_file = project.ini_path or project.toml_path
+    looked = [os.path.abspath(entry) for entry in _prepend_sys_path(project)]
+    if looked:
+        why = (f"prepend_sys_path, relative to the current folder as for alembic, gave: "
+               f"{', '.join(looked)}")
+    else:
+        why = (f"prepend_sys_path is not set in {config_file}, and the alembic command puts "
+               "no other folder on sys.path")
+    install = "install the project in this environment (`pip install -e .`, `uv sync`)"
+    here_already = os.path.realpath(project.cwd) == os.path.realpath(folder)
+    if looked and not here_already:
+        hint = (f"run the command from {folder} (cd there first), or set prepend_sys_path "
+                f"in {config_file} to a folder that holds it")
+    else:
+        setting = (f"`prepend_sys_path = .` to the [{project.section}] section of {config_file}"
+                   if project.ini_path is not None else
+                   f'`prepend_sys_path = ["."]` to [tool.alembic] in {config_file}')
+        where = "" if here_already else f" and run the command from {folder}"
+        template = " (Alembic's template has it)" if here_already else ""
+        hint = f"add {setting}{template}{where}, or {install}"
+    return DatabaseError(
+        f"env.py imports {name}, a local package in {package}, but {folder} is not on "
+        f"sys.path here ({why})", hint=hint)
 
 
 def _prepend_sys_path(project: ProjectConfig) -> list[str]:
