@@ -384,7 +384,7 @@ def translate_error(error: BaseException, project: ProjectConfig,
     where = project.ini_path or project.toml_path or project.cwd
     if isinstance(error, (sa_exc.ArgumentError, sa_exc.NoSuchModuleError)):
         return ConfigError(f"invalid database URL in {where}: {text}",
-                           hint="fix sqlalchemy.url (or the URL env.py builds)")
+                           hint=f"fix {_url_setting(project)}")
     if during_upgrade and _connection_invalidated(error):
         return _connection_lost_during_upgrade(error)
     running = progress.running() if progress is not None else None
@@ -429,7 +429,7 @@ def _error_by_kind(error: BaseException, text: str, used: str | None,
             type(error) is OSError):  # asyncpg: "Multiple exceptions: ... Connect call failed"
         original = getattr(error, "orig", None) or error
         detail = mask_passwords(_first_line(original))
-        return connection_error(detail, _database_named(used, project), where)
+        return connection_error(detail, _database_named(used, project), _url_setting(project))
     if isinstance(error, ModuleNotFoundError):
         return missing_module_error(error, project)
     if isinstance(error, CommandError):
@@ -467,10 +467,20 @@ _NO_DATABASE = ("unknown database", "(1049,")
 _LOCKED = ("database is locked", "database table is locked")
 
 
-def connection_error(detail: str, url: str, where: object) -> DatabaseError:
-    """The error for a database that could not be used, by what the driver said."""
+def _url_setting(project: ProjectConfig) -> str:
+    """Where the URL to fix comes from: the config's ``sqlalchemy.url`` (env.py may build
+    another), or, when the config sets none (FastAPI-style settings), env.py alone. Read only
+    once something failed."""
+    where = project.ini_path or project.toml_path or project.cwd
+    if _main_url(alembic_config(project)):
+        return f"sqlalchemy.url in {where} (or the URL env.py builds)"
+    return f"the URL env.py builds ({where.name} sets no sqlalchemy.url)"
+
+
+def connection_error(detail: str, url: str, settings: str) -> DatabaseError:
+    """The error for a database that could not be used, by what the driver said;
+    ``settings`` names where its URL comes from (``_url_setting``)."""
     lowered = detail.lower()
-    settings = f"sqlalchemy.url in {where} (or the URL env.py builds)"
     if any(word in lowered for word in _LOCKED):
         return DatabaseError(
             f"the database {url} is locked: another connection holds a write transaction "
