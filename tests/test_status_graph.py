@@ -207,6 +207,61 @@ def needs_graphviz() -> str:
     return dot
 
 
+UNREACHABLE = "postgresql+psycopg://u@127.0.0.1:1/x"  # nothing listens on port 1
+
+
+def unreachable_project(tmp_path: Path, sqlite_db: Database) -> Worktree:
+    """A project with one committed migration whose alembic.ini names a server that refuses."""
+    repo = make_repo(tmp_path, sqlite_db)
+    ini = repo.main.path / "alembic.ini"
+    ini.write_text("".join(f"sqlalchemy.url = {UNREACHABLE}\n"
+                           if line.startswith("sqlalchemy.url") else line
+                           for line in ini.read_text().splitlines(keepends=True)))
+    return repo.main
+
+
+def test_an_unreachable_database_status_shows_the_rest_and_fails_naming_no_db(
+        tmp_path: Path, sqlite_db: Database) -> None:
+    """status: the worktree part is shown, the database named unreadable, exit 1 (as its help
+    and docs/workflow-tools.md say; README said 0), and the hint offers --no-db."""
+    main = unreachable_project(tmp_path, sqlite_db)
+
+    text = main.autocopy("status")
+
+    assert text.returncode == 1, text.stderr
+    assert "This worktree " in text.stdout and BASE_REV in text.stdout
+    assert "cannot read the database: cannot connect to " in text.stdout
+    errors = [line for line in text.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and errors[0].startswith(
+        f"error: cannot connect to {UNREACHABLE}: the server refused the connection"), text.stderr
+    assert "hint: start the database server" in text.stderr
+    assert "`alembic-autocopy status --no-db`" in text.stderr
+    document = json.loads(main.autocopy("status", "--json").stdout)
+    assert document["ok"] is False and document["database"] is None
+    assert document["worktree"]["heads"] == [BASE_REV]
+    assert document["error"].startswith(f"cannot connect to {UNREACHABLE}")
+    assert "`alembic-autocopy status --no-db`" in document["hint"]
+    assert main.autocopy("status", "--no-db").returncode == 0
+
+
+@pytest.mark.parametrize("verb", ["list", "graph"])
+def test_an_unreachable_database_list_and_graph_fail_naming_no_db(
+        tmp_path: Path, sqlite_db: Database, verb: str) -> None:
+    main = unreachable_project(tmp_path, sqlite_db)
+
+    result = main.autocopy(verb)
+
+    assert result.returncode == 1, result.stderr
+    assert f"error: cannot connect to {UNREACHABLE}" in result.stderr
+    hint = next(line for line in result.stderr.splitlines() if line.startswith("hint: "))
+    assert hint.startswith("hint: start the database server")
+    assert hint.endswith(f"; or `alembic-autocopy {verb} --no-db` to go on without the "
+                         "database"), hint
+    assert BASE_REV in main.autocopy(verb, "--no-db", check=True).stdout
+    # check has no --no-db: its hint does not offer one
+    assert "--no-db" not in main.autocopy("check").stderr
+
+
 def test_graph_as_mermaid_has_every_node_edge_and_the_database(fleet: Fleet) -> None:
     described = json.loads(fleet.b.autocopy("graph", "--json", check=True).stdout)
     result = fleet.b.autocopy("graph")

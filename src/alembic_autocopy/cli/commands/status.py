@@ -12,7 +12,7 @@ from alembic_autocopy.cli import drawing
 from alembic_autocopy.cli.commands import options_from, project_from
 from alembic_autocopy.cli.commands.common import show_inventory_warnings
 from alembic_autocopy.cli.commands.graph import recorded_candidates
-from alembic_autocopy.cli.output import Output
+from alembic_autocopy.cli.output import Output, hint_without_database
 from alembic_autocopy.cli.report import drift_lines
 from alembic_autocopy.core.errors import AutocopyError
 from alembic_autocopy.core.foreign import HeadSplit, split_heads
@@ -152,6 +152,9 @@ def run(args: argparse.Namespace, out: Output) -> int:
         situation, database_error, inventory, split, manifest.entries, root)
     _print(out, graph, split, manifest.entries, heads, where, root, inventory.local,
            attention)
+    failure = {} if database_error is None else {
+        "error": database_error.message,
+        "hint": hint_without_database(database_error.hint, "status")}
     out.emit({
         "ok": database_error is None,
         "database": None if heads is None else {
@@ -164,22 +167,26 @@ def run(args: argparse.Namespace, out: Output) -> int:
         "copies": [{"revision": e.revision, "path": e.path, "source": e.source,
                     "placed_at": e.placed_at} for e in manifest.entries],
         "warnings": [{"id": a.id, "message": a.message} for a in attention],
+        **failure,
     })
-    return 1 if database_error is not None else 0
+    if database_error is None:
+        return 0
+    out.error(failure["error"], failure["hint"])  # what was shown is not the whole story
+    return 1
 
 
 def _assess(project: ProjectConfig, options: Options, inventory: Inventory
-            ) -> tuple[Situation | None, str | None]:
+            ) -> tuple[Situation | None, AutocopyError | None]:
     """The same assessment `check` makes (heads, plan, record table and drift), or why the
     database could not be read."""
 
     try:
         return repair.assess(project, options, found=inventory), None
     except AutocopyError as error:
-        return None, error.message
+        return None, error
 
 
-def _attention(situation: Situation | None, database_error: str | None,
+def _attention(situation: Situation | None, database_error: AutocopyError | None,
                inventory: Inventory, split: HeadSplit, copies: list[ManifestEntry],
                root: Path | None) -> list[Attention]:
     """Everything that needs the user, in the order shown: the database, the plan, this
@@ -188,7 +195,8 @@ def _attention(situation: Situation | None, database_error: str | None,
 
     attention: list[Attention] = []
     if database_error is not None:
-        attention.append(Attention("database", f"cannot read the database: {database_error}"))
+        attention.append(Attention("database",
+                                   f"cannot read the database: {database_error.message}"))
     if situation is not None:
         attention += _assessment_attention(situation)
     attention += missing_parent_attention(inventory.local)
