@@ -207,6 +207,49 @@ def needs_graphviz() -> str:
     return dot
 
 
+def test_status_after_a_merge_brought_the_real_file_calls_it_no_copy(
+        tmp_path: Path, sqlite_db: Database) -> None:
+    """A copy placed here, then `git merge` brings the real file (git overwrites the ignored
+    copy): before `clean` runs, status counted it among the copies although git tracks it.
+    Status changes nothing: the manifest entry stays until `clean` forgets it."""
+    repo = make_repo(tmp_path, sqlite_db)
+    b = repo.main
+    b.alembic("upgrade", "head", check=True)
+    a = repo.add_worktree("a")
+    (step,) = a.chain(1, BASE_REV, "a")
+    a.commit("a: one migration")
+    a.alembic("upgrade", "head", check=True)
+    b.autocopy("upgrade", check=True)
+    placed = json.loads(b.autocopy("status", "--json", check=True).stdout)
+    assert [copy["revision"] for copy in placed["copies"]] == [step]
+    b.git("merge", "--quiet", "--no-edit", "a")
+    assert b.status_porcelain() == ""
+    manifest = Path(b.git("rev-parse", "--path-format=absolute", "--git-path",
+                          "alembic-autocopy/manifest.json").stdout.strip())
+    before = manifest.read_bytes()
+
+    text = b.autocopy("status", check=True)
+    document = json.loads(b.autocopy("status", "--json", check=True).stdout)
+
+    assert "Copies placed here by alembic-autocopy: 0" in text.stdout, text.stdout
+    assert "(copied here)" not in text.stdout
+    path = f"migrations/versions/{step}_step_{step}.py"
+    assert (f"  {step}  {path}: git tracks it now (a merge or checkout brought the real "
+            "file); `alembic-autocopy clean` forgets it") in text.stdout, text.stdout
+    assert f"{step}  step {step}  <- this worktree" in text.stdout
+    assert document["copies"] == []
+    assert [entry["revision"] for entry in document["now_tracked"]] == [step]
+    assert document["worktree"]["own_heads"] == [step]
+    assert document["worktree"]["foreign_heads"] == []
+    drawn = json.loads(b.autocopy("graph", "--json", check=True).stdout)
+    node = next(node for node in drawn["nodes"] if node["revision"] == step)
+    assert node["residence"] == "here", node
+    assert manifest.read_bytes() == before  # status and graph change nothing
+
+    b.autocopy("clean", check=True)
+    assert json.loads(b.autocopy("status", "--json", check=True).stdout)["now_tracked"] == []
+
+
 UNREACHABLE = "postgresql+psycopg://u@127.0.0.1:1/x"  # nothing listens on port 1
 
 

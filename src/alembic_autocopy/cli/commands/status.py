@@ -145,13 +145,16 @@ def run(args: argparse.Namespace, out: Output) -> int:
     show_inventory_warnings(inventory, out)
     root = scanning.this_worktree(project)
     manifest = placement.open_manifest(project, root)
-    managed = {entry.path: entry.source for entry in manifest.entries}
+    # A copy whose real file git brought since (a merge, a checkout) is no copy any more;
+    # `clean` forgets its entry, status only reads.
+    copies, now_tracked = placement.still_copies(manifest, root)
+    managed = {entry.path: entry.source for entry in copies}
     split = split_heads(inventory.local, inventory.elsewhere, managed)
     graph = drawing.build_graph([*inventory.all, *extra], heads, managed)
     attention = [Attention("scan", text) for text in out.warnings] + _attention(
-        situation, database_error, inventory, split, manifest.entries, root)
-    _print(out, graph, split, manifest.entries, heads, where, root, inventory.local,
-           attention)
+        situation, database_error, inventory, split, copies, root)
+    _print(out, graph, split, _Copies(copies, now_tracked), heads, where, root,
+           inventory.local, attention)
     failure = {} if database_error is None else {
         "error": database_error.message,
         "hint": hint_without_database(database_error.hint, "status")}
@@ -164,8 +167,8 @@ def run(args: argparse.Namespace, out: Output) -> int:
                      "heads": list(split.heads), "own_heads": list(split.own_heads),
                      "foreign_heads": list(split.foreign_heads),
                      "not_applied": _not_applied(graph, inventory.local)},
-        "copies": [{"revision": e.revision, "path": e.path, "source": e.source,
-                    "placed_at": e.placed_at} for e in manifest.entries],
+        "copies": [_copy_json(e) for e in copies],
+        "now_tracked": [_copy_json(e) for e in now_tracked],
         "warnings": [{"id": a.id, "message": a.message} for a in attention],
         **failure,
     })
@@ -224,6 +227,18 @@ def _assessment_attention(situation: Situation) -> list[Attention]:
     return attention
 
 
+class _Copies(NamedTuple):
+    """The manifest's entries: copies still here, and those git now tracks."""
+
+    placed: list[ManifestEntry]
+    now_tracked: list[ManifestEntry]
+
+
+def _copy_json(entry: ManifestEntry) -> dict[str, Any]:
+    return {"revision": entry.revision, "path": entry.path, "source": entry.source,
+            "placed_at": entry.placed_at}
+
+
 def _head_json(node: drawing.Node) -> dict[str, Any]:
     location = node.origin.location
     return {"revision": node.revision, "message": node.message,
@@ -242,15 +257,20 @@ def _not_applied(graph: drawing.RevisionGraph, local: list[Candidate]) -> list[s
 
 
 def _print(out: Output, graph: drawing.RevisionGraph, split: HeadSplit,
-           copies: list[ManifestEntry], heads: tuple[str, ...] | None, where: str,
+           copies: _Copies, heads: tuple[str, ...] | None, where: str,
            root: Path | None, local: list[Candidate], attention: list[Attention]) -> None:
     if heads is not None:
         _print_database(out, graph, heads, where)
     _print_worktree(out, graph, split, root, local)
-    out.line(out.style(f"Copies placed here by alembic-autocopy: {len(copies)}", "bold"))
-    for entry in copies:
+    out.line(out.style(f"Copies placed here by alembic-autocopy: {len(copies.placed)}",
+                       "bold"))
+    for entry in copies.placed:
         shown = os.path.relpath(entry.path, root) if root else entry.path
         out.line(f"  {entry.revision}  {shown}  <- {entry.source}")
+    for entry in copies.now_tracked:
+        shown = os.path.relpath(entry.path, root) if root else entry.path
+        out.line(f"  {entry.revision}  {shown}: git tracks it now (a merge or checkout "
+                 "brought the real file); `alembic-autocopy clean` forgets it")
     if attention:
         out.line(out.style(f"Needs attention: {len(attention)}", "bold", "yellow"))
         for item in attention:
