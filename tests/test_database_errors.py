@@ -73,6 +73,31 @@ def test_connection_refused_names_the_url_env_py_used(tmp_path: Path, sqlite_db:
             assert "start the database server" in result.stderr
 
 
+def test_a_refused_connection_without_sqlalchemy_url_in_the_ini_names_env_py(
+        tmp_path: Path, sqlite_db: Database) -> None:
+    """alembic.ini sets no sqlalchemy.url at all (env.py builds it from settings, as in the
+    FastAPI template): the hint names the URL env.py builds, not a setting that is not there."""
+    repo = make_repo(tmp_path, sqlite_db)
+    b = repo.main
+    url_from_environment(b)
+    url = "postgresql+psycopg://u@127.0.0.1:1/x"  # nothing listens on port 1
+    placeholder = b.autocopy("check", env={"APP_DATABASE_URL": url})
+    assert "cannot connect to postgresql+psycopg://u@127.0.0.1:1/x" in one_error(placeholder)
+    ini = b.path / "alembic.ini"
+    assert (f"hint: start the database server, or fix the host and port in sqlalchemy.url in "
+            f"{ini} (or the URL env.py builds)") in placeholder.stderr  # it sets one
+    ini.write_text("".join(line for line in ini.read_text().splitlines(keepends=True)
+                           if not line.startswith("sqlalchemy.url")))
+
+    for command in ("check", "upgrade"):
+        result = b.autocopy(command, env={"APP_DATABASE_URL": url})
+
+        assert "cannot connect to postgresql+psycopg://u@127.0.0.1:1/x" in one_error(result)
+        assert ("hint: start the database server, or fix the host and port in the URL env.py "
+                "builds (alembic.ini sets no sqlalchemy.url)") in result.stderr, result.stderr
+        assert "sqlalchemy.url in" not in result.stderr
+
+
 def test_a_refused_login_is_named_as_such_on_mariadb(tmp_path: Path,
                                                      mariadb_db: Database) -> None:
     repo = make_repo(tmp_path, mariadb_db)

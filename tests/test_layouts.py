@@ -137,6 +137,62 @@ def test_a_local_package_off_sys_path_is_told_apart_from_a_missing_distribution(
     assert "pip install no_such_distribution_xyz" in missing.stderr
 
 
+CONSOLE_SCRIPT = """\
+#!{python}
+import sys
+from {module} import main
+sys.exit(main())
+"""
+
+
+def console_script(tmp_path: Path, name: str, module: str) -> Path:
+    """A script like the one pip writes for ``[project.scripts]``: sys.path[0] is its own
+    folder, never the current one (``python -m`` would put the current folder there)."""
+    bin_dir = tmp_path / "console-bin"
+    bin_dir.mkdir(exist_ok=True)
+    script = bin_dir / name
+    script.write_text(CONSOLE_SCRIPT.format(python=sys.executable, module=module),
+                      encoding="utf-8")
+    script.chmod(0o755)
+    return script
+
+
+def test_a_local_package_without_prepend_sys_path_is_told_as_not_set(
+        tmp_path: Path, sqlite_db: Database) -> None:
+    """No prepend_sys_path in backend/alembic.ini, run from backend/ by the console script:
+    the message says it is not set (it used to say it "gave" backend/) and the hint does not
+    say to cd where the user already is."""
+    repo, backend = backend_repo(tmp_path, sqlite_db)
+    ini = backend.path / "alembic.ini"
+    ini.write_text(ini.read_text(encoding="utf-8").replace("\nprepend_sys_path = .\n", "\n"),
+                   encoding="utf-8")
+    alembic_script = console_script(tmp_path, "alembic", "alembic.config")
+    autocopy_script = console_script(tmp_path, "alembic-autocopy", "alembic_autocopy.cli.main")
+    # Plain alembic's console script fails the same way: only prepend_sys_path puts a folder
+    # on sys.path (`python -m alembic` would find app through the current folder).
+    plain = run([alembic_script, "check"], cwd=backend.path, check=False)
+    assert plain.returncode != 0 and "No module named 'app'" in plain.stderr, plain.stderr
+
+    result = run([autocopy_script, "check"], cwd=backend.path, check=False)
+
+    assert result.returncode == 1, result.stderr
+    assert (f"error: env.py imports app, a local package in {backend.path / 'app'}, but "
+            f"{backend.path} is not on sys.path here (prepend_sys_path is not set in {ini}, "
+            "and the alembic command puts no other folder on sys.path)\n") in result.stderr
+    assert "gave:" not in result.stderr and "cd there" not in result.stderr
+    assert (f"hint: add `prepend_sys_path = .` to the [alembic] section of {ini} "
+            "(Alembic's template has it), or install the project in this environment "
+            "(`pip install -e .`, `uv sync`)\n") in result.stderr, result.stderr
+
+    # From the worktree root the hint adds where to run from: `.` is the current folder.
+    from_root = run([autocopy_script, "-c", "backend/alembic.ini", "check"],
+                    cwd=repo.main.path, check=False)
+    assert from_root.returncode == 1
+    assert f"prepend_sys_path is not set in {ini}" in from_root.stderr
+    assert (f"hint: add `prepend_sys_path = .` to the [alembic] section of {ini} and run the "
+            f"command from {backend.path}, or install the project") in from_root.stderr
+
+
 def fastapi_template_repo(tmp_path: Path, db: Database) -> tuple[Repo, Worktree]:
     """The full-stack FastAPI template's layout: backend/alembic.ini with the relative
     ``script_location = app/alembic`` (Alembic resolves it from the current folder, not from

@@ -207,6 +207,104 @@ def needs_graphviz() -> str:
     return dot
 
 
+def test_status_after_a_merge_brought_the_real_file_calls_it_no_copy(
+        tmp_path: Path, sqlite_db: Database) -> None:
+    """A copy placed here, then `git merge` brings the real file (git overwrites the ignored
+    copy): before `clean` runs, status counted it among the copies although git tracks it.
+    Status changes nothing: the manifest entry stays until `clean` forgets it."""
+    repo = make_repo(tmp_path, sqlite_db)
+    b = repo.main
+    b.alembic("upgrade", "head", check=True)
+    a = repo.add_worktree("a")
+    (step,) = a.chain(1, BASE_REV, "a")
+    a.commit("a: one migration")
+    a.alembic("upgrade", "head", check=True)
+    b.autocopy("upgrade", check=True)
+    placed = json.loads(b.autocopy("status", "--json", check=True).stdout)
+    assert [copy["revision"] for copy in placed["copies"]] == [step]
+    b.git("merge", "--quiet", "--no-edit", "a")
+    assert b.status_porcelain() == ""
+    manifest = Path(b.git("rev-parse", "--path-format=absolute", "--git-path",
+                          "alembic-autocopy/manifest.json").stdout.strip())
+    before = manifest.read_bytes()
+
+    text = b.autocopy("status", check=True)
+    document = json.loads(b.autocopy("status", "--json", check=True).stdout)
+
+    assert "Copies placed here by alembic-autocopy: 0" in text.stdout, text.stdout
+    assert "(copied here)" not in text.stdout
+    path = f"migrations/versions/{step}_step_{step}.py"
+    assert (f"  {step}  {path}: git tracks it now (a merge or checkout brought the real "
+            "file); `alembic-autocopy clean` forgets it") in text.stdout, text.stdout
+    assert f"{step}  step {step}  <- this worktree" in text.stdout
+    assert document["copies"] == []
+    assert [entry["revision"] for entry in document["now_tracked"]] == [step]
+    assert document["worktree"]["own_heads"] == [step]
+    assert document["worktree"]["foreign_heads"] == []
+    drawn = json.loads(b.autocopy("graph", "--json", check=True).stdout)
+    node = next(node for node in drawn["nodes"] if node["revision"] == step)
+    assert node["residence"] == "here", node
+    assert manifest.read_bytes() == before  # status and graph change nothing
+
+    b.autocopy("clean", check=True)
+    assert json.loads(b.autocopy("status", "--json", check=True).stdout)["now_tracked"] == []
+
+
+UNREACHABLE = "postgresql+psycopg://u@127.0.0.1:1/x"  # nothing listens on port 1
+
+
+def unreachable_project(tmp_path: Path, sqlite_db: Database) -> Worktree:
+    """A project with one committed migration whose alembic.ini names a server that refuses."""
+    repo = make_repo(tmp_path, sqlite_db)
+    ini = repo.main.path / "alembic.ini"
+    ini.write_text("".join(f"sqlalchemy.url = {UNREACHABLE}\n"
+                           if line.startswith("sqlalchemy.url") else line
+                           for line in ini.read_text().splitlines(keepends=True)))
+    return repo.main
+
+
+def test_an_unreachable_database_status_shows_the_rest_and_fails_naming_no_db(
+        tmp_path: Path, sqlite_db: Database) -> None:
+    """status: the worktree part is shown, the database named unreadable, exit 1 (as its help
+    and docs/workflow-tools.md say; README said 0), and the hint offers --no-db."""
+    main = unreachable_project(tmp_path, sqlite_db)
+
+    text = main.autocopy("status")
+
+    assert text.returncode == 1, text.stderr
+    assert "This worktree " in text.stdout and BASE_REV in text.stdout
+    assert "cannot read the database: cannot connect to " in text.stdout
+    errors = [line for line in text.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and errors[0].startswith(
+        f"error: cannot connect to {UNREACHABLE}: the server refused the connection"), text.stderr
+    assert "hint: start the database server" in text.stderr
+    assert "`alembic-autocopy status --no-db`" in text.stderr
+    document = json.loads(main.autocopy("status", "--json").stdout)
+    assert document["ok"] is False and document["database"] is None
+    assert document["worktree"]["heads"] == [BASE_REV]
+    assert document["error"].startswith(f"cannot connect to {UNREACHABLE}")
+    assert "`alembic-autocopy status --no-db`" in document["hint"]
+    assert main.autocopy("status", "--no-db").returncode == 0
+
+
+@pytest.mark.parametrize("verb", ["list", "graph"])
+def test_an_unreachable_database_list_and_graph_fail_naming_no_db(
+        tmp_path: Path, sqlite_db: Database, verb: str) -> None:
+    main = unreachable_project(tmp_path, sqlite_db)
+
+    result = main.autocopy(verb)
+
+    assert result.returncode == 1, result.stderr
+    assert f"error: cannot connect to {UNREACHABLE}" in result.stderr
+    hint = next(line for line in result.stderr.splitlines() if line.startswith("hint: "))
+    assert hint.startswith("hint: start the database server")
+    assert hint.endswith(f"; or `alembic-autocopy {verb} --no-db` to go on without the "
+                         "database"), hint
+    assert BASE_REV in main.autocopy(verb, "--no-db", check=True).stdout
+    # check has no --no-db: its hint does not offer one
+    assert "--no-db" not in main.autocopy("check").stderr
+
+
 def test_graph_as_mermaid_has_every_node_edge_and_the_database(fleet: Fleet) -> None:
     described = json.loads(fleet.b.autocopy("graph", "--json", check=True).stdout)
     result = fleet.b.autocopy("graph")

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from alembic_autocopy.cli import progress
-from alembic_autocopy.cli.output import Output
+from alembic_autocopy.cli.output import Output, hint_without_database
 from alembic_autocopy.core import __version__
 from alembic_autocopy.core.errors import (
     EXIT_FAILED,
@@ -21,6 +21,7 @@ from alembic_autocopy.core.errors import (
     EXIT_INTERRUPTED,
     EXIT_USAGE,
     AutocopyError,
+    DatabaseError,
 )
 
 # Imported inside functions, as each saves >= 5 ms where skipped: the crash module (traceback,
@@ -229,10 +230,13 @@ def _main(arguments: list[str]) -> int:
             from alembic_autocopy.cli import crash
 
             crash.print_traceback()
+        hint = error.hint
+        if isinstance(error, DatabaseError) and getattr(args, "no_db", None) is False:
+            hint = hint_without_database(hint, args.command)
         if args.json:
-            out.emit({"ok": False, "error": error.message, "hint": error.hint,
+            out.emit({"ok": False, "error": error.message, "hint": hint,
                       "exit_code": error.exit_code})
-        out.error(error.message, error.hint)
+        out.error(error.message, hint)
         return error.exit_code
     except BrokenPipeError:
         return EXIT_FAILED

@@ -104,3 +104,10 @@ class Output:
                 document = {**document, "warnings": self.warnings}
             text = json.dumps(exact(document), indent=2, sort_keys=False)
             print(text, file=self.stdout)
+
+
+def hint_without_database(hint: str | None, verb: str) -> str:
+    """``hint`` with the way round a database that cannot be used, for a command that can
+    go on without it (``--no-db``)."""
+    way_round = f"or `alembic-autocopy {verb} --no-db` to go on without the database"
+    return f"{hint}; {way_round}" if hint else way_round

@@ -18,6 +18,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from alembic_autocopy.core.errors import AutocopyError, ConfigError, DatabaseError
@@ -383,7 +384,7 @@ def translate_error(error: BaseException, project: ProjectConfig,
     where = project.ini_path or project.toml_path or project.cwd
     if isinstance(error, (sa_exc.ArgumentError, sa_exc.NoSuchModuleError)):
         return ConfigError(f"invalid database URL in {where}: {text}",
-                           hint="fix sqlalchemy.url (or the URL env.py builds)")
+                           hint=f"fix {_url_setting(project)}")
     if during_upgrade and _connection_invalidated(error):
         return _connection_lost_during_upgrade(error)
     running = progress.running() if progress is not None else None
@@ -428,7 +429,7 @@ def _error_by_kind(error: BaseException, text: str, used: str | None,
             type(error) is OSError):  # asyncpg: "Multiple exceptions: ... Connect call failed"
         original = getattr(error, "orig", None) or error
         detail = mask_passwords(_first_line(original))
-        return connection_error(detail, _database_named(used, project), where)
+        return connection_error(detail, _database_named(used, project), _url_setting(project))
     if isinstance(error, ModuleNotFoundError):
         return missing_module_error(error, project)
     if isinstance(error, CommandError):
@@ -466,10 +467,20 @@ _NO_DATABASE = ("unknown database", "(1049,")
 _LOCKED = ("database is locked", "database table is locked")
 
 
-def connection_error(detail: str, url: str, where: object) -> DatabaseError:
-    """The error for a database that could not be used, by what the driver said."""
+def _url_setting(project: ProjectConfig) -> str:
+    """Where the URL to fix comes from: the config's ``sqlalchemy.url`` (env.py may build
+    another), or, when the config sets none (FastAPI-style settings), env.py alone. Read only
+    once something failed."""
+    where = project.ini_path or project.toml_path or project.cwd
+    if _main_url(alembic_config(project)):
+        return f"sqlalchemy.url in {where} (or the URL env.py builds)"
+    return f"the URL env.py builds ({where.name} sets no sqlalchemy.url)"
+
+
+def connection_error(detail: str, url: str, settings: str) -> DatabaseError:
+    """The error for a database that could not be used, by what the driver said;
+    ``settings`` names where its URL comes from (``_url_setting``)."""
     lowered = detail.lower()
-    settings = f"sqlalchemy.url in {where} (or the URL env.py builds)"
     if any(word in lowered for word in _LOCKED):
         return DatabaseError(
             f"the database {url} is locked: another connection holds a write transaction "
@@ -546,24 +557,48 @@ def missing_module_error(error: ModuleNotFoundError, project: ProjectConfig) -> 
     told apart from a distribution that is not installed."""
     name = error.name or "?"
     top = name.split(".")[0]
-    looked = [os.path.abspath(entry) for entry in _prepend_sys_path(project)] or [os.getcwd()]
     candidates = [project.here, *project.here.parents[:3], project.cwd]
     for folder in dict.fromkeys(candidates):
         package = folder / top
         if (package / "__init__.py").is_file() or package.with_suffix(".py").is_file() or (
                 package.is_dir() and any(package.glob("*.py"))):
-            return DatabaseError(
-                f"env.py imports {name}, a local package in {package}, but {folder} is not on "
-                f"sys.path here (prepend_sys_path, relative to the current folder as for "
-                f"alembic, gave: {', '.join(looked)})",
-                hint=f"run the command from {folder} (cd there first), or set "
-                     f"prepend_sys_path in {project.ini_path or project.toml_path} to a "
-                     "folder that holds it")
+            return _local_package_error(name, package, folder, project)
     return DatabaseError(
         f"env.py needs a module that is not installed: {name} (not found on sys.path, "
         f"nor as a local package beside {project.here})",
         hint=f"install the distribution that provides it in this environment "
              f"(pip install {top}, if that is its name on PyPI)")
+
+
+def _local_package_error(name: str, package: Path, folder: Path,
+                         project: ProjectConfig) -> DatabaseError:
+    """``folder`` holds the package but is not on sys.path. Like the ``alembic`` console
+    script, the tool puts nothing there but ``prepend_sys_path`` (relative to the current
+    folder): say what that setting gave, or that it is not set, and a fix that works from
+    where the user stands."""
+    config_file = project.ini_path or project.toml_path
+    looked = [os.path.abspath(entry) for entry in _prepend_sys_path(project)]
+    if looked:
+        why = (f"prepend_sys_path, relative to the current folder as for alembic, gave: "
+               f"{', '.join(looked)}")
+    else:
+        why = (f"prepend_sys_path is not set in {config_file}, and the alembic command puts "
+               "no other folder on sys.path")
+    install = "install the project in this environment (`pip install -e .`, `uv sync`)"
+    here_already = os.path.realpath(project.cwd) == os.path.realpath(folder)
+    if looked and not here_already:
+        hint = (f"run the command from {folder} (cd there first), or set prepend_sys_path "
+                f"in {config_file} to a folder that holds it")
+    else:
+        setting = (f"`prepend_sys_path = .` to the [{project.section}] section of {config_file}"
+                   if project.ini_path is not None else
+                   f'`prepend_sys_path = ["."]` to [tool.alembic] in {config_file}')
+        where = "" if here_already else f" and run the command from {folder}"
+        template = " (Alembic's template has it)" if here_already else ""
+        hint = f"add {setting}{template}{where}, or {install}"
+    return DatabaseError(
+        f"env.py imports {name}, a local package in {package}, but {folder} is not on "
+        f"sys.path here ({why})", hint=hint)
 
 
 def _prepend_sys_path(project: ProjectConfig) -> list[str]:

@@ -987,6 +987,15 @@ def reconcile(manifest: Manifest, worktree_root: Path | None,
     return report
 
 
+def still_copies(manifest: Manifest, worktree_root: Path | None
+                 ) -> tuple[list[ManifestEntry], list[ManifestEntry]]:
+    """(entries that are still copies, entries whose path git now tracks: a merge or a
+    checkout brought the real file). Reads only; ``reconcile`` later forgets the second."""
+    tracked = _tracked_entries(manifest.entries, worktree_root)
+    return ([entry for entry in manifest.entries if entry.path not in tracked],
+            [entry for entry in manifest.entries if entry.path in tracked])
+
+
 def clean(manifest: Manifest, worktree_root: Path | None, dry_run: bool = False,
           needed: Callable[[ManifestEntry], bool] | None = None) -> CleanReport:
     """Remove every copy whose content is unchanged; keep and name the modified ones, and

@@ -80,7 +80,8 @@ def collect(project: ProjectConfig, args: argparse.Namespace,
     show_inventory_warnings(inventory, out)
     root = scanning.this_worktree(project)
     manifest = placement.open_manifest(project, root)
-    managed = {entry.path: entry.source for entry in manifest.entries}
+    copies, _now_tracked = placement.still_copies(manifest, root)  # a merged file is git's
+    managed = {entry.path: entry.source for entry in copies}
     return drawing.build_graph([*inventory.all, *extra], heads, managed,
                                 database_label=label)
 

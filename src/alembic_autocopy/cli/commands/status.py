@@ -12,7 +12,7 @@ from alembic_autocopy.cli import drawing
 from alembic_autocopy.cli.commands import options_from, project_from
 from alembic_autocopy.cli.commands.common import show_inventory_warnings
 from alembic_autocopy.cli.commands.graph import recorded_candidates
-from alembic_autocopy.cli.output import Output
+from alembic_autocopy.cli.output import Output, hint_without_database
 from alembic_autocopy.cli.report import drift_lines
 from alembic_autocopy.core.errors import AutocopyError
 from alembic_autocopy.core.foreign import HeadSplit, split_heads
@@ -145,13 +145,19 @@ def run(args: argparse.Namespace, out: Output) -> int:
     show_inventory_warnings(inventory, out)
     root = scanning.this_worktree(project)
     manifest = placement.open_manifest(project, root)
-    managed = {entry.path: entry.source for entry in manifest.entries}
+    # A copy whose real file git brought since (a merge, a checkout) is no copy any more;
+    # `clean` forgets its entry, status only reads.
+    copies, now_tracked = placement.still_copies(manifest, root)
+    managed = {entry.path: entry.source for entry in copies}
     split = split_heads(inventory.local, inventory.elsewhere, managed)
     graph = drawing.build_graph([*inventory.all, *extra], heads, managed)
     attention = [Attention("scan", text) for text in out.warnings] + _attention(
-        situation, database_error, inventory, split, manifest.entries, root)
-    _print(out, graph, split, manifest.entries, heads, where, root, inventory.local,
-           attention)
+        situation, database_error, inventory, split, copies, root)
+    _print(out, graph, split, _Copies(copies, now_tracked), heads, where, root,
+           inventory.local, attention)
+    failure = {} if database_error is None else {
+        "error": database_error.message,
+        "hint": hint_without_database(database_error.hint, "status")}
     out.emit({
         "ok": database_error is None,
         "database": None if heads is None else {
@@ -161,25 +167,29 @@ def run(args: argparse.Namespace, out: Output) -> int:
                      "heads": list(split.heads), "own_heads": list(split.own_heads),
                      "foreign_heads": list(split.foreign_heads),
                      "not_applied": _not_applied(graph, inventory.local)},
-        "copies": [{"revision": e.revision, "path": e.path, "source": e.source,
-                    "placed_at": e.placed_at} for e in manifest.entries],
+        "copies": [_copy_json(e) for e in copies],
+        "now_tracked": [_copy_json(e) for e in now_tracked],
         "warnings": [{"id": a.id, "message": a.message} for a in attention],
+        **failure,
     })
-    return 1 if database_error is not None else 0
+    if database_error is None:
+        return 0
+    out.error(failure["error"], failure["hint"])  # what was shown is not the whole story
+    return 1
 
 
 def _assess(project: ProjectConfig, options: Options, inventory: Inventory
-            ) -> tuple[Situation | None, str | None]:
+            ) -> tuple[Situation | None, AutocopyError | None]:
     """The same assessment `check` makes (heads, plan, record table and drift), or why the
     database could not be read."""
 
     try:
         return repair.assess(project, options, found=inventory), None
     except AutocopyError as error:
-        return None, error.message
+        return None, error
 
 
-def _attention(situation: Situation | None, database_error: str | None,
+def _attention(situation: Situation | None, database_error: AutocopyError | None,
                inventory: Inventory, split: HeadSplit, copies: list[ManifestEntry],
                root: Path | None) -> list[Attention]:
     """Everything that needs the user, in the order shown: the database, the plan, this
@@ -188,7 +198,8 @@ def _attention(situation: Situation | None, database_error: str | None,
 
     attention: list[Attention] = []
     if database_error is not None:
-        attention.append(Attention("database", f"cannot read the database: {database_error}"))
+        attention.append(Attention("database",
+                                   f"cannot read the database: {database_error.message}"))
     if situation is not None:
         attention += _assessment_attention(situation)
     attention += missing_parent_attention(inventory.local)
@@ -216,6 +227,18 @@ def _assessment_attention(situation: Situation) -> list[Attention]:
     return attention
 
 
+class _Copies(NamedTuple):
+    """The manifest's entries: copies still here, and those git now tracks."""
+
+    placed: list[ManifestEntry]
+    now_tracked: list[ManifestEntry]
+
+
+def _copy_json(entry: ManifestEntry) -> dict[str, Any]:
+    return {"revision": entry.revision, "path": entry.path, "source": entry.source,
+            "placed_at": entry.placed_at}
+
+
 def _head_json(node: drawing.Node) -> dict[str, Any]:
     location = node.origin.location
     return {"revision": node.revision, "message": node.message,
@@ -234,15 +257,20 @@ def _not_applied(graph: drawing.RevisionGraph, local: list[Candidate]) -> list[s
 
 
 def _print(out: Output, graph: drawing.RevisionGraph, split: HeadSplit,
-           copies: list[ManifestEntry], heads: tuple[str, ...] | None, where: str,
+           copies: _Copies, heads: tuple[str, ...] | None, where: str,
            root: Path | None, local: list[Candidate], attention: list[Attention]) -> None:
     if heads is not None:
         _print_database(out, graph, heads, where)
     _print_worktree(out, graph, split, root, local)
-    out.line(out.style(f"Copies placed here by alembic-autocopy: {len(copies)}", "bold"))
-    for entry in copies:
+    out.line(out.style(f"Copies placed here by alembic-autocopy: {len(copies.placed)}",
+                       "bold"))
+    for entry in copies.placed:
         shown = os.path.relpath(entry.path, root) if root else entry.path
         out.line(f"  {entry.revision}  {shown}  <- {entry.source}")
+    for entry in copies.now_tracked:
+        shown = os.path.relpath(entry.path, root) if root else entry.path
+        out.line(f"  {entry.revision}  {shown}: git tracks it now (a merge or checkout "
+                 "brought the real file); `alembic-autocopy clean` forgets it")
     if attention:
         out.line(out.style(f"Needs attention: {len(attention)}", "bold", "yellow"))
         for item in attention:
