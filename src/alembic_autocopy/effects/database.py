@@ -22,7 +22,12 @@ from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from alembic_autocopy.core.errors import AutocopyError, ConfigError, DatabaseError
 from alembic_autocopy.core.model import INTERNAL_OPTION  # our own runs of env.py are not healed
-from alembic_autocopy.core.redaction import mask_passwords, mask_url, remember_url
+from alembic_autocopy.core.redaction import (
+    mask_passwords,
+    mask_url,
+    password_holds_unencoded_at,
+    remember_url,
+)
 from alembic_autocopy.effects.project import ProjectConfig
 
 if TYPE_CHECKING:
@@ -428,7 +433,9 @@ def _error_by_kind(error: BaseException, text: str, used: str | None,
             type(error) is OSError):  # asyncpg: "Multiple exceptions: ... Connect call failed"
         original = getattr(error, "orig", None) or error
         detail = mask_passwords(_first_line(original))
-        return connection_error(detail, _database_named(used, project), where)
+        raw_url = _used_engine_url(error) or _main_url(alembic_config(project))
+        return connection_error(detail, _database_named(used, project), where,
+                                unencoded_at=password_holds_unencoded_at(raw_url))
     if isinstance(error, ModuleNotFoundError):
         return missing_module_error(error, project)
     if isinstance(error, CommandError):
@@ -466,8 +473,20 @@ _NO_DATABASE = ("unknown database", "(1049,")
 _LOCKED = ("database is locked", "database table is locked")
 
 
-def connection_error(detail: str, url: str, where: object) -> DatabaseError:
-    """The error for a database that could not be used, by what the driver said."""
+def connection_error(detail: str, url: str, where: object,
+                     unencoded_at: bool = False) -> DatabaseError:
+    """The error for a database that could not be used, by what the driver said.
+    ``unencoded_at``: the URL's password holds a raw ``@``, the likely cause whatever the
+    driver said (SQLAlchemy took what follows it for the host)."""
+    error = _connection_error_by_kind(detail, url, where)
+    if unencoded_at:
+        error.hint = (f"the password of sqlalchemy.url in {where} (or of the URL env.py "
+                      "builds) holds an unencoded `@`, so what follows it was taken for the "
+                      "host: write each `@` of the password as `%40` (`%%40` in alembic.ini)")
+    return error
+
+
+def _connection_error_by_kind(detail: str, url: str, where: object) -> DatabaseError:
     lowered = detail.lower()
     settings = f"sqlalchemy.url in {where} (or the URL env.py builds)"
     if any(word in lowered for word in _LOCKED):
@@ -594,6 +613,12 @@ def used_url(error: BaseException) -> str | None:
     """The URL of the engine env.py really used, masked, found in the failure's traceback
     (the engine is a local of SQLAlchemy's connect frames, sync and async alike); None when
     env.py failed before it made one. Its secrets are remembered for masking."""
+    url = _used_engine_url(error)
+    return None if url is None else mask_url(url)
+
+
+def _used_engine_url(error: BaseException) -> Any:
+    """The SQLAlchemy URL of the engine env.py really used (see ``used_url``), unmasked."""
     from sqlalchemy.engine import Engine
 
     seen: set[int] = set()
@@ -608,7 +633,7 @@ def used_url(error: BaseException) -> str | None:
                     found = value
             frame = frame.tb_next
         if found is not None:
-            return mask_url(found.url)
+            return found.url
         current = current.__cause__ or current.__context__
     return None
 
