@@ -138,12 +138,21 @@ def quiet_alembic_logs() -> Iterator[None]:
 def outside_event_loop(function: Callable[[], T]) -> T:
     """Call ``function`` in a worker thread when this thread runs an event loop: env.py's
     ``asyncio.run()`` fails inside a running loop (an async application's start-up)."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
+    if not _runs_an_event_loop():
         return function()
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
         return pool.submit(function).result()
+
+
+def _runs_an_event_loop() -> bool:
+    """Does this thread run an event loop? Asked apart from the call it decides: a failure
+    raised inside the ``except`` would carry asyncio's "no running event loop" as its
+    context, at the top of every ``--traceback``."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 ExtraCollector = Callable[[Sequence[str], "MigrationContext"], None]
