@@ -194,3 +194,20 @@ def test_a_database_missing_on_its_server_is_named_as_such(tmp_path: Path,
     message = one_error(b.autocopy("check", env={"APP_DATABASE_URL": url}))
 
     assert f"the database named in {url} does not exist on its server" in message
+
+
+@pytest.mark.parametrize("env", ["sync", "async"])
+def test_a_traceback_starts_at_the_failure_not_at_an_event_loop_probe(
+        tmp_path: Path, sqlite_db: Database, env: EnvKind) -> None:
+    """``--traceback`` showed every failure of env.py "during handling of" an unrelated
+    ``RuntimeError: no running event loop`` (the probe for a running loop)."""
+    b = make_repo(tmp_path, sqlite_db, env=env).main
+    url_from_environment(b)
+    driver = "postgresql+psycopg" if env == "sync" else "postgresql+asyncpg"
+    url = f"{driver}://app:Pw4Refused@127.0.0.1:{closed_port()}/appdb"
+
+    result = b.autocopy("check", "--traceback", env={"APP_DATABASE_URL": url})
+
+    assert result.returncode == 1 and "Traceback" in result.stderr
+    assert "the server refused the connection" in result.stderr
+    assert "no running event loop" not in result.stderr

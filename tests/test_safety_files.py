@@ -406,6 +406,9 @@ def test_clean_dry_run_changes_no_byte_and_clean_keeps_what_the_database_needs(
         dry = b.autocopy(*args)
         assert dry.returncode == 0, dry.stderr
         assert tree_hashes(b.path, git_dir) == before, args
+        if "--all" not in args:  # it says what it would do, not what it did
+            assert dry.stdout.count("Would keep ") == 2 and "Kept" not in dry.stdout
+            assert "; keep 0 modified, 2 needed by the database." in dry.stdout
     assert "Would remove" in dry.stdout
 
     kept = b.autocopy("clean")
@@ -422,6 +425,40 @@ def test_clean_dry_run_changes_no_byte_and_clean_keeps_what_the_database_needs(
     assert not (b.versions / ".gitignore").exists()
     assert manifest_of(b)["entries"] == []
     assert repo.applied_versions() == {ids[-1]}
+
+
+def test_clean_after_a_merge_says_it_would_forget_then_counts_what_it_forgot(
+    tmp_path: Path, sqlite_db: Database
+) -> None:
+    """A merge brought the real file of a copy: ``--dry-run`` said "Forgot ...: git now
+    tracks it" as if it had acted, and neither summary counted the forgotten entries."""
+    _repo, a, b = setup_pair(tmp_path, sqlite_db)
+    (revision,) = a.chain(1, BASE_REV, "a")
+    a.commit("a: one migration")
+    a.alembic("upgrade", "head", check=True)
+    assert b.autocopy("upgrade").returncode == 0
+    (copy,) = b.versions.glob("a0*.py")
+    b.git("merge", "--no-edit", "a")  # the copy's path is now git's
+    before = manifest_of(b)
+
+    dry = b.autocopy("clean", "--dry-run")
+
+    assert dry.returncode == 0, dry.stderr
+    assert dry.stdout.splitlines() == [
+        f"Would forget {copy}: git now tracks it",
+        "Would remove 0 copy(ies), forget 1 (now tracked by git or gone); keep 0 modified, "
+        "0 needed by the database."]
+    assert manifest_of(b) == before
+
+    done = b.autocopy("clean")
+
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        f"Forgot {copy}: git now tracks it",
+        "Removed 0 copy(ies), forgot 1 (now tracked by git or gone); kept 0 modified, "
+        "0 needed by the database."]
+    assert manifest_of(b)["entries"] == [] and copy.exists()
+    assert revision in b.alembic("current", check=True).stdout
 
 
 def test_clean_removes_copies_the_database_no_longer_needs(

@@ -129,6 +129,25 @@ def test_no_secret_of_an_unreachable_database_is_shown_logged_or_posted(
         assert part not in everything
 
 
+def test_a_raw_at_in_the_password_shows_no_part_of_it_and_says_how_to_write_it(
+        tmp_path: Path, sqlite_db: Database, webhook: Webhook) -> None:
+    """A hand-written URL whose password holds a raw ``@``: SQLAlchemy reads the password up
+    to the first ``@`` and the rest as the host, which the driver then quotes ("failed to
+    resolve host '9%zz%41Secret@127.0.0.1'"). ``%%`` is alembic.ini's escape for ``%``."""
+    _a, b = behind(tmp_path, sqlite_db)
+    set_url(b, f"postgresql+psycopg://e2e_pw:Xq@9%%zz%%41Secret@127.0.0.1:{closed_port()}/db")
+
+    everything, code = everything_shown(b, webhook, [
+        ["check"], ["upgrade", "-v", "--traceback", "--notify-url", webhook.url],
+        ["check", "--json"], ["status", "-v"]])
+
+    assert code == 1
+    assert "e2e_pw:***@127.0.0.1:" in everything
+    assert "unencoded `@`" in everything and "%40" in everything
+    for part in ("Secret", "9%zz", "zzA", "Xq@", "Xq%40"):
+        assert part not in everything
+
+
 def test_no_secret_of_a_reachable_database_is_shown_logged_or_posted(
         tmp_path: Path, postgresql_db: Database, webhook: Webhook) -> None:
     """PostgreSQL here trusts 127.0.0.1: the password is accepted and ignored, so every
@@ -240,3 +259,32 @@ def test_a_plain_word_password_is_masked_in_urls_without_garbling_the_text() -> 
         "for user postgres (it sent Tr1cky pw, Tr1cky%20pw)")
     assert text == ("postgresql://postgres:***@localhost/db: password authentication failed "
                     "for user postgres (it sent ***, ***)")
+
+
+@pytest.mark.parametrize(("url", "kept"), [
+    ("postgresql+psycopg://u:Xq@9%zz%41Secret@h/db", "postgresql+psycopg://u:***@h/db"),
+    ("postgresql://app@srv:Rw@9Secret@h:5432/db", "postgresql://app%40srv:***@h:5432/db"),
+    ("mysql+pymysql://u:a@b@c@h/db?charset=utf8", "mysql+pymysql://u:***@h/db?charset=utf8"),
+    ("postgresql://u:Xq@9:zz@h:5432/db", "postgresql://u:***@h:5432/db"),
+])
+def test_a_raw_at_in_a_password_is_masked_up_to_the_last_at(url: str, kept: str) -> None:
+    """SQLAlchemy ends the password at the first ``@`` and reads the rest as the host: the
+    rest of the password was shown, and the driver then quoted it as the host it could not
+    find. Everything before the authority's last ``@`` is the credentials."""
+    assert redaction.mask_url(url) == kept
+    assert redaction.mask_passwords(f"cannot use {url}: refused") == f"cannot use {kept}: refused"
+
+
+def test_a_raw_at_password_is_masked_where_the_driver_quotes_it_as_the_host() -> None:
+    redaction.mask_url("postgresql+psycopg://e2e_pw:Xq@9%zz%41Secret@127.0.0.1:5432/e2e_mini")
+    redaction.remember_url("postgresql://u:Kq@ab@10.0.0.9/db")  # a short spilled fragment
+    text = redaction.mask_passwords(
+        "failed to resolve host '9%zz%41Secret@127.0.0.1': [Errno -2] Name or service not "
+        "known; Can't connect to MySQL server on 'ab@10.0.0.9' (tab@10.0.0.90 untouched)")
+    assert text == ("failed to resolve host '***@127.0.0.1': [Errno -2] Name or service not "
+                    "known; Can't connect to MySQL server on '***@10.0.0.9' "
+                    "(tab@10.0.0.90 untouched)")
+    assert redaction.password_holds_unencoded_at(
+        "postgresql+psycopg://e2e_pw:Xq@9%zz%41Secret@127.0.0.1:5432/e2e_mini")
+    assert not redaction.password_holds_unencoded_at("postgresql://app@srv:pw@host/db")
+    assert not redaction.password_holds_unencoded_at("postgresql://u:Xq%409@host/db")

@@ -95,6 +95,12 @@ def test_usage_errors(sqlite_db: Database, tmp_path: Path) -> None:
     empty = repo.main.autocopy("run", "--")
     assert empty.returncode == 2
     assert "no command to run" in empty.stderr and "Traceback" not in empty.stderr
+    for nothing in (["run"], ["run", "--max-attempts", "2"]):  # no `--` at all
+        bare = repo.main.autocopy(*nothing)
+        assert bare.returncode == 2, nothing
+        assert bare.stderr.splitlines() == [
+            "error: no command to run", "hint: alembic-autocopy run -- alembic upgrade head"]
+        assert bare.stdout == ""  # not the top-level help, as if no verb had been given
     missing = repo.main.autocopy("run", "--", "no-such-command-anywhere")
     assert missing.returncode == 2
     assert "command not found: no-such-command-anywhere" in missing.stderr

@@ -4,6 +4,9 @@ A URL is masked by SQLAlchemy's own URL parser (``make_url``), never by a regula
 over its text: only the parser knows that in ``postgresql://app@srv:pw@host/db`` the user is
 ``app@srv`` and the password ``pw``, or that a password may hold a space. The password and
 every query parameter that carries a secret (``?password=``, ``?token=``, ...) are hidden.
+One correction first: the parser ends the password at its first ``@``, so a hand-written
+``u:Xq@9Secret@host`` gives the host ``9Secret@host``, which the driver then quotes in its
+error. Here everything before the authority's last ``@`` is the credentials.
 
 Free text (a driver's error message, an exception from env.py) is not a URL: there the
 secrets this process has seen (``remember_url``: every URL the tool read or env.py used) are
@@ -17,6 +20,7 @@ file names, messages), so it can neither drive the terminal nor forge a line.
 
 from __future__ import annotations
 
+import re
 import urllib.parse
 from typing import Any
 
@@ -38,6 +42,9 @@ PLAIN_WORD_SECRET = 12
 _PLACEHOLDER = "AUTOCOPYMASKEDVALUE"
 
 _known: set[str] = set()
+# The host SQLAlchemy reads from a password with a raw "@" (``9Secret@host``, what the driver
+# quotes), by its masked form (``***@host``): replaced even when the spilled part is short.
+_spilled_hosts: dict[str, str] = {}
 
 
 def is_secret_key(key: str) -> bool:
@@ -46,13 +53,58 @@ def is_secret_key(key: str) -> bool:
 
 
 def _parsed(url: Any) -> Any:
-    """A SQLAlchemy URL object for ``url`` (a string or a URL), or None if it is none."""
+    """A SQLAlchemy URL object for ``url`` (a string or a URL), or None if it is none. A
+    password with a raw ``@`` is read whole (see ``split_raw_at_password``)."""
     from sqlalchemy.engine import make_url
 
+    split = _raw_at_split(url)
+    if split is not None:
+        head, password, tail = split
+        url = f"{head}{password.replace('@', '%40')}@{tail}"
     try:
         return make_url(url)
     except Exception:  # ArgumentError, ValueError (a port that is no number), ...
         return None
+
+
+def _raw_at_split(url: Any) -> tuple[str, str, str] | None:
+    """``split_raw_at_password`` of a URL string, or of a parsed URL whose host holds an
+    ``@`` (its password cut by SQLAlchemy at its first ``@``); None for any other value."""
+    if isinstance(url, str):
+        return split_raw_at_password(url)
+    host = getattr(url, "host", None)
+    if not isinstance(host, str) or "@" not in host:
+        return None
+    return split_raw_at_password(url.render_as_string(hide_password=False))
+
+
+def split_raw_at_password(url: str) -> tuple[str, str, str] | None:
+    """``(scheme://user:, password, host...)`` when the password of ``url`` holds a raw
+    ``@``, which SQLAlchemy would end at that ``@``; None otherwise.
+
+    As SQLAlchemy reads it, the user name runs to the first ``:`` (no ``/`` before it) and
+    the password to an ``@``; here it runs to the last ``@`` before the ``/`` or ``?`` that
+    ends the host. A ``/`` in the password after an ``@`` cannot be told from a path."""
+    scheme, sep, rest = url.partition("://")
+    colon = rest.find(":")
+    slash = rest.find("/")
+    if not sep or colon < 0 or 0 <= slash < colon:
+        return None
+    first_at = rest.find("@", colon)
+    if first_at < 0:
+        return None
+    ends = [index for index in (rest.find("/", first_at), rest.find("?", first_at))
+            if index >= 0]
+    last_at = rest.rfind("@", first_at, min(ends, default=len(rest)))
+    if last_at == first_at:
+        return None
+    return f"{scheme}://{rest[:colon + 1]}", rest[colon + 1:last_at], rest[last_at + 1:]
+
+
+def password_holds_unencoded_at(url: Any) -> bool:
+    """Does the password of ``url`` (a string or a SQLAlchemy URL) hold a raw ``@``, that
+    SQLAlchemy takes for the end of the password (``%40`` is the way to write it)?"""
+    return _raw_at_split(url) is not None
 
 
 def _secrets_of(parsed: Any) -> list[str]:
@@ -69,10 +121,29 @@ def remember_url(url: Any) -> None:
     if url is None:
         return
     parsed = _parsed(url)
-    if parsed is None:
-        return
+    if parsed is not None:
+        _remember(url, parsed)
+
+
+def _remember(url: Any, parsed: Any) -> None:
+    """Learn the secrets of ``parsed``, read from ``url``."""
     for secret in _secrets_of(parsed):
         remember_secret(secret)
+    split = _raw_at_split(url)
+    if split is not None:
+        _remember_spilled(*split)
+
+
+def _remember_spilled(_head: str, password: str, tail: str) -> None:
+    """Learn the forms the driver may quote of a password with a raw ``@``: the password as
+    written, each part between its ``@``, and the host SQLAlchemy read (``9Secret@host``)."""
+    remember_secret(password)
+    for fragment in password.split("@"):
+        remember_secret(fragment)
+    host = re.split(r"[:/?]", tail, maxsplit=1)[0]
+    spilled = password.partition("@")[2]
+    if host and spilled:
+        _spilled_hosts[f"{spilled}@{host}"] = f"{MASK}@{host}"
 
 
 def distinctive(secret: str) -> bool:
@@ -98,7 +169,7 @@ def mask_url(url: Any) -> str:
         text = str(url)
         scheme, sep, _rest = text.partition("://")
         return f"{scheme}://{MASK}" if sep else MASK
-    remember_url(parsed)
+    _remember(url, parsed)
     secret_keys = {key: _PLACEHOLDER for key in parsed.query if is_secret_key(key)}
     if secret_keys:
         parsed = parsed.update_query_dict(secret_keys)
@@ -109,7 +180,10 @@ def mask_url(url: Any) -> str:
 def mask_passwords(text: str) -> str:
     """``text`` with every secret hidden: the known ones wherever they are, and every
     word that SQLAlchemy reads as a URL re-rendered with its secrets masked."""
-    # Known secrets first: a password holding a space is one secret, not two words.
+    for spilled, masked in _spilled_hosts.items():
+        if spilled in text:  # whole words only: "ab@10.0.0.9" is no part of "tab@10.0.0.90"
+            text = re.sub(rf"(?<![\w.%@-]){re.escape(spilled)}(?![\w-]|\.\w)", masked, text)
+    # Known secrets next: a password holding a space is one secret, not two words.
     for secret in sorted(_known, key=len, reverse=True):
         if secret in text and distinctive(secret):
             text = text.replace(secret, MASK)

@@ -23,7 +23,12 @@ from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from alembic_autocopy.core.errors import AutocopyError, ConfigError, DatabaseError
 from alembic_autocopy.core.model import INTERNAL_OPTION  # our own runs of env.py are not healed
-from alembic_autocopy.core.redaction import mask_passwords, mask_url, remember_url
+from alembic_autocopy.core.redaction import (
+    mask_passwords,
+    mask_url,
+    password_holds_unencoded_at,
+    remember_url,
+)
 from alembic_autocopy.effects.project import ProjectConfig
 
 if TYPE_CHECKING:
@@ -134,12 +139,21 @@ def quiet_alembic_logs() -> Iterator[None]:
 def outside_event_loop(function: Callable[[], T]) -> T:
     """Call ``function`` in a worker thread when this thread runs an event loop: env.py's
     ``asyncio.run()`` fails inside a running loop (an async application's start-up)."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
+    if not _runs_an_event_loop():
         return function()
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
         return pool.submit(function).result()
+
+
+def _runs_an_event_loop() -> bool:
+    """Does this thread run an event loop? Asked apart from the call it decides: a failure
+    raised inside the ``except`` would carry asyncio's "no running event loop" as its
+    context, at the top of every ``--traceback``."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 ExtraCollector = Callable[[Sequence[str], "MigrationContext"], None]
@@ -429,7 +443,9 @@ def _error_by_kind(error: BaseException, text: str, used: str | None,
             type(error) is OSError):  # asyncpg: "Multiple exceptions: ... Connect call failed"
         original = getattr(error, "orig", None) or error
         detail = mask_passwords(_first_line(original))
-        return connection_error(detail, _database_named(used, project), _url_setting(project))
+        raw_url = _used_engine_url(error) or _main_url(alembic_config(project))
+        return connection_error(detail, _database_named(used, project), _url_setting(project),
+                                unencoded_at=password_holds_unencoded_at(raw_url))
     if isinstance(error, ModuleNotFoundError):
         return missing_module_error(error, project)
     if isinstance(error, CommandError):
@@ -477,9 +493,21 @@ def _url_setting(project: ProjectConfig) -> str:
     return f"the URL env.py builds ({where.name} sets no sqlalchemy.url)"
 
 
-def connection_error(detail: str, url: str, settings: str) -> DatabaseError:
+def connection_error(detail: str, url: str, settings: str,
+                     unencoded_at: bool = False) -> DatabaseError:
     """The error for a database that could not be used, by what the driver said;
-    ``settings`` names where its URL comes from (``_url_setting``)."""
+    ``settings`` names where its URL comes from (``_url_setting``). ``unencoded_at``: the
+    URL's password holds a raw ``@``, the likely cause whatever the driver said (SQLAlchemy
+    took what follows it for the host)."""
+    error = _connection_error_by_kind(detail, url, settings)
+    if unencoded_at:
+        error.hint = (f"the password of {settings} holds an unencoded `@`, so what follows it "
+                      "was taken for the host: write each `@` of the password as `%40` "
+                      "(`%%40` in alembic.ini)")
+    return error
+
+
+def _connection_error_by_kind(detail: str, url: str, settings: str) -> DatabaseError:
     lowered = detail.lower()
     if any(word in lowered for word in _LOCKED):
         return DatabaseError(
@@ -629,6 +657,12 @@ def used_url(error: BaseException) -> str | None:
     """The URL of the engine env.py really used, masked, found in the failure's traceback
     (the engine is a local of SQLAlchemy's connect frames, sync and async alike); None when
     env.py failed before it made one. Its secrets are remembered for masking."""
+    url = _used_engine_url(error)
+    return None if url is None else mask_url(url)
+
+
+def _used_engine_url(error: BaseException) -> Any:
+    """The SQLAlchemy URL of the engine env.py really used (see ``used_url``), unmasked."""
     from sqlalchemy.engine import Engine
 
     seen: set[int] = set()
@@ -643,7 +677,7 @@ def used_url(error: BaseException) -> str | None:
                     found = value
             frame = frame.tb_next
         if found is not None:
-            return mask_url(found.url)
+            return found.url
         current = current.__cause__ or current.__context__
     return None
 

@@ -31,28 +31,38 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "here then fails until the next upgrade)")
 
 
+# What a run did, and what a dry run would do: remove, forget, keep.
+_VERBS = {False: ("removed", "forgot", "kept"),
+          True: ("would remove", "would forget", "would keep")}
+
+
 def run(args: argparse.Namespace, out: Output) -> int:
     from alembic_autocopy.effects import placement
 
     report = repair.clean(project_from(args), dry_run=args.dry_run,
                           remove_needed=args.remove_needed)
-    verb = "Would remove" if args.dry_run else "Removed"
+    remove, forget, keep = _VERBS[bool(args.dry_run)]
     for entry in report.removed:
-        out.line(f"{verb} {entry.path} (revision {entry.revision}, from {entry.source})")
+        out.line(f"{remove.capitalize()} {entry.path} (revision {entry.revision}, "
+                 f"from {entry.source})")
     for entry in report.kept_needed:
-        out.line(f"Kept {entry.path} (revision {entry.revision}): the database needs it and "
-                 "no other file here provides it; `clean --all` removes it anyway")
+        out.line(f"{keep.capitalize()} {entry.path} (revision {entry.revision}): the "
+                 "database needs it and no other file here provides it; `clean --all` "
+                 "removes it anyway")
     for line in placement.unhidden_warning(report.unhidden):
         out.warn(line)
     for entry in report.kept_modified:
-        out.warn(f"kept {entry.path} (revision {entry.revision}): it was modified after "
+        out.warn(f"{keep} {entry.path} (revision {entry.revision}): it was modified after "
                  "it was copied; delete it yourself if the change is not needed")
     for entry in report.now_tracked:
-        out.line(f"Forgot {entry.path}: git now tracks it")
+        out.line(f"{forget.capitalize()} {entry.path}: git now tracks it")
     for entry in report.vanished:
-        out.line(f"Forgot {entry.path}: it no longer exists")
-    out.result(f"{verb} {len(report.removed)} copy(ies); kept {len(report.kept_modified)} "
-               f"modified, {len(report.kept_needed)} needed by the database.")
+        out.line(f"{forget.capitalize()} {entry.path}: it no longer exists")
+    forgotten = len(report.now_tracked) + len(report.vanished)
+    out.result(f"{remove.capitalize()} {len(report.removed)} copy(ies), "
+               f"{forget.removeprefix('would ')} {forgotten} (now tracked by git or gone); "
+               f"{keep.removeprefix('would ')} {len(report.kept_modified)} modified, "
+               f"{len(report.kept_needed)} needed by the database.")
     out.emit({"ok": True, "dry_run": args.dry_run,
               "removed": [manifest_entry_json(e) for e in report.removed],
               "kept_modified": [manifest_entry_json(e) for e in report.kept_modified],

@@ -56,7 +56,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="run CMD at most N times in all (default: 3)")
     add_prefer(parser)
     add_notify_url(parser)
-    parser.add_argument("command", nargs=argparse.REMAINDER, metavar="-- CMD ...",
+    # Not "command": main.py reads args.command for the verb, and an empty CMD would then
+    # look like no verb at all (the top-level help instead of "no command to run").
+    parser.add_argument("cmd_argv", nargs=argparse.REMAINDER, metavar="-- CMD ...",
                         help="the command to run, after --")
 
 
@@ -288,7 +290,7 @@ def run(args: argparse.Namespace, out: Output) -> int:
 
 def _command_of(args: argparse.Namespace) -> list[str]:
     """CMD as given after ``--``; refused when empty or with --max-attempts below 1."""
-    command = list(args.command)
+    command = list(args.cmd_argv)
     if command and command[0] == "--":
         command = command[1:]
     if not command:
