@@ -212,6 +212,25 @@ def test_plain_alembic_revision_through_env_py_starts_from_own_head(
     assert "based on" not in chosen.stdout + chosen.stderr
 
 
+def test_a_copy_whose_real_file_was_merged_is_this_branchs_own(
+    tmp_path: Path, sqlite_db: Database
+) -> None:
+    """After `git merge` brought the real files of the copies (before `clean` forgot them),
+    they are this branch's revisions: the new one goes on top of them, not below them as a
+    spliced branch."""
+    _, b, foreign, _ = repaired_pair(tmp_path, sqlite_db, own=0)
+    b.git("merge", "--quiet", "a")
+    assert b.status_porcelain() == ""
+
+    result = b.autocopy("revision", "-m", "after the merge", "--rev-id", "c0ffee000030",
+                        "--json")
+
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout)
+    assert document["foreign_heads"] == [] and document["own_heads"] == [foreign[-1]]
+    assert down_revision_of(next(b.versions.glob("c0ffee000030_*.py"))) == foreign[-1]
+
+
 def test_schema_changes_read_upgrade_only() -> None:
     changes = schema_changes(UPGRADE_SOURCE)
     assert changes.created_tables == {"orders"}

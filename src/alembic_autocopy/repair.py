@@ -573,7 +573,8 @@ def _new_report(project: ProjectConfig, target: str, options: Options, situation
         from alembic_autocopy.effects import placement
 
         manifest = placement.open_manifest(project, situation.worktree_root)
-        copies |= {entry.revision for entry in manifest.entries}
+        still, _merged = placement.still_copies(manifest, situation.worktree_root)
+        copies |= {entry.revision for entry in still}
     report.target = effective_target(target, local_heads, copies)
     report.upgraded_to_every_head = target == "head" and report.target == "heads"
     return report

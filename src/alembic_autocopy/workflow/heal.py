@@ -139,9 +139,9 @@ def _every_head_instead(original: MigrationFn, heads: tuple[str, ...],
         local_heads = tuple(script.get_heads())
         root = scanning.this_worktree(project)
         manifest = placement.open_manifest(project, root)
+        copies = {entry.revision for entry in placement.still_copies(manifest, root)[0]}
     except Exception:
         raise error from None
-    copies = {entry.revision for entry in manifest.entries}
     if len(local_heads) < 2 or repair.effective_target("head", local_heads, copies) != "heads":
         raise error
     steps = list(_upgrade_steps(script, "heads", heads))

@@ -119,8 +119,9 @@ def foreign_revisions(project: ProjectConfig, heads: Sequence[str],
     found = gather(project, repair.Options())
     root = scanning.this_worktree(project)
     manifest = placement.open_manifest(project, root)
-    lineage = split_lineage(found.local, found.elsewhere,
-                            [entry.path for entry in manifest.entries], heads)
+    copies, _merged = placement.still_copies(manifest, root)  # a merged file is the branch's
+    lineage = split_lineage(found.local, found.elsewhere, [entry.path for entry in copies],
+                            heads)
     missing = [r for r in lineage.foreign if r not in lineage.readable]
     recorded: dict[str, tuple[bytes, str]] = {}
     if missing and read_recorded is not None:

@@ -32,8 +32,9 @@ def own_heads(project: ProjectConfig, local: Sequence[Candidate],
     from alembic_autocopy.effects import placement
     from alembic_autocopy.sources import scanning
 
-    manifest = placement.open_manifest(project, scanning.this_worktree(project))
-    return split_heads(local, elsewhere, (entry.path for entry in manifest.entries))
+    root = scanning.this_worktree(project)
+    copies, _merged = placement.still_copies(placement.open_manifest(project, root), root)
+    return split_heads(local, elsewhere, (entry.path for entry in copies))
 
 
 def base_on_own_head(context: Any, revision: Any, directives: list[Any]) -> None:
