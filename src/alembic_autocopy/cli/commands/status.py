@@ -151,10 +151,13 @@ def run(args: argparse.Namespace, out: Output) -> int:
     managed = {entry.path: entry.source for entry in copies}
     split = split_heads(inventory.local, inventory.elsewhere, managed)
     graph = drawing.build_graph([*inventory.all, *extra], heads, managed)
-    attention = [Attention("scan", text) for text in out.warnings] + _attention(
-        situation, database_error, inventory, split, copies, root)
+    # The warnings are on their own `warning:` lines already: in --json they are listed
+    # with the rest (id "scan"), on the terminal not a second time under "Needs attention".
+    warned = [Attention("scan", text) for text in out.warnings]
+    attention = _attention(situation, database_error, inventory, split, copies, root)
     _print(out, graph, split, _Copies(copies, now_tracked), heads, where, root,
-           inventory.local, attention)
+           inventory.local, attention, len(warned))
+    attention = warned + attention
     failure = {} if database_error is None else {
         "error": database_error.message,
         "hint": hint_without_database(database_error.hint, "status")}
@@ -258,7 +261,8 @@ def _not_applied(graph: drawing.RevisionGraph, local: list[Candidate]) -> list[s
 
 def _print(out: Output, graph: drawing.RevisionGraph, split: HeadSplit,
            copies: _Copies, heads: tuple[str, ...] | None, where: str,
-           root: Path | None, local: list[Candidate], attention: list[Attention]) -> None:
+           root: Path | None, local: list[Candidate], attention: list[Attention],
+           warned: int) -> None:
     if heads is not None:
         _print_database(out, graph, heads, where)
     _print_worktree(out, graph, split, root, local)
@@ -275,7 +279,9 @@ def _print(out: Output, graph: drawing.RevisionGraph, split: HeadSplit,
         out.line(out.style(f"Needs attention: {len(attention)}", "bold", "yellow"))
         for item in attention:
             out.line(f"  - {item.message}  [{item.id}]")
-    out.result("All clear." if not attention else f"{len(attention)} thing(s) need attention.")
+    count = len(attention) + warned
+    above = f" ({warned} warning(s) above)" if warned else ""
+    out.result("All clear." if not count else f"{count} thing(s) need attention{above}.")
 
 
 def _print_database(out: Output, graph: drawing.RevisionGraph, heads: tuple[str, ...],
