@@ -112,6 +112,50 @@ def test_hooks_installed_from_backend_check_and_repair_from_the_root(
     assert _our_lines(quiet.stderr) == [f"{OURS} no migration changed; nothing to check"]
 
 
+@pytest.mark.parametrize(("git_folder", "hint"), [
+    ("", "cd backend && alembic-autocopy upgrade"),
+    ("backend", "alembic-autocopy upgrade"),
+    ("backend/migrations/versions", "cd ../.. && alembic-autocopy upgrade"),
+])
+def test_the_hook_hint_works_in_the_folder_git_was_run_in(
+        tmp_path: Path, sqlite_db: Database, git_folder: str, hint: str) -> None:
+    """git runs hooks at the worktree root but the user typed the command elsewhere: the
+    hint leads from there (GIT_PREFIX) to backend/, and works typed verbatim there."""
+    repo, main = backend_repo(tmp_path, sqlite_db)
+    main.alembic("upgrade", "head", check=True)
+    a_root = repo.add_worktree("a").path
+    a = Worktree(a_root / "backend")
+    ids = a.chain(1, BASE_REV, "a")
+    a.commit("a: one migration")
+    c_root = repo.add_worktree("c", branch="c").path
+    c = Worktree(c_root / "backend")
+    c.git("merge", "--quiet", "a")
+    c_only = c.chain(1, ids[-1], "c")
+    c.alembic("upgrade", "head", check=True)  # the database: c1, which main will lack
+    bin_dir = command_on_path(tmp_path)
+    main.autocopy("install-hooks", check=True)
+    where = repo.main.path / git_folder
+
+    merged = Worktree(where).git("merge", "--no-edit", "a")
+
+    lines = _our_lines(merged.stdout + merged.stderr)
+    assert lines == [f"{OURS} the database holds 1 revision(s) this worktree lacks "
+                     f"({c_only[0]}): run `{hint}`"], merged.stdout + merged.stderr
+    shell_from(where, hint, bin_dir)
+    assert main.alembic("current").returncode == 0
+    assert main.autocopy("check").returncode == 0
+
+
+def test_the_hook_hint_without_git_prefix_names_the_project_folder_absolutely(
+        tmp_path: Path) -> None:
+    """Another program ran the hook (no GIT_PREFIX): a path right from any folder."""
+    from alembic_autocopy.workflow.hooks import folder_from_user
+
+    assert folder_from_user(tmp_path, "backend", None) == str((tmp_path / "backend").resolve())
+    assert folder_from_user(tmp_path, "backend", "") == "backend"
+    assert folder_from_user(tmp_path, "backend", "backend/app/alembic/") == "../.."
+
+
 def test_a_local_package_off_sys_path_is_told_apart_from_a_missing_distribution(
         tmp_path: Path, sqlite_db: Database) -> None:
     repo, main = backend_repo(tmp_path, sqlite_db)

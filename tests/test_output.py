@@ -179,3 +179,36 @@ def test_check_on_an_empty_database_says_so(tmp_path: Path, sqlite_db: Database)
     assert checked.stdout == (
         "OK: the database is empty (no revision applied yet); nothing to bring in.\n")
     assert "(empty)" not in checked.stdout
+
+
+
+def test_a_removed_worktree_is_warned_about_once_on_its_own_line(
+        tmp_path: Path, sqlite_db: Database) -> None:
+    """A worktree deleted with `rm -rf` (not `git worktree remove`) held the only file of a
+    revision the database applied: check, upgrade, upgrade --dry-run and status each say so
+    once, on its own `warning:` line, never glued onto the hint; --json lists it once."""
+    import shutil
+
+    repo = make_repo(tmp_path, sqlite_db)
+    main = repo.main
+    gone = repo.add_worktree("gone")
+    gone.write_migration("e00000000001", down=BASE_REV, message="lost")  # never committed
+    gone.alembic("upgrade", "head", check=True)
+    shutil.rmtree(gone.path)
+    gone_text = f"worktree {gone.path} no longer exists"
+
+    for args in (["check"], ["upgrade"], ["upgrade", "--dry-run"], ["status"]):
+        result = main.autocopy(*args)
+        lines = (result.stdout + result.stderr).splitlines()
+        mentions = [line for line in lines if gone_text in line]
+        assert len(mentions) == 1, (args, lines)
+        assert mentions[0].startswith(f"warning: {gone_text}: skipped"), (args, lines)
+        assert any(line.startswith("hint: ") for line in lines) or args == ["status"]
+
+        document = json.loads(main.autocopy(*args, "--json").stdout)
+        warnings = [w if isinstance(w, str) else w["message"]
+                    for w in document.get("warnings", [])]
+        assert sum(gone_text in w for w in warnings) == 1, (args, document)
+        assert gone_text not in (document.get("hint") or ""), (args, document)
+    status = main.autocopy("status").stdout
+    assert status.rstrip().endswith("thing(s) need attention (1 warning(s) above).")

@@ -474,3 +474,70 @@ def test_progress_counter_reports_to_the_shown_line_only() -> None:
     assert stream.getvalue().endswith("\r\033[K")
     with progress.shown(False, stream) as line:
         assert line is None
+
+
+def _several_heads_advice(worktree: Worktree) -> str:
+    result = worktree.autocopy("status", "--json")
+    assert result.returncode == 0, result.stderr
+    (advice,) = [w["message"] for w in json.loads(result.stdout)["warnings"]
+                 if w["id"] == "several-heads"]
+    assert advice in worktree.autocopy("status").stdout  # the text says the same
+    return advice
+
+
+@pytest.mark.parametrize("with_line", [True, False])
+def test_several_heads_advice_is_true_with_and_without_the_env_py_line(
+        tmp_path: Path, sqlite_db: Database, with_line: bool) -> None:
+    """One head of this worktree's own, one copied from worktree A: what status says plain
+    Alembic does is what it does."""
+    repo = make_repo(tmp_path, sqlite_db)
+    if with_line:
+        integrate_env_py(repo, "from sqlalchemy import MetaData\ntarget_metadata = MetaData()\n")
+    a = repo.add_worktree("a")
+    a.chain(1, BASE_REV, "a")
+    a.commit("a: one migration")
+    a.alembic("upgrade", "head", check=True)
+    main = repo.main
+    main.write_migration("b00000000001", down=BASE_REV, message="own")
+    main.commit("b: one migration")
+    main.autocopy("upgrade", check=True)  # brings A's in: two heads here
+
+    advice = _several_heads_advice(main)
+
+    plain_revision = main.alembic("revision", "-m", "plain")
+    assert plain_revision.returncode != 0
+    assert "Multiple heads" in plain_revision.stdout + plain_revision.stderr
+    if with_line:
+        assert "with env.py's line `alembic upgrade head` goes to every head" in advice
+        assert "plain `alembic revision` (no env.py run) refuses" in advice
+        assert "use `alembic-autocopy revision`" in advice
+        assert main.alembic("upgrade", "head").returncode == 0
+        autogenerate = main.alembic("revision", "--autogenerate", "-m", "auto")
+        assert autogenerate.returncode == 0, autogenerate.stderr
+    else:
+        assert "plain `alembic upgrade head` and `alembic revision` refuse" in advice
+        assert main.alembic("upgrade", "head").returncode != 0
+    assert main.autocopy("revision", "-m", "ours").returncode == 0
+
+
+def test_two_heads_of_its_own_are_advised_a_merge(tmp_path: Path,
+                                                  sqlite_db: Database) -> None:
+    """Both heads are this worktree's own: `alembic-autocopy revision` refuses too; the
+    advice is the merge, and the merge it names works."""
+    repo = make_repo(tmp_path, sqlite_db)
+    integrate_env_py(repo)
+    main = repo.main
+    main.write_migration("b00000000001", down=BASE_REV, message="one")
+    main.write_migration("c00000000001", down=BASE_REV, message="two")
+    main.commit("two heads of our own")
+
+    advice = _several_heads_advice(main)
+
+    assert "alembic-autocopy revision` refuse" in advice
+    assert advice.endswith("run `alembic merge heads -m 'merge heads'`")
+    assert main.autocopy("revision", "-m", "x").returncode != 0
+    merge = re.search(r"run `([^`]+)`$", advice)
+    assert merge is not None
+    subprocess.run(merge.group(1), shell=True, cwd=main.path, check=True,
+                   capture_output=True)
+    assert main.autocopy("revision", "-m", "x").returncode == 0

@@ -431,10 +431,8 @@ def ensure_plan_possible(situation: Situation) -> None:
         # would write outside the versions folder...) explains "found nowhere".
         refused = [f"{s.path}: {s.reason}" for s in situation.inventory.skipped
                    if s.reason.startswith(UNSAFE_NAME)]
-        if plan.unresolved and (situation.inventory.notes or refused):
-            why = [*situation.inventory.notes, *refused]
-            hint = "; ".join([hint, *why]) if hint else "; ".join(why)
-        raise PlanBlocked(message, plan, hint)
+        why = (*situation.inventory.notes, *refused) if plan.unresolved else ()
+        raise PlanBlocked(message, plan, hint, why)
 
 
 def repair(project: ProjectConfig, target: str = "head", options: Options | None = None,

@@ -233,6 +233,8 @@ def _main(arguments: list[str]) -> int:
         hint = error.hint
         if isinstance(error, DatabaseError) and getattr(args, "no_db", None) is False:
             hint = hint_without_database(hint, args.command)
+        for warning in error.warnings:  # on their own lines, before the error
+            out.warn_once(warning)
         if args.json:
             out.emit({"ok": False, "error": error.message, "hint": hint,
                       "exit_code": error.exit_code})

@@ -87,6 +87,11 @@ class Output:
         if not self.quiet:
             print(self.style("warning: ", "yellow") + shown(text), file=self.stderr)
 
+    def warn_once(self, text: str) -> None:
+        """``warn``, unless the command has already shown this warning."""
+        if mask_passwords(text) not in self.warnings:
+            self.warn(text)
+
     def error(self, text: str, hint: str | None = None) -> None:
         print(self.style("error: ", "red", "bold") + shown(text), file=self.stderr)
         if hint:

@@ -17,6 +17,7 @@ class AutocopyError(Exception):
     """An expected failure. ``str(error)`` is the one-line message; ``hint`` the next step."""
 
     exit_code = EXIT_FAILED
+    warnings: tuple[str, ...] = ()  # noticed on the way; each shown on its own line first
 
     def __init__(self, message: str, hint: str | None = None) -> None:
         super().__init__(message)
@@ -61,11 +62,15 @@ class PlacementError(AutocopyError):
 
 
 class PlanBlocked(AutocopyError):
-    """The plan cannot be carried out (unresolved revisions or a conflict)."""
+    """The plan cannot be carried out (unresolved revisions or a conflict). ``warnings``:
+    what the search noticed that may explain a revision found nowhere (a worktree gone, a
+    source offline), never glued onto the hint."""
 
-    def __init__(self, message: str, plan: object, hint: str | None = None) -> None:
+    def __init__(self, message: str, plan: object, hint: str | None = None,
+                 warnings: tuple[str, ...] = ()) -> None:
         super().__init__(message, hint)
         self.plan = plan
+        self.warnings = warnings
 
 
 class MigrationParseError(Exception):

@@ -34,7 +34,8 @@ class AutocopyFailed(AutocopyError):
     ``cause`` is the underlying error (an :class:`AutocopyError` for expected failures:
     configuration, database unreachable, a revision found nowhere...); ``plan`` is the repair
     plan when the failure is that it cannot be carried out (unresolved ids, conflicts).
-    ``exit_code`` is the one the command line would have returned.
+    ``exit_code`` is the one the command line would have returned; ``warnings`` what the
+    search noticed that may explain it (a worktree gone, a source offline).
     """
 
     def __init__(self, message: str, hint: str | None = None, *,
@@ -43,6 +44,8 @@ class AutocopyFailed(AutocopyError):
         self.cause = cause
         self.plan = plan
         self.exit_code = getattr(cause, "exit_code", EXIT_INTERNAL)
+        if isinstance(cause, AutocopyError):
+            self.warnings = cause.warnings
 
 
 @dataclass(frozen=True)

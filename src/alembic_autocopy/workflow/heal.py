@@ -277,6 +277,8 @@ def _bring_in_and_go(original: MigrationFn, heads: tuple[str, ...],
     try:
         report = events.bring_in(project, heads, notify=say)
     except AutocopyError as error:
+        for warning in error.warnings:
+            say(f"warning: {warning}")
         raise _command_error(error) from error
     for warning in report.warnings:
         say(f"warning: {warning}")

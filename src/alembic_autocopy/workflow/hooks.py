@@ -508,6 +508,7 @@ def run_hook(options: argparse.Namespace, root: Path, stdin_text: str = "") -> s
     folder = (root / options.project_dir).resolve()
     if not folder.is_dir():
         return None  # this branch does not have the project
+    from_user = folder_from_user(root, options.project_dir, os.environ.get("GIT_PREFIX"))
     # git runs hooks from the worktree root; Alembic resolves prepend_sys_path (the
     # template's ".") and relative paths from the current folder: run where the hooks were
     # installed, where the user runs `alembic` (e.g. backend/), with the sys.path it has there.
@@ -522,15 +523,26 @@ def run_hook(options: argparse.Namespace, root: Path, stdin_text: str = "") -> s
         return NOTHING_CHANGED
     try:
         with _silenced():
-            return _check_or_repair(project, options.auto_upgrade, options)
+            return _check_or_repair(project, options.auto_upgrade, options, from_user)
     except AutocopyError as error:
         return (f"{PREFIX} check failed: {error.message} "
-                f"(`{suggested_command(options, 'check')}` explains)")
+                f"(`{suggested_command(options, 'check', from_user)}` explains)")
 
 
-def suggested_command(options: argparse.Namespace, verb: str) -> str:
-    """The command to type at the worktree root (where git runs hooks and users stand):
-    ``cd backend && alembic-autocopy -c x.ini upgrade`` when the project is in a subfolder."""
+def folder_from_user(root: Path, project_dir: str, git_prefix: str | None) -> str:
+    """The project folder as seen from where the user typed the git command. git runs hooks
+    at the worktree root but exports that folder as ``GIT_PREFIX`` (relative to the root);
+    without it (another program ran the hook), the absolute path: right from anywhere."""
+    project = root / project_dir
+    if git_prefix is None:
+        return str(project.resolve())
+    return os.path.relpath(project, root / git_prefix)
+
+
+def suggested_command(options: argparse.Namespace, verb: str, folder: str = ".") -> str:
+    """The command to type in the user's folder, ``folder`` leading from there to the
+    project: ``cd ../backend && alembic-autocopy -c x.ini upgrade`` (the configuration
+    paths stay relative to the project folder, where install-hooks read them)."""
     words = ["alembic-autocopy"]
     for config in options.config:
         words += ["-c", config]
@@ -539,14 +551,13 @@ def suggested_command(options: argparse.Namespace, verb: str) -> str:
     for x_arg in options.x:
         words += ["-x", x_arg]
     command = shlex.join([*words, verb])
-    folder = options.project_dir
     if folder in (".", ""):
         return command
     return f"cd {shlex.quote(folder)} && {command}"
 
 
 def _check_or_repair(project: ProjectConfig, auto_upgrade: bool,
-                     options: argparse.Namespace | None = None) -> str:
+                     options: argparse.Namespace | None = None, from_user: str = ".") -> str:
     # Imported here: the common case above (nothing changed) never pays for them.
     from alembic_autocopy import repair
     from alembic_autocopy.core.model import Outcome
@@ -573,9 +584,9 @@ def _check_or_repair(project: ProjectConfig, auto_upgrade: bool,
     if plan.outcome is Outcome.PLAN:
         return (f"{PREFIX} the database holds {len(plan.unknown_applied)} revision(s) this "
                 f"worktree lacks ({', '.join(plan.unknown_applied)}): run "
-                f"`{suggested_command(options, 'upgrade')}`")
-    return (f"{PREFIX} {blocked_message(plan)} (`{suggested_command(options, 'check')}` "
-            "explains)")
+                f"`{suggested_command(options, 'upgrade', from_user)}`")
+    return (f"{PREFIX} {blocked_message(plan)} "
+            f"(`{suggested_command(options, 'check', from_user)}` explains)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

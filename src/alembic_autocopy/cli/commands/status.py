@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -18,7 +19,7 @@ from alembic_autocopy.core.errors import AutocopyError
 from alembic_autocopy.core.foreign import HeadSplit, split_heads
 from alembic_autocopy.core.model import Candidate, ManifestEntry, Outcome, Plan
 from alembic_autocopy.core.wording import blocked_message, id_list
-from alembic_autocopy.sources import scanning
+from alembic_autocopy.sources import records, scanning
 from alembic_autocopy.sources.inventory import gather
 
 if TYPE_CHECKING:
@@ -74,14 +75,34 @@ def copy_attention(entries: list[ManifestEntry], current_sha: dict[str, str | No
     return found
 
 
-def heads_attention(split: HeadSplit) -> list[Attention]:
+def heads_attention(split: HeadSplit, env_py_line: bool) -> list[Attention]:
+    """Pure. What several heads here still stop, and the command that gets past it. Two heads
+    of this worktree's own stop every revision command, ours too: they need a merge. With one
+    own head and other worktrees' heads, env.py's line (``env_py_line``) already makes
+    ``alembic upgrade head`` go to every head and autogenerate start from the own head."""
     if len(split.heads) < 2:
         return []
+    found = f"this worktree has {len(split.heads)} heads ({', '.join(split.heads)})"
+    if len(split.own_heads) > 1:
+        merge = ("alembic merge heads -m 'merge heads'" if not split.foreign_heads
+                 else shlex.join(["alembic", "merge", "-m", "merge heads", *split.own_heads]))
+        return [Attention(
+            "several-heads",
+            f"{found}, {len(split.own_heads)} of them its own ({', '.join(split.own_heads)}): "
+            "`alembic upgrade head`, `alembic revision` and `alembic-autocopy revision` "
+            f"refuse until they are joined; run `{merge}`")]
+    if env_py_line:
+        return [Attention(
+            "several-heads",
+            f"{found}: with env.py's line `alembic upgrade head` goes to every head and "
+            "`alembic revision --autogenerate` starts from this worktree's own head, but "
+            "plain `alembic revision` (no env.py run) refuses; use `alembic-autocopy "
+            "revision`")]
     return [Attention(
         "several-heads",
-        f"this worktree has {len(split.heads)} heads ({', '.join(split.heads)}): plain "
-        "`alembic upgrade head` and `alembic revision` refuse; use `alembic-autocopy "
-        "upgrade` and `alembic-autocopy revision`, or `alembic upgrade heads`")]
+        f"{found}: plain `alembic upgrade head` and `alembic revision` refuse; use "
+        "`alembic-autocopy upgrade` and `alembic-autocopy revision`, or `alembic upgrade "
+        "heads`")]
 
 
 def plan_attention(plan: Plan) -> list[Attention]:
@@ -151,10 +172,14 @@ def run(args: argparse.Namespace, out: Output) -> int:
     managed = {entry.path: entry.source for entry in copies}
     split = split_heads(inventory.local, inventory.elsewhere, managed)
     graph = drawing.build_graph([*inventory.all, *extra], heads, managed)
-    attention = [Attention("scan", text) for text in out.warnings] + _attention(
-        situation, database_error, inventory, split, copies, root)
+    # The warnings are on their own `warning:` lines already: in --json they are listed
+    # with the rest (id "scan"), on the terminal not a second time under "Needs attention".
+    warned = [Attention("scan", text) for text in out.warnings]
+    attention = _attention(situation, database_error, inventory, split, copies, root,
+                           records.env_py_records(project))
     _print(out, graph, split, _Copies(copies, now_tracked), heads, where, root,
-           inventory.local, attention)
+           inventory.local, attention, len(warned))
+    attention = warned + attention
     failure = {} if database_error is None else {
         "error": database_error.message,
         "hint": hint_without_database(database_error.hint, "status")}
@@ -191,7 +216,7 @@ def _assess(project: ProjectConfig, options: Options, inventory: Inventory
 
 def _attention(situation: Situation | None, database_error: AutocopyError | None,
                inventory: Inventory, split: HeadSplit, copies: list[ManifestEntry],
-               root: Path | None) -> list[Attention]:
+               root: Path | None, env_py_line: bool) -> list[Attention]:
     """Everything that needs the user, in the order shown: the database, the plan, this
     worktree's graph, the copies, the hooks."""
     from alembic_autocopy.effects import placement
@@ -203,7 +228,7 @@ def _attention(situation: Situation | None, database_error: AutocopyError | None
     if situation is not None:
         attention += _assessment_attention(situation)
     attention += missing_parent_attention(inventory.local)
-    attention += heads_attention(split)
+    attention += heads_attention(split, env_py_line)
     current = {entry.path: placement.file_sha256(Path(entry.path)) for entry in copies}
     attention += copy_attention(copies, current, inventory.elsewhere)
     missing = missing_hooks(root) if root is not None else []
@@ -258,7 +283,8 @@ def _not_applied(graph: drawing.RevisionGraph, local: list[Candidate]) -> list[s
 
 def _print(out: Output, graph: drawing.RevisionGraph, split: HeadSplit,
            copies: _Copies, heads: tuple[str, ...] | None, where: str,
-           root: Path | None, local: list[Candidate], attention: list[Attention]) -> None:
+           root: Path | None, local: list[Candidate], attention: list[Attention],
+           warned: int) -> None:
     if heads is not None:
         _print_database(out, graph, heads, where)
     _print_worktree(out, graph, split, root, local)
@@ -275,7 +301,9 @@ def _print(out: Output, graph: drawing.RevisionGraph, split: HeadSplit,
         out.line(out.style(f"Needs attention: {len(attention)}", "bold", "yellow"))
         for item in attention:
             out.line(f"  - {item.message}  [{item.id}]")
-    out.result("All clear." if not attention else f"{len(attention)} thing(s) need attention.")
+    count = len(attention) + warned
+    above = f" ({warned} warning(s) above)" if warned else ""
+    out.result("All clear." if not count else f"{count} thing(s) need attention{above}.")
 
 
 def _print_database(out: Output, graph: drawing.RevisionGraph, heads: tuple[str, ...],
