@@ -217,6 +217,9 @@ class Options(NamedTuple):
     """What the user asked for, beyond the project's configuration."""
 
     prefer: tuple[str, ...] = ()
+    # How the caller's user gives a preference, for hints (``{}`` stands for the value):
+    # the command line's option; env.py's line and the Python API pass their own words.
+    prefer_wording: str = "--prefer {}"
     dry_run: bool = False
     fetch: bool | None = None  # None: the configuration decides
     from_database: bool = False

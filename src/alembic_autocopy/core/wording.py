@@ -66,10 +66,24 @@ def conflict_sentence(conflict: Conflict) -> str:
     return f"revision {conflict.revision} exists with different contents: {places}"
 
 
-def blocked_hint(plan: Plan) -> str:
+#: What ``--prefer`` takes, as hints and ``--help`` name it: a path (a file, a folder, a
+#: worktree) or a git ref (a branch, ``origin/x``, a tag, ``refs/heads/x``); see
+#: ``planning.matches_preference``.
+PREFER_VALUE = "PATH_OR_WORKTREE_OR_BRANCH"
+
+
+def preference(prefer_wording: str, value: str = PREFER_VALUE) -> str:
+    """``prefer_wording`` (``Options.prefer_wording``: ``{}`` stands for the value) with
+    ``value`` in it: ``--prefer x`` on the command line, other words elsewhere."""
+    return prefer_wording.replace("{}", value)
+
+
+def blocked_hint(plan: Plan, prefer_wording: str) -> str:
+    """The next step for a blocked plan; ``prefer_wording`` says how the user where the hint
+    is shown chooses a version (``Options.prefer_wording``)."""
     hints = []
     if plan.conflicts:
-        hints.append("choose one with --prefer PATH_OR_WORKTREE_OR_BRANCH")
+        hints.append(f"choose one with {preference(prefer_wording)}")
     if plan.unresolved:
         hints.append("fetch or check out the branch that has it, add the folder that has it "
                      "to [tool.alembic-autocopy] search, or run "

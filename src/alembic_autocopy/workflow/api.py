@@ -27,6 +27,9 @@ if TYPE_CHECKING:
 
 __all__ = ["AutocopyFailed", "BroughtIn", "DatabaseReport", "ensure_database_current"]
 
+# How a caller of this API chooses one version of an id (``Options.prefer_wording``).
+PREFER_WORDING = 'ensure_database_current(prefer=["{}"])'
+
 
 class AutocopyFailed(AutocopyError):
     """The database could not be made current. ``str(error)`` says why, ``hint`` what to do.
@@ -107,7 +110,9 @@ def ensure_database_current(
     try:
         with _logging_preserved():
             project = load_project(_config_args(config, folder), section, x_args, cwd=folder)
-            result = repair(project, target, Options(prefer=tuple(prefer), dry_run=dry_run))
+            options = Options(prefer=tuple(prefer), dry_run=dry_run,
+                              prefer_wording=PREFER_WORDING)
+            result = repair(project, target, options)
     except PlanBlocked as error:
         plan: Any = error.plan
         raise AutocopyFailed(error.message, error.hint, cause=error, plan=plan) from error

@@ -19,7 +19,7 @@ from alembic_autocopy.cli.commands.common import show_inventory_warnings
 from alembic_autocopy.cli.commands.record import show_records
 from alembic_autocopy.cli.output import Output
 from alembic_autocopy.cli.report import plan_json, plan_lines
-from alembic_autocopy.core.model import Outcome
+from alembic_autocopy.core.model import Options, Outcome
 from alembic_autocopy.core.wording import blocked_hint, blocked_message, missing_sentence
 from alembic_autocopy.repair import with_record_notes
 
@@ -110,7 +110,8 @@ def _show_verdict(out: Output, situation: Situation, problem: AutocopyError | No
         for text in plan_lines(plan):
             out.line(text)
     else:
-        out.error(*with_record_notes(blocked_message(plan), blocked_hint(plan), situation))
+        hint = blocked_hint(plan, Options().prefer_wording)  # the command line's --prefer
+        out.error(*with_record_notes(blocked_message(plan), hint, situation))
 
 
 def _check_schema(project: ProjectConfig, out: Output) -> SchemaReport:
