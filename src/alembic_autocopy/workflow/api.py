@@ -17,7 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from alembic_autocopy.core.errors import EXIT_INTERNAL, AutocopyError, PlanBlocked
+from alembic_autocopy.core.errors import (
+    EXIT_INTERNAL,
+    TRACEBACK_HINT,
+    AutocopyError,
+    PlanBlocked,
+)
 from alembic_autocopy.core.model import Options
 from alembic_autocopy.effects.project import load_project
 from alembic_autocopy.workflow.events import repair
@@ -115,9 +120,10 @@ def ensure_database_current(
             result = repair(project, target, options)
     except PlanBlocked as error:
         plan: Any = error.plan
-        raise AutocopyFailed(error.message, error.hint, cause=error, plan=plan) from error
+        raise AutocopyFailed(error.message, _api_hint(error.hint), cause=error,
+                             plan=plan) from error
     except AutocopyError as error:
-        raise AutocopyFailed(error.message, error.hint, cause=error) from error
+        raise AutocopyFailed(error.message, _api_hint(error.hint), cause=error) from error
     except Exception as error:
         raise AutocopyFailed(f"internal error in alembic-autocopy: {type(error).__name__}: "
                              f"{error}", "please report it with the traceback of `cause`",
@@ -135,6 +141,20 @@ def ensure_database_current(
         target=result.target or target,
         dry_run=dry_run,
     )
+
+
+# The API has no --traceback: the error's `cause` holds the traceback (chained to the
+# exception env.py raised).
+_API_TRACEBACK_HINT = ("see where in the traceback of the error's `cause` "
+                       "(traceback.print_exception(error.cause))")
+
+
+def _api_hint(hint: str | None) -> str | None:
+    """A hint in the words of the API: what the command line says with ``--traceback``
+    is in ``AutocopyFailed.cause``."""
+    if hint is None:
+        return None
+    return hint.replace(TRACEBACK_HINT, _API_TRACEBACK_HINT)
 
 
 def _config_args(config: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
