@@ -222,7 +222,7 @@ def test_two_contents_for_one_id_hint_the_prefer_parameter(sqlite_db: Database,
     failed = document["failed"]
     assert failed["conflicts"] == ["e00000000001"]
     assert "exists with different contents" in failed["message"]
-    assert ('choose one with ensure_database_current(prefer=["PATH_OR_WORKTREE_OR_BRANCH"])'
+    assert ('choose one with ensure_database_current(prefer=["PATH_OR_REF"])'
             in failed["hint"])
     assert "--prefer" not in failed["hint"]
     assert document["after"]["brought_in"] == ["e00000000001"]  # what the hint says works

@@ -479,7 +479,7 @@ def test_two_contents_for_one_id_hint_what_plain_alembic_users_can_run(
 
     assert result.returncode != 0
     assert "exists with different contents" in result.stderr
-    assert ("choose one with `alembic-autocopy upgrade --prefer PATH_OR_WORKTREE_OR_BRANCH`, "
+    assert ("choose one with `alembic-autocopy upgrade --prefer PATH_OR_REF`, "
             "then run this alembic command again") in result.stderr
     assert "with --prefer" not in result.stderr
     assert sorted(path.name for path in b.versions.iterdir()) == before

@@ -168,6 +168,8 @@ class Conflict(NamedTuple):
 
     revision: str
     candidates: tuple[Candidate, ...]  # one per distinct sha256 (the closest location of each)
+    # A preference that matched several of these contents: the ones it matched (else empty)
+    preferred: tuple[Candidate, ...] = ()
 
 
 class Outcome(enum.Enum):
