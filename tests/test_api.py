@@ -191,3 +191,66 @@ def test_an_application_is_not_left_with_git_processes(sqlite_db: Database,
 
     assert document["brought_in"] == ids  # from the branch
     assert document["readers"] == 0 and document["children"] == []
+
+
+def test_two_contents_for_one_id_hint_the_prefer_parameter(sqlite_db: Database,
+                                                           tmp_path: Path) -> None:
+    # The API has no --prefer option but a `prefer` parameter: the hint names that.
+    repo = make_repo(tmp_path, sqlite_db)
+    repo.main.alembic("upgrade", "head", check=True)
+    a = repo.add_worktree("a")
+    a.write_migration("e00000000001", down=BASE_REV, message="one body")
+    a.commit("e")
+    a.alembic("upgrade", "head", check=True)
+    other = repo.add_worktree("other")
+    other.write_migration("e00000000001", down=BASE_REV, message="another body")
+    other.commit("same id, other content")
+    b = repo.add_worktree("b")
+
+    document = _script(b, f"""
+        from alembic_autocopy import AutocopyFailed, ensure_database_current
+        try:
+            ensure_database_current()
+            failed = None
+        except AutocopyFailed as error:
+            failed = {{"message": str(error), "hint": error.hint,
+                       "conflicts": [c.revision for c in error.plan.conflicts]}}
+        report = ensure_database_current(prefer=[{str(a.path)!r}])
+        print(json.dumps({{"failed": failed, "after": json.loads(as_json(report))}}))
+    """)
+
+    failed = document["failed"]
+    assert failed["conflicts"] == ["e00000000001"]
+    assert "exists with different contents" in failed["message"]
+    assert ('choose one with ensure_database_current(prefer=["PATH_OR_REF"])'
+            in failed["hint"])
+    assert "--prefer" not in failed["hint"]
+    assert document["after"]["brought_in"] == ["e00000000001"]  # what the hint says works
+
+
+def test_a_failing_env_py_hint_points_at_the_cause_not_a_command_line_flag(
+        sqlite_db: Database, tmp_path: Path) -> None:
+    # The command line says "run again with --traceback"; the API has no such flag, but
+    # it has `cause`, whose traceback shows where env.py failed.
+    repo = make_repo(tmp_path, sqlite_db)
+    env_py = repo.main.path / "migrations" / "env.py"
+    env_py.write_text(env_py.read_text(encoding="utf-8")
+                      + "\nraise RuntimeError('settings not loaded')\n", encoding="utf-8")
+
+    document = _script(repo.main, """
+        import traceback
+        from alembic_autocopy import AutocopyFailed, ensure_database_current
+        try:
+            ensure_database_current()
+        except AutocopyFailed as error:
+            where = "".join(traceback.format_exception(error.cause))
+            print(json.dumps({"message": str(error), "hint": error.hint,
+                              "cause_shows_env_py": "env.py" in where and "settings" in where}))
+    """)
+
+    assert "env.py failed: RuntimeError: settings not loaded" in document["message"]
+    assert "--traceback" not in document["hint"]
+    assert "error.cause" in document["hint"]
+    assert document["cause_shows_env_py"] is True
+    cli = repo.main.autocopy("upgrade")  # the command line keeps its own words
+    assert cli.returncode == 1 and "run again with --traceback to see where" in cli.stderr

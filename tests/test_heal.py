@@ -450,3 +450,40 @@ def test_two_commands_in_one_open_transaction_do_not_wait_for_themselves(
     finally:
         engine.dispose()
     assert sqlite_db.versions() == {ids[-1]}
+
+
+def _one_id_two_contents(repo: Repo) -> tuple[Worktree, Worktree]:
+    """Worktree a applied e00000000001; worktree other holds another file for that id.
+    Returns (a, b): b, made from main, lacks the id."""
+    repo.main.alembic("upgrade", "head", check=True)
+    a = repo.add_worktree("a")
+    a.write_migration("e00000000001", down=BASE_REV, message="one body")
+    a.commit("e")
+    a.alembic("upgrade", "head", check=True)
+    other = repo.add_worktree("other")
+    other.write_migration("e00000000001", down=BASE_REV, message="another body")
+    other.commit("same id, other content")
+    return a, repo.add_worktree("b")
+
+
+def test_two_contents_for_one_id_hint_what_plain_alembic_users_can_run(
+        sqlite_db: Database, tmp_path: Path) -> None:
+    # alembic has no --prefer: the hint names alembic-autocopy's own upgrade, then the
+    # alembic command again (the hint said "choose one with --prefer ...").
+    repo = make_repo(tmp_path, sqlite_db)
+    add_line(repo)
+    a, b = _one_id_two_contents(repo)
+    before = sorted(path.name for path in b.versions.iterdir())
+
+    result = b.alembic("upgrade", "head")
+
+    assert result.returncode != 0
+    assert "exists with different contents" in result.stderr
+    assert ("choose one with `alembic-autocopy upgrade --prefer PATH_OR_REF`, "
+            "then run this alembic command again") in result.stderr
+    assert "with --prefer" not in result.stderr
+    assert sorted(path.name for path in b.versions.iterdir()) == before
+    assert sqlite_db.versions() == {"e00000000001"}
+    # What the hint says works.
+    ok(b.autocopy("upgrade", "--prefer", str(a.path)))
+    ok(b.alembic("upgrade", "head"))

@@ -206,6 +206,38 @@ def test_same_id_different_contents_is_a_conflict(tmp_path: Path, sqlite_db: Dat
     assert b.alembic("current").returncode == 0
 
 
+def test_a_prefer_matching_several_contents_says_how_to_name_one(
+        tmp_path: Path, sqlite_db: Database) -> None:
+    # `feature` names both the worktree on branch feature (whose file was edited since) and
+    # the branch's commit: two contents. The refusal says so and names each one exactly
+    # (it repeated "exists with different contents ... choose one with --prefer").
+    repo, _a, b = setup_pair(tmp_path, sqlite_db)
+    feature = repo.add_worktree("feature")
+    apply_chain_in(feature, 1, prefix="e")
+    edited = next(feature.versions.glob("e00000000001*.py"))
+    committed = edited.read_bytes()
+    edited.write_bytes(committed + b"\n# edited after the commit\n")
+    before_files, before_db = tree_snapshot(b.path), repo.applied_versions()
+
+    result = b.autocopy("upgrade", "--prefer", "feature")
+
+    assert result.returncode == 1, result.stderr
+    assert ("--prefer feature matches 2 different contents of revision e00000000001"
+            in result.stderr)
+    assert "--prefer refs/heads/feature (branch feature" in result.stderr
+    assert f"--prefer {edited} (worktree {feature.path} (feature))" in result.stderr
+    assert "choose one with" not in result.stderr
+    assert tree_snapshot(b.path) == before_files
+    assert repo.applied_versions() == before_db
+
+    # Each exact name the hint gives is taken.
+    chosen = b.autocopy("upgrade", "--prefer", "refs/heads/feature")
+    assert chosen.returncode == 0, chosen.stderr
+    assert next(b.versions.glob("e00000000001*.py")).read_bytes() == committed
+    # The option and the hints give what it takes one name.
+    assert "--prefer PATH_OR_REF" in b.autocopy("upgrade", "--help", check=True).stdout
+
+
 def test_identical_copies_are_one_candidate(tmp_path: Path, sqlite_db: Database) -> None:
     repo, a, b = setup_pair(tmp_path, sqlite_db)
     ids = apply_chain_in(a, 1)

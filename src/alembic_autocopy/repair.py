@@ -415,8 +415,9 @@ def with_record_notes(message: str, hint: str, situation: Situation) -> tuple[st
     return "; ".join(parts), "; ".join(hints)
 
 
-def ensure_plan_possible(situation: Situation) -> None:
-    """Raise PlanBlocked (exit 1) when the plan has unresolved ids or conflicts."""
+def ensure_plan_possible(situation: Situation, options: Options) -> None:
+    """Raise PlanBlocked (exit 1) when the plan has unresolved ids or conflicts; it names a
+    preference in the words of ``options.prefer_wording``."""
 
     problem = blocking_problem(situation)
     if problem is not None:
@@ -425,7 +426,8 @@ def ensure_plan_possible(situation: Situation) -> None:
     trust.check_unresolved((u.revision for u in plan.unresolved),
                            situation.inventory.untrusted)
     if plan.outcome in (Outcome.CONFLICT, Outcome.UNRESOLVED):
-        message, hint = wording.blocked_message(plan), wording.blocked_hint(plan)
+        message = wording.blocked_message(plan, wording.given_preference(options))
+        hint = wording.blocked_hint(plan, options.prefer_wording)
         message, hint = with_record_notes(message, hint, situation)
         # Why a search came up short (offline, git-lfs missing, a file under a name that
         # would write outside the versions folder...) explains "found nowhere".
@@ -463,7 +465,7 @@ def repair(project: ProjectConfig, target: str = "head", options: Options | None
         return _carry_out(project, target, options, on_version_apply, upgrade, situation,
                           before_upgrade)
     if _already_current(situation, target):  # nothing to place or apply: no preflight
-        ensure_plan_possible(situation)  # e.g. two files here for one id
+        ensure_plan_possible(situation, options)  # e.g. two files here for one id
         locking.remove_stale_lock_files(situation.endpoints)
         report = _new_report(project, target, options, situation, current=True)
         report.heads_after = situation.applied
@@ -640,7 +642,7 @@ def preflight(project: ProjectConfig, situation: Situation, options: Options, *,
     from alembic_autocopy.core import revisions
     from alembic_autocopy.effects import placement
 
-    ensure_plan_possible(situation)
+    ensure_plan_possible(situation, options)
     bring = situation.plan.bring
     if bring:
         revisions.validate([c.header for c in situation.inventory.local]

@@ -12,6 +12,10 @@ EXIT_USAGE = 2  # bad arguments or configuration
 EXIT_INTERNAL = 3  # a bug in this tool
 EXIT_INTERRUPTED = 130
 
+#: The hint of a failure whose traceback shows where it happened, in the command line's
+#: words; the Python API, which has no --traceback, says it in its own (``workflow/api.py``).
+TRACEBACK_HINT = "run again with --traceback to see where"
+
 
 class AutocopyError(Exception):
     """An expected failure. ``str(error)`` is the one-line message; ``hint`` the next step."""

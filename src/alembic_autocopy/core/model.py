@@ -168,6 +168,8 @@ class Conflict(NamedTuple):
 
     revision: str
     candidates: tuple[Candidate, ...]  # one per distinct sha256 (the closest location of each)
+    # A preference that matched several of these contents: the ones it matched (else empty)
+    preferred: tuple[Candidate, ...] = ()
 
 
 class Outcome(enum.Enum):
@@ -217,6 +219,9 @@ class Options(NamedTuple):
     """What the user asked for, beyond the project's configuration."""
 
     prefer: tuple[str, ...] = ()
+    # How the caller's user gives a preference, for hints (``{}`` stands for the value):
+    # the command line's option; env.py's line and the Python API pass their own words.
+    prefer_wording: str = "--prefer {}"
     dry_run: bool = False
     fetch: bool | None = None  # None: the configuration decides
     from_database: bool = False

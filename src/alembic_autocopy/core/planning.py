@@ -166,12 +166,9 @@ def _choose(revision: str, group: list[Candidate], prefer: Preference | None) ->
     by_content = group_by_content(group)
     if len(by_content) == 1:
         return _Choice(next(iter(by_content.values()))[0], None)
-    if prefer is not None:
-        accepted = [members for members in by_content.values()
-                    if any(prefer(member) for member in members)]
-        if len(accepted) == 1:
-            preferred = [m for m in accepted[0] if prefer(m)]
-            return _Choice(preferred[0], None)
+    preferred = _preferred(by_content, prefer) if prefer is not None else []
+    if len(preferred) == 1:
+        return _Choice(preferred[0], None)
     # Files on disk are the living versions; git objects (branches, tags, stashes) and
     # records keep older ones too. When every file on disk agrees, that content wins over
     # what only git or the database still holds. Two files that disagree stay a conflict.
@@ -179,7 +176,17 @@ def _choose(revision: str, group: list[Candidate], prefer: Preference | None) ->
                if any(m.location.kind.is_file for m in members)]
     if prefer is None and len(on_disk) == 1:
         return _Choice(on_disk[0][0], None)
-    return _Choice(None, Conflict(revision, tuple(m[0] for m in by_content.values())))
+    ambiguous = tuple(preferred) if len(preferred) > 1 else ()
+    return _Choice(None, Conflict(revision, tuple(m[0] for m in by_content.values()),
+                                  ambiguous))
+
+
+def _preferred(by_content: Mapping[str, list[Candidate]], prefer: Preference
+               ) -> list[Candidate]:
+    """Per content, the first location ``prefer`` matches (contents it matches nowhere are
+    left out): one is the choice; several make the preference ambiguous."""
+    return [next(m for m in members if prefer(m)) for members in by_content.values()
+            if any(prefer(m) for m in members)]
 
 
 def order_parents_first(chosen: Mapping[str, Candidate]) -> list[Candidate]:

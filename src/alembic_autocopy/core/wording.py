@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from alembic_autocopy.core.model import Candidate, Conflict, Plan, Unresolved
+from alembic_autocopy.core.model import Candidate, Conflict, Options, Plan, Unresolved
 
 
 def source_of(candidate: Candidate) -> str:
@@ -51,25 +51,68 @@ def _needed_by(unresolved: Unresolved) -> str:
     return ", ".join(names) or "?"
 
 
-def blocked_message(plan: Plan) -> str:
+def blocked_message(plan: Plan, given: str = "") -> str:
+    """Why ``plan`` cannot be carried out; ``given``: the preference as the user gave it
+    (``given_preference``), named when it matched several contents of one id."""
     parts = []
     if plan.conflicts:
-        parts.append("; ".join(conflict_sentence(c) for c in plan.conflicts))
+        parts.append("; ".join(conflict_sentence(c, given) for c in plan.conflicts))
     if plan.unresolved:
         ids = ", ".join(f"{u.revision} (needed by {_needed_by(u)})" for u in plan.unresolved)
         parts.append(f"revision(s) found nowhere: {ids}")
     return "cannot repair: " + "; ".join(parts) + "; nothing was changed"
 
 
-def conflict_sentence(conflict: Conflict) -> str:
-    places = ", ".join(f"{source_of(c)} [sha256 {c.sha256[:12]}]" for c in conflict.candidates)
-    return f"revision {conflict.revision} exists with different contents: {places}"
+def conflict_sentence(conflict: Conflict, given: str = "") -> str:
+    if conflict.preferred:
+        return (f"{given or 'the preference'} matches {len(conflict.preferred)} different "
+                f"contents of revision {conflict.revision}: {_places(conflict.preferred)}")
+    return (f"revision {conflict.revision} exists with different contents: "
+            f"{_places(conflict.candidates)}")
 
 
-def blocked_hint(plan: Plan) -> str:
+def _places(candidates: Sequence[Candidate]) -> str:
+    return ", ".join(f"{source_of(c)} [sha256 {c.sha256[:12]}]" for c in candidates)
+
+
+def given_preference(options: Options) -> str:
+    """The preference as the user gave it, in the words of where it was given
+    (``--prefer feature``); empty without one."""
+    return " and ".join(preference(options.prefer_wording, value) for value in options.prefer)
+
+
+def exact_name(candidate: Candidate) -> str | None:
+    """What a preference can name to match this location alone among the versions of its id
+    (``planning.matches_preference``): a file's path, a git object's full ref."""
+    location = candidate.location
+    return location.path if location.kind.is_file else location.ref
+
+
+#: What ``--prefer`` takes, as hints and ``--help`` name it: a path (a file, a folder, a
+#: worktree) or a git ref (a branch, ``origin/x``, a tag, ``refs/heads/x``); see
+#: ``planning.matches_preference``.
+PREFER_VALUE = "PATH_OR_REF"
+
+
+def preference(prefer_wording: str, value: str = PREFER_VALUE) -> str:
+    """``prefer_wording`` (``Options.prefer_wording``: ``{}`` stands for the value) with
+    ``value`` in it: ``--prefer x`` on the command line, other words elsewhere."""
+    return prefer_wording.replace("{}", value)
+
+
+def blocked_hint(plan: Plan, prefer_wording: str) -> str:
+    """The next step for a blocked plan; ``prefer_wording`` says how the user where the hint
+    is shown chooses a version (``Options.prefer_wording``)."""
     hints = []
-    if plan.conflicts:
-        hints.append("choose one with --prefer PATH_OR_WORKTREE_OR_BRANCH")
+    if any(not conflict.preferred for conflict in plan.conflicts):
+        hints.append(f"choose one with {preference(prefer_wording)}")
+    for conflict in plan.conflicts:
+        names = [f"{preference(prefer_wording, name)} ({candidate.location.describe()})"
+                 for candidate in conflict.preferred
+                 if (name := exact_name(candidate)) is not None]
+        if names:
+            hints.append(f"name one version of {conflict.revision} exactly: "
+                         + " or ".join(names))
     if plan.unresolved:
         hints.append("fetch or check out the branch that has it, add the folder that has it "
                      "to [tool.alembic-autocopy] search, or run "

@@ -21,7 +21,12 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
-from alembic_autocopy.core.errors import AutocopyError, ConfigError, DatabaseError
+from alembic_autocopy.core.errors import (
+    TRACEBACK_HINT,
+    AutocopyError,
+    ConfigError,
+    DatabaseError,
+)
 from alembic_autocopy.core.model import INTERNAL_OPTION  # our own runs of env.py are not healed
 from alembic_autocopy.core.redaction import (
     mask_passwords,
@@ -464,8 +469,7 @@ def _error_by_kind(error: BaseException, text: str, used: str | None,
                  "the application already connected with it: call ensure_database_current "
                  "before the application's first query, or let env.py make its own engine "
                  "with poolclass=NullPool, as Alembic's async template does")
-    return AutocopyError(f"env.py failed: {kind}: {text}",
-                         hint="run again with --traceback to see where")
+    return AutocopyError(f"env.py failed: {kind}: {text}", hint=TRACEBACK_HINT)
 
 
 # What drivers say (lower-case), by what happened. PostgreSQL (psycopg, asyncpg), MariaDB and

@@ -17,7 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from alembic_autocopy.core.errors import EXIT_INTERNAL, AutocopyError, PlanBlocked
+from alembic_autocopy.core.errors import (
+    EXIT_INTERNAL,
+    TRACEBACK_HINT,
+    AutocopyError,
+    PlanBlocked,
+)
 from alembic_autocopy.core.model import Options
 from alembic_autocopy.effects.project import load_project
 from alembic_autocopy.workflow.events import repair
@@ -26,6 +31,9 @@ if TYPE_CHECKING:
     from alembic_autocopy.core.model import Plan
 
 __all__ = ["AutocopyFailed", "BroughtIn", "DatabaseReport", "ensure_database_current"]
+
+# How a caller of this API chooses one version of an id (``Options.prefer_wording``).
+PREFER_WORDING = 'ensure_database_current(prefer=["{}"])'
 
 
 class AutocopyFailed(AutocopyError):
@@ -110,12 +118,15 @@ def ensure_database_current(
     try:
         with _logging_preserved():
             project = load_project(_config_args(config, folder), section, x_args, cwd=folder)
-            result = repair(project, target, Options(prefer=tuple(prefer), dry_run=dry_run))
+            options = Options(prefer=tuple(prefer), dry_run=dry_run,
+                              prefer_wording=PREFER_WORDING)
+            result = repair(project, target, options)
     except PlanBlocked as error:
         plan: Any = error.plan
-        raise AutocopyFailed(error.message, error.hint, cause=error, plan=plan) from error
+        raise AutocopyFailed(error.message, _api_hint(error.hint), cause=error,
+                             plan=plan) from error
     except AutocopyError as error:
-        raise AutocopyFailed(error.message, error.hint, cause=error) from error
+        raise AutocopyFailed(error.message, _api_hint(error.hint), cause=error) from error
     except Exception as error:
         raise AutocopyFailed(f"internal error in alembic-autocopy: {type(error).__name__}: "
                              f"{error}", "please report it with the traceback of `cause`",
@@ -133,6 +144,20 @@ def ensure_database_current(
         target=result.target or target,
         dry_run=dry_run,
     )
+
+
+# The API has no --traceback: the error's `cause` holds the traceback (chained to the
+# exception env.py raised).
+_API_TRACEBACK_HINT = ("see where in the traceback of the error's `cause` "
+                       "(traceback.print_exception(error.cause))")
+
+
+def _api_hint(hint: str | None) -> str | None:
+    """A hint in the words of the API: what the command line says with ``--traceback``
+    is in ``AutocopyFailed.cause``."""
+    if hint is None:
+        return None
+    return hint.replace(TRACEBACK_HINT, _API_TRACEBACK_HINT)
 
 
 def _config_args(config: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],

@@ -268,14 +268,16 @@ def _bring_in_and_go(original: MigrationFn, heads: tuple[str, ...],
     """Place what ``heads`` need (the caller holds the database lock), rebuild Alembic's map
     of revisions, then the command's own ``fn`` (``heads`` for a brought-in second head)."""
     from alembic_autocopy.core.errors import AutocopyError
+    from alembic_autocopy.core.model import Options
     from alembic_autocopy.workflow import events
 
     project = _project(context)
     script = context.script
     if project is None or script is None:
         return original(heads, context)
+    options = Options(prefer_wording=_prefer_wording(context))
     try:
-        report = events.bring_in(project, heads, notify=say)
+        report = events.bring_in(project, heads, options, notify=say)
     except AutocopyError as error:
         for warning in error.warnings:
             say(f"warning: {warning}")
@@ -291,6 +293,28 @@ def _bring_in_and_go(original: MigrationFn, heads: tuple[str, ...],
         _say_every_head()
         return _upgrade_steps(script, "heads", heads)
     return original(heads, context)
+
+
+def _prefer_wording(context: MigrationContext) -> str:
+    """How a user of plain ``alembic`` chooses one version of an id (``Options.prefer_wording``):
+    alembic has no ``--prefer``, so through ``alembic-autocopy upgrade`` with the same
+    configuration, then the alembic command again."""
+    import shlex
+
+    from alembic_autocopy.effects.project import alembic_config_files
+
+    config = context.config
+    words = ["alembic-autocopy"]
+    if config is not None:
+        for name in alembic_config_files(config, Path.cwd()):
+            if name not in ("alembic.ini", "pyproject.toml"):  # the defaults of both tools
+                words += ["-c", name]
+        if config.config_ini_section != "alembic":
+            words += ["-n", config.config_ini_section]
+        for x_arg in getattr(config.cmd_opts, "x", None) or []:
+            words += ["-x", x_arg]
+    command = shlex.join([*words, "upgrade", "--prefer"])
+    return f"`{command} {{}}`, then run this alembic command again"
 
 
 def _reload_revisions(script: ScriptDirectory) -> None:

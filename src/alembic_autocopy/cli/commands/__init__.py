@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from alembic_autocopy.core.model import Options
+from alembic_autocopy.core.wording import PREFER_VALUE
 from alembic_autocopy.effects.project import ProjectConfig, load_project
 
 
@@ -28,9 +29,10 @@ def options_from(args: argparse.Namespace) -> Options:
 
 def add_prefer(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--prefer", action="append", metavar="PATH_OR_WORKTREE", default=None,
+        "--prefer", action="append", metavar=PREFER_VALUE, default=None,
         help="when one revision id has different contents in several places, take the one "
-             "under this path, worktree or branch (repeatable)")
+             "at or under this path (a file, a folder, a worktree) or in this git ref (a "
+             "branch, origin/x, a tag, refs/heads/x); repeatable")
 
 
 def add_from_database(parser: argparse.ArgumentParser) -> None:

@@ -19,8 +19,13 @@ from alembic_autocopy.cli.commands.common import show_inventory_warnings
 from alembic_autocopy.cli.commands.record import show_records
 from alembic_autocopy.cli.output import Output
 from alembic_autocopy.cli.report import plan_json, plan_lines
-from alembic_autocopy.core.model import Outcome
-from alembic_autocopy.core.wording import blocked_hint, blocked_message, missing_sentence
+from alembic_autocopy.core.model import Options, Outcome
+from alembic_autocopy.core.wording import (
+    blocked_hint,
+    blocked_message,
+    given_preference,
+    missing_sentence,
+)
 from alembic_autocopy.repair import with_record_notes
 
 if TYPE_CHECKING:
@@ -67,7 +72,7 @@ def run(args: argparse.Namespace, out: Output) -> int:
         # Refuse here what `upgrade` would refuse (broken file, untrusted source, name
         # taken...), with its words and exit code: the plan shown is one that can be carried out.
         repair.preflight(project, situation, options_from(args))
-    _show_verdict(out, situation, problem)
+    _show_verdict(out, situation, problem, options_from(args))
     schema = _check_schema(project, out) if getattr(args, "schema", False) else None
     ok = (situation.plan.outcome is Outcome.NOTHING_TO_DO and problem is None
           and (schema is None or schema.ok))
@@ -93,7 +98,8 @@ def _show_sources(out: Output, project: ProjectConfig, situation: Situation, dif
                         situation.applied, situation.inventory.local, diff)
 
 
-def _show_verdict(out: Output, situation: Situation, problem: AutocopyError | None) -> None:
+def _show_verdict(out: Output, situation: Situation, problem: AutocopyError | None,
+                  options: Options) -> None:
     """OK, the plan `upgrade` would carry out, or why there is none."""
 
     plan = situation.plan
@@ -110,7 +116,9 @@ def _show_verdict(out: Output, situation: Situation, problem: AutocopyError | No
         for text in plan_lines(plan):
             out.line(text)
     else:
-        out.error(*with_record_notes(blocked_message(plan), blocked_hint(plan), situation))
+        message = blocked_message(plan, given_preference(options))
+        hint = blocked_hint(plan, options.prefer_wording)
+        out.error(*with_record_notes(message, hint, situation))
 
 
 def _check_schema(project: ProjectConfig, out: Output) -> SchemaReport:
