@@ -8,7 +8,16 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
-from support import BASE_REV, Database, Repo, Worktree, make_repo, run, use_the_application_engine
+from support import (
+    BASE_REV,
+    Database,
+    Repo,
+    Worktree,
+    make_repo,
+    one_id_two_contents,
+    run,
+    use_the_application_engine,
+)
 
 REPORT = """
 def as_json(report):
@@ -197,15 +206,7 @@ def test_two_contents_for_one_id_hint_the_prefer_parameter(sqlite_db: Database,
                                                            tmp_path: Path) -> None:
     # The API has no --prefer option but a `prefer` parameter: the hint names that.
     repo = make_repo(tmp_path, sqlite_db)
-    repo.main.alembic("upgrade", "head", check=True)
-    a = repo.add_worktree("a")
-    a.write_migration("e00000000001", down=BASE_REV, message="one body")
-    a.commit("e")
-    a.alembic("upgrade", "head", check=True)
-    other = repo.add_worktree("other")
-    other.write_migration("e00000000001", down=BASE_REV, message="another body")
-    other.commit("same id, other content")
-    b = repo.add_worktree("b")
+    a, b = one_id_two_contents(repo)
 
     document = _script(b, f"""
         from alembic_autocopy import AutocopyFailed, ensure_database_current

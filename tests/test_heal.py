@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from support import BASE_REV, Database, Repo, Worktree, make_repo, run
+from support import BASE_REV, Database, Repo, Worktree, make_repo, one_id_two_contents, run
 from support.project import EnvKind
 
 LINE = "**alembic_autocopy.integration.options(include_object=models_only)"
@@ -452,27 +452,13 @@ def test_two_commands_in_one_open_transaction_do_not_wait_for_themselves(
     assert sqlite_db.versions() == {ids[-1]}
 
 
-def _one_id_two_contents(repo: Repo) -> tuple[Worktree, Worktree]:
-    """Worktree a applied e00000000001; worktree other holds another file for that id.
-    Returns (a, b): b, made from main, lacks the id."""
-    repo.main.alembic("upgrade", "head", check=True)
-    a = repo.add_worktree("a")
-    a.write_migration("e00000000001", down=BASE_REV, message="one body")
-    a.commit("e")
-    a.alembic("upgrade", "head", check=True)
-    other = repo.add_worktree("other")
-    other.write_migration("e00000000001", down=BASE_REV, message="another body")
-    other.commit("same id, other content")
-    return a, repo.add_worktree("b")
-
-
 def test_two_contents_for_one_id_hint_what_plain_alembic_users_can_run(
         sqlite_db: Database, tmp_path: Path) -> None:
     # alembic has no --prefer: the hint names alembic-autocopy's own upgrade, then the
     # alembic command again (the hint said "choose one with --prefer ...").
     repo = make_repo(tmp_path, sqlite_db)
     add_line(repo)
-    a, b = _one_id_two_contents(repo)
+    a, b = one_id_two_contents(repo)
     before = sorted(path.name for path in b.versions.iterdir())
 
     result = b.alembic("upgrade", "head")

@@ -72,20 +72,26 @@ def command_on_path(tmp_path: Path) -> Path:
     return bin_dir
 
 
+def _c_applied_what_main_lacks(tmp_path: Path, sqlite_db: Database, merged: int
+                               ) -> tuple[Repo, Worktree, list[str]]:
+    """backend/ layout: worktree c merged a's ``merged`` committed migrations, added one of
+    its own and applied all; main (its database at the base) lacks what c applied."""
+    repo, main = backend_repo(tmp_path, sqlite_db)
+    main.alembic("upgrade", "head", check=True)
+    a = Worktree(repo.add_worktree("a").path / "backend")
+    ids = a.chain(merged, BASE_REV, "a")
+    a.commit(f"a: {merged} migration(s)")
+    c = Worktree(repo.add_worktree("c", branch="c").path / "backend")
+    c.git("merge", "--quiet", "a")
+    c_only = c.chain(1, ids[-1], "c")
+    c.alembic("upgrade", "head", check=True)
+    return repo, main, c_only
+
+
 @pytest.mark.parametrize("auto_upgrade", [False, True])
 def test_hooks_installed_from_backend_check_and_repair_from_the_root(
         tmp_path: Path, sqlite_db: Database, auto_upgrade: bool) -> None:
-    repo, main = backend_repo(tmp_path, sqlite_db)
-    main.alembic("upgrade", "head", check=True)
-    a_root = repo.add_worktree("a").path
-    a = Worktree(a_root / "backend")
-    ids = a.chain(2, BASE_REV, "a")
-    a.commit("a: two migrations")
-    c_root = repo.add_worktree("c", branch="c").path
-    c = Worktree(c_root / "backend")
-    c.git("merge", "--quiet", "a")
-    c_only = c.chain(1, ids[-1], "c")
-    c.alembic("upgrade", "head", check=True)  # the database: a1, a2, c1
+    repo, main, c_only = _c_applied_what_main_lacks(tmp_path, sqlite_db, 2)
     bin_dir = command_on_path(tmp_path)
     flags = ["--auto-upgrade"] if auto_upgrade else []
     installed = json.loads(main.autocopy("install-hooks", "--json", *flags, check=True).stdout)
@@ -121,17 +127,7 @@ def test_the_hook_hint_works_in_the_folder_git_was_run_in(
         tmp_path: Path, sqlite_db: Database, git_folder: str, hint: str) -> None:
     """git runs hooks at the worktree root but the user typed the command elsewhere: the
     hint leads from there (GIT_PREFIX) to backend/, and works typed verbatim there."""
-    repo, main = backend_repo(tmp_path, sqlite_db)
-    main.alembic("upgrade", "head", check=True)
-    a_root = repo.add_worktree("a").path
-    a = Worktree(a_root / "backend")
-    ids = a.chain(1, BASE_REV, "a")
-    a.commit("a: one migration")
-    c_root = repo.add_worktree("c", branch="c").path
-    c = Worktree(c_root / "backend")
-    c.git("merge", "--quiet", "a")
-    c_only = c.chain(1, ids[-1], "c")
-    c.alembic("upgrade", "head", check=True)  # the database: c1, which main will lack
+    repo, main, c_only = _c_applied_what_main_lacks(tmp_path, sqlite_db, 1)
     bin_dir = command_on_path(tmp_path)
     main.autocopy("install-hooks", check=True)
     where = repo.main.path / git_folder

@@ -14,6 +14,7 @@ from support.project import (
     Worktree,
     integrate_env_py,
     make_repo,
+    one_id_two_contents,
     use_the_application_engine,
 )
 from support.revisions import BASE_REV, rev_id, rev_ids
@@ -26,6 +27,7 @@ __all__ = [
     "Worktree",
     "integrate_env_py",
     "make_repo",
+    "one_id_two_contents",
     "rev_id",
     "rev_ids",
     "run",

@@ -298,3 +298,17 @@ def use_the_application_engine(repo: Repo) -> None:
     text = text.replace(TEMPLATE_ASYNC_ENGINE, "    from appdb import engine as connectable\n")
     env_py.write_text(text.replace(dispose, ""), encoding="utf-8")
     repo.main.commit("env.py uses the application's engine")
+
+
+def one_id_two_contents(repo: Repo) -> tuple[Worktree, Worktree]:
+    """Worktree a applied e00000000001; worktree other holds another file for that id.
+    Returns (a, b): b, made from main, lacks the id."""
+    repo.main.alembic("upgrade", "head", check=True)
+    a = repo.add_worktree("a")
+    a.write_migration("e00000000001", down=BASE_REV, message="one body")
+    a.commit("e")
+    a.alembic("upgrade", "head", check=True)
+    other = repo.add_worktree("other")
+    other.write_migration("e00000000001", down=BASE_REV, message="another body")
+    other.commit("same id, other content")
+    return a, repo.add_worktree("b")
