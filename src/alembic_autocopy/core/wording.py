@@ -10,6 +10,10 @@ from collections.abc import Sequence
 
 from alembic_autocopy.core.model import Candidate, Conflict, Options, Plan, Unresolved
 
+#: The logger of what the tool says inside Alembic's runs (env.py's line, the recorder):
+#: shown as ``alembic.autocopy`` beside Alembic's own ``alembic.*`` lines.
+LOGGER_NAME = "alembic.autocopy"
+
 
 def source_of(candidate: Candidate) -> str:
     location = candidate.location

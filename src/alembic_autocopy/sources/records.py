@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from alembic_autocopy.core.errors import AutocopyError, GitError, MigrationParseError
 from alembic_autocopy.core.model import Candidate, Location, LocationKind, SkippedFile
 from alembic_autocopy.core.names import refusal as name_refusal
+from alembic_autocopy.core.wording import LOGGER_NAME
 from alembic_autocopy.effects import git
 from alembic_autocopy.effects.project import (
     DEFAULT_MAX_FILE_BYTES,
@@ -285,7 +286,7 @@ def settings_for(files: tuple[str, ...], section: str, cwd: str) -> ToolSettings
     except AutocopyError as error:  # e.g. a misspelt key: said once (cached), never raised
         import logging
 
-        logging.getLogger("alembic.autocopy").warning(
+        logging.getLogger(LOGGER_NAME).warning(
             "alembic-autocopy: cannot read the settings of %s (%s): the defaults apply "
             "(record table %s)", " and ".join(files), error, DEFAULT_TABLE)
         return ToolSettings()

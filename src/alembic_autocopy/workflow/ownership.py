@@ -34,6 +34,7 @@ from alembic_autocopy.core.foreign_objects import (
     read_effects,
 )
 from alembic_autocopy.core.model import Candidate, LocationKind, reachable
+from alembic_autocopy.core.wording import LOGGER_NAME
 from alembic_autocopy.sources.inventory import gather
 
 if TYPE_CHECKING:
@@ -44,7 +45,6 @@ if TYPE_CHECKING:
 # Imported inside functions, as each saves >= 5 ms where skipped: Alembic's operations and the
 # repair only during autogenerate.
 
-LOGGER_NAME = "alembic.autocopy"
 
 
 class Lineage:

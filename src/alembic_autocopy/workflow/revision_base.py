@@ -20,9 +20,8 @@ from typing import Any
 from alembic_autocopy.core.errors import AutocopyError
 from alembic_autocopy.core.foreign import HeadSplit, split_heads
 from alembic_autocopy.core.model import Candidate, Options
+from alembic_autocopy.core.wording import LOGGER_NAME
 from alembic_autocopy.effects.project import ProjectConfig
-
-LOGGER_NAME = "alembic.autocopy"
 
 
 def own_heads(project: ProjectConfig, local: Sequence[Candidate],
